@@ -1,0 +1,56 @@
+"""The CLI's dispatcher. Each command is a module in this package with `add_arguments(parser)` and
+`async run(args) -> int`; the module is imported only when its command runs."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib
+import logging
+import sys
+
+from ..errors import ConfigError, RemediatorError
+from ..redaction import install_filter
+
+# command -> (module, one-line help)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "config": ("shared.cli.config_cmd", "check the configuration and print it (no secrets)"),
+    "token": ("shared.cli.token_cmd", "try the target's stored secret against Entra ID and explain the answer"),
+    "cyclecloud": ("shared.cli.cyclecloud_cmd", "check the CycleCloud connection (probe)"),
+    "validate": ("shared.cli.validate_cmd", "diagnose a target: everything wrong, in plain English"),
+    "rotate": ("shared.cli.rotate_cmd", "rotate a target's client secret (crash-safe)"),
+    "roles": ("shared.cli.roles_cmd", "plan or apply the target's role assignments"),
+    "remediate": ("shared.cli.remediate_cmd", "validate, fix what can be fixed, validate again"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m shared", description="CycleCloud Credential Remediator")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log progress to stderr")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, (module_name, help_text) in COMMANDS.items():
+        module = importlib.import_module(module_name)
+        command_parser = sub.add_parser(name, help=help_text, description=help_text)
+        module.add_arguments(command_parser)
+        command_parser.set_defaults(_module=module)
+    return parser
+
+
+def main(argv: list[str]) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, stream=sys.stderr,
+                        format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("azure").setLevel(logging.WARNING)
+    install_filter()
+    try:
+        return int(asyncio.run(args._module.run(args)))
+    except ConfigError as exc:
+        print(exc.message, file=sys.stderr)
+        return 2
+    except RemediatorError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted; the next run resumes where this one stopped", file=sys.stderr)
+        return 130

@@ -1,0 +1,31 @@
+"""`python -m shared config check`: validate every setting and show what the product will do."""
+
+from __future__ import annotations
+
+import argparse
+
+from ..config import load_settings
+from .output import OK, emit
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("action", choices=["check"], help="check: validate the settings and list the targets")
+
+
+async def run(args: argparse.Namespace) -> int:
+    settings = load_settings()  # raises ConfigError listing every problem
+    emit(f"{OK} configuration is valid")
+    emit(f"  cloud          {settings.cloud.name}")
+    emit(f"  key vault      {settings.key_vault_url}")
+    emit(f"  schedules      rotation '{settings.rotation_schedule}', health '{settings.health_schedule}'")
+    emit(f"  auto-remediate {'on' if settings.auto_remediate else 'off'}")
+    emit(f"  targets        {len(settings.targets)}")
+    for t in settings.targets:
+        emit(f"  - {t.name}: {t.mode.value}, tenant {t.tenant_id}, app {t.app_id or '-'}, "
+             f"subscriptions {', '.join(t.subscription_ids)}")
+        if t.secret_name:
+            emit(f"      secret in Key Vault: {t.secret_name}; rotate {t.rotation.rotate_before_days} days before "
+                 f"expiry; new secrets live {t.rotation.lifetime_days} days")
+        if t.cyclecloud:
+            emit(f"      CycleCloud: {t.cyclecloud.url} account '{t.cyclecloud.account}' via {t.cyclecloud.transport}")
+    return 0

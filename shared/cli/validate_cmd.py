@@ -1,0 +1,13 @@
+"""`python -m shared validate`: not available yet (in progress)."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("args", nargs="*")
+
+
+async def run(args: argparse.Namespace) -> int:
+    raise SystemExit("this command is not available yet")

@@ -1,0 +1,239 @@
+"""The one place where credentials and SDK clients are built.
+
+Clients are async (the Function's handlers are async and `validate` runs its checks concurrently), built
+lazily on first use, and reused for the life of the factory (one process in Azure, one command in the CLI).
+Every client gets the same bounded retry policy (azure-core's, which honours `Retry-After`) and explicit
+connection and read timeouts, so no outbound call can hang or retry forever.
+
+Credentials: in Azure (App Service sets `IDENTITY_ENDPOINT`) the Function's managed identity, user-assigned
+when `AZURE_CLIENT_ID` is set; elsewhere (an operator's laptop, break-glass) the developer credential chain
+(`az login`, azd, PowerShell, environment).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, Self
+
+from .config import Settings
+
+if TYPE_CHECKING:
+    from azure.core.credentials_async import AsyncTokenCredential
+    from azure.keyvault.secrets.aio import SecretClient
+    from azure.mgmt.authorization.aio import AuthorizationManagementClient
+    from azure.mgmt.compute.aio import ComputeManagementClient
+    from azure.mgmt.core import AsyncARMPipelineClient
+    from azure.mgmt.resource.subscriptions.aio import SubscriptionClient
+    from azure.storage.blob.aio import BlobServiceClient
+    from msgraph import GraphServiceClient
+
+logger = logging.getLogger(__name__)
+
+# Bounded retries for every Azure SDK client: azure-core's RetryPolicy retries 408/429/5xx, honours
+# Retry-After / retry-after-ms, backs off exponentially and gives up after `retry_total` attempts.
+SDK_RETRY: dict[str, Any] = {
+    "retry_total": 4,
+    "retry_backoff_factor": 0.8,
+    "retry_backoff_max": 30,
+    "connection_timeout": 10,
+    "read_timeout": 60,
+}
+GRAPH_TIMEOUT_SECONDS = 60.0
+GRAPH_CONNECT_TIMEOUT_SECONDS = 10.0
+
+
+def running_in_azure(env: Mapping[str, str] | None = None) -> bool:
+    """App Service / Functions exposes its managed identity endpoint through these two variables."""
+    env = os.environ if env is None else env
+    return bool(env.get("IDENTITY_ENDPOINT") and env.get("IDENTITY_HEADER"))
+
+
+def credential_kind(env: Mapping[str, str] | None = None) -> str:
+    return "managed_identity" if running_in_azure(env) else "developer"
+
+
+class ClientFactory:
+    """Builds and caches the product's credential and SDK clients for one configured cloud.
+
+    Use as an async context manager (or call `close()`) so sockets are released.
+    """
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.cloud = settings.cloud
+        self._credential: AsyncTokenCredential | None = None
+        self._closeables: list[Any] = []
+        self._cache: dict[tuple[str, ...], Any] = {}
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        closeables, self._closeables = self._closeables, []
+        self._cache.clear()
+        for item in reversed(closeables):
+            try:
+                await item.close()
+            except Exception:  # closing is best effort; a failure here must not hide the real outcome
+                logger.debug("closing %s failed", type(item).__name__, exc_info=True)
+        self._credential = None
+
+    def _keep[T](self, key: tuple[str, ...], client: T) -> T:
+        self._cache[key] = client
+        self._closeables.append(client)
+        return client
+
+    # -- credentials -------------------------------------------------------------------------------------
+
+    @property
+    def credential(self) -> AsyncTokenCredential:
+        """The product's own identity."""
+        if self._credential is None:
+            if running_in_azure():
+                from azure.identity.aio import ManagedIdentityCredential
+
+                self._credential = ManagedIdentityCredential(
+                    client_id=self.settings.managed_identity_client_id, **SDK_RETRY
+                )
+            else:
+                from azure.identity.aio import DefaultAzureCredential
+
+                self._credential = DefaultAzureCredential(
+                    authority=self.cloud.login, managed_identity_client_id=self.settings.managed_identity_client_id,
+                    **SDK_RETRY,
+                )
+            self._closeables.append(self._credential)
+        return self._credential
+
+    def secret_credential(self, tenant_id: str, app_id: str, secret: str) -> AsyncTokenCredential:
+        """A credential for a CycleCloud service principal from a candidate secret (never cached).
+
+        The caller owns it and must close it.
+        """
+        from azure.identity.aio import ClientSecretCredential
+
+        return ClientSecretCredential(tenant_id, app_id, secret, authority=self.cloud.login, **SDK_RETRY)
+
+    # -- service clients ---------------------------------------------------------------------------------
+
+    def graph(self, credential: AsyncTokenCredential | None = None) -> GraphServiceClient:
+        key = ("graph", str(id(credential)) if credential else "")
+        if key in self._cache:
+            return self._cache[key]  # type: ignore[no-any-return]
+        import httpx
+        from kiota_authentication_azure.azure_identity_authentication_provider import (
+            AzureIdentityAuthenticationProvider,
+        )
+        from msgraph import GraphRequestAdapter, GraphServiceClient
+        from msgraph_core import GraphClientFactory
+
+        auth = AzureIdentityAuthenticationProvider(credential or self.credential, scopes=[self.cloud.graph_scope])
+        http_client = GraphClientFactory.create_with_default_middleware(
+            client=httpx.AsyncClient(timeout=httpx.Timeout(GRAPH_TIMEOUT_SECONDS, connect=GRAPH_CONNECT_TIMEOUT_SECONDS))
+        )
+        adapter = GraphRequestAdapter(auth, client=http_client)
+        adapter.base_url = f"{self.cloud.graph}/v1.0"
+        client = GraphServiceClient(request_adapter=adapter)
+        self._cache[key] = client
+        self._closeables.append(_HttpxCloser(http_client))
+        return client
+
+    def vault(self) -> SecretClient:
+        key = ("vault",)
+        if key not in self._cache:
+            from azure.keyvault.secrets.aio import SecretClient
+
+            self._keep(key, SecretClient(self.settings.key_vault_url, self.credential, **SDK_RETRY))
+        return self._cache[key]  # type: ignore[no-any-return]
+
+    def authorization(self, subscription_id: str) -> AuthorizationManagementClient:
+        key = ("authorization", subscription_id)
+        if key not in self._cache:
+            from azure.mgmt.authorization.aio import AuthorizationManagementClient
+
+            self._keep(key, AuthorizationManagementClient(
+                self.credential, subscription_id, base_url=self.cloud.arm,
+                credential_scopes=[self.cloud.arm_scope], **SDK_RETRY,
+            ))
+        return self._cache[key]  # type: ignore[no-any-return]
+
+    def subscriptions(self) -> SubscriptionClient:
+        key = ("subscriptions",)
+        if key not in self._cache:
+            from azure.mgmt.resource.subscriptions.aio import SubscriptionClient
+
+            self._keep(key, SubscriptionClient(
+                self.credential, base_url=self.cloud.arm, credential_scopes=[self.cloud.arm_scope], **SDK_RETRY
+            ))
+        return self._cache[key]  # type: ignore[no-any-return]
+
+    def compute(self, subscription_id: str) -> ComputeManagementClient:
+        key = ("compute", subscription_id)
+        if key not in self._cache:
+            from azure.mgmt.compute.aio import ComputeManagementClient
+
+            self._keep(key, ComputeManagementClient(
+                self.credential, subscription_id, base_url=self.cloud.arm,
+                credential_scopes=[self.cloud.arm_scope], **SDK_RETRY,
+            ))
+        return self._cache[key]  # type: ignore[no-any-return]
+
+    def arm(self, credential: AsyncTokenCredential | None = None) -> AsyncARMPipelineClient:
+        """A plain ARM pipeline (auth, retry, Retry-After, timeouts) for the few ARM reads that have no
+        typed operation in the SDKs we ship: subscription-scope effective permissions, policy assignments
+        and the Activity Log."""
+        key = ("arm", str(id(credential)) if credential else "")
+        if key not in self._cache:
+            from azure.core.configuration import Configuration
+            from azure.core.pipeline import policies
+            from azure.mgmt.core import AsyncARMPipelineClient
+            from azure.mgmt.core.policies import AsyncARMChallengeAuthenticationPolicy
+
+            config: Configuration[Any, Any] = Configuration(**SDK_RETRY)
+            config.headers_policy = policies.HeadersPolicy(**SDK_RETRY)
+            config.user_agent_policy = policies.UserAgentPolicy(sdk_moniker="cyclecloud-credential-remediator")
+            config.proxy_policy = policies.ProxyPolicy(**SDK_RETRY)
+            config.logging_policy = policies.NetworkTraceLoggingPolicy(**SDK_RETRY)
+            config.retry_policy = policies.AsyncRetryPolicy(**SDK_RETRY)
+            config.authentication_policy = AsyncARMChallengeAuthenticationPolicy(
+                credential or self.credential, self.cloud.arm_scope
+            )
+            self._keep(key, AsyncARMPipelineClient(
+                base_url=self.cloud.arm, config=config, per_call_policies=[], **SDK_RETRY
+            ))
+        return self._cache[key]  # type: ignore[no-any-return]
+
+    def blob_service(self) -> BlobServiceClient:
+        key = ("blob",)
+        if key not in self._cache:
+            from azure.storage.blob.aio import BlobServiceClient
+
+            storage = self.settings.storage
+            if storage.connection_string:
+                client = BlobServiceClient.from_connection_string(storage.connection_string, **SDK_RETRY)
+            elif storage.blob_service_uri:
+                client = BlobServiceClient(storage.blob_service_uri, credential=self.credential, **SDK_RETRY)
+            else:
+                from .errors import ConfigError
+
+                raise ConfigError([
+                    "AzureWebJobsStorage: is not set; set the Functions storage connection "
+                    "(AzureWebJobsStorage__blobServiceUri for an identity-based connection)"
+                ])
+            self._keep(key, client)
+        return self._cache[key]  # type: ignore[no-any-return]
+
+
+class _HttpxCloser:
+    """Adapts httpx.AsyncClient.aclose() to the close() the factory calls."""
+
+    def __init__(self, client: Any) -> None:
+        self._client = client
+
+    async def close(self) -> None:
+        await self._client.aclose()

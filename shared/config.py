@@ -1,0 +1,503 @@
+"""Typed settings and targets, loaded from app settings.
+
+Everything is validated before the first cloud call. Invalid configuration fails fast with one
+`ConfigError` that lists every problem at once, each as `setting: what is wrong; how to fix it`.
+No secret values live in configuration: only Key Vault secret names.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from .clouds import CLOUDS, AzureCloud
+from .errors import ConfigError
+
+CONTRIBUTOR_ROLE_ID = "b24988ac-6180-42a0-ab88-20f7382dd24c"
+DEFAULT_ROTATION_SCHEDULE = "0 0 3 * * *"  # daily, 03:00 UTC
+DEFAULT_HEALTH_SCHEDULE = "0 0 * * * *"  # hourly
+DEFAULT_STATE_CONTAINER = "remediator"
+DEFAULT_CREDENTIAL_PATH = "/cloud/accounts/{account}"
+
+_SLUG = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
+_VAULT_SECRET_NAME = re.compile(r"^[0-9A-Za-z-]{1,127}$")
+_VM_ID = re.compile(
+    r"^/subscriptions/[^/]+/resourceGroups/[^/]+/providers/Microsoft\.Compute/virtualMachines/[^/]+$", re.IGNORECASE
+)
+_NCRONTAB_FIELDS = 6
+
+
+class Mode(StrEnum):
+    SERVICE_PRINCIPAL = "service_principal"
+    MANAGED_IDENTITY = "managed_identity"
+
+
+class Transport(StrEnum):
+    REST = "rest"
+    RUNCOMMAND = "runcommand"
+
+
+@dataclass(frozen=True)
+class RotationPolicy:
+    rotate_before_days: int = 30
+    lifetime_days: int = 180
+    grace_hours: float = 24.0
+    test_successes: int = 3
+    test_timeout_seconds: float = 300.0
+
+
+@dataclass(frozen=True)
+class CycleCloudConnection:
+    url: str
+    account: str = "azure"
+    user: str = ""
+    password_secret: str = ""
+    ca_bundle: str | None = None  # path to a PEM file
+    ca_bundle_secret: str | None = None  # Key Vault secret holding PEM
+    transport: Transport = Transport.REST
+    credential_method: str = "PUT"
+    credential_path: str = DEFAULT_CREDENTIAL_PATH
+    timeout_seconds: float = 30.0
+
+
+@dataclass(frozen=True)
+class Target:
+    name: str
+    mode: Mode
+    tenant_id: str
+    subscription_ids: tuple[str, ...]
+    app_id: str | None = None
+    roles: tuple[str, ...] = (CONTRIBUTOR_ROLE_ID,)
+    secret_name: str | None = None
+    cyclecloud: CycleCloudConnection | None = None
+    vm_resource_id: str | None = None
+    rotation: RotationPolicy = field(default_factory=RotationPolicy)
+    prune_unmanaged_roles: bool = False
+
+    @property
+    def uses_secret(self) -> bool:
+        return self.mode is Mode.SERVICE_PRINCIPAL
+
+
+@dataclass(frozen=True)
+class StorageSettings:
+    """Where leases and rotation journals live: the Functions storage account."""
+
+    connection_string: str | None = None
+    blob_service_uri: str | None = None
+    container: str = DEFAULT_STATE_CONTAINER
+
+
+@dataclass(frozen=True)
+class Settings:
+    targets: tuple[Target, ...]
+    key_vault_url: str
+    cloud: AzureCloud
+    storage: StorageSettings
+    managed_identity_client_id: str | None = None
+    rotation_schedule: str = DEFAULT_ROTATION_SCHEDULE
+    health_schedule: str = DEFAULT_HEALTH_SCHEDULE
+    auto_remediate: bool = False
+    max_concurrency: int = 4
+    http_budget_seconds: float = 200.0
+
+    def target(self, name: str) -> Target:
+        for target in self.targets:
+            if target.name == name:
+                return target
+        from .errors import TargetNotFoundError
+
+        known = ", ".join(t.name for t in self.targets) or "(none configured)"
+        raise TargetNotFoundError(
+            f"No target named '{name}'.",
+            reason=f"Configured targets: {known}.",
+            fix="Use one of the configured target names, or add the target to the TARGETS setting.",
+            target=name,
+        )
+
+
+def is_guid(value: object) -> bool:
+    if not isinstance(value, str):
+        return False
+    try:
+        uuid.UUID(value)
+    except ValueError:
+        return False
+    return len(value) == 36
+
+
+class _Problems:
+    """Collects every configuration problem so they can be reported together."""
+
+    def __init__(self) -> None:
+        self.items: list[str] = []
+
+    def add(self, setting: str, what: str, fix: str) -> None:
+        self.items.append(f"{setting}: {what}; {fix}")
+
+
+_GUID_FIX = {
+    "tenant_id": "use the Directory (tenant) ID from the app registration's Overview page",
+    "app_id": "use the Application (client) ID from the app registration's Overview page",
+    "subscription_ids": "use the Subscription ID from the subscription's Overview page",
+}
+
+
+def _guid(problems: _Problems, where: str, raw: Any, key: str) -> str | None:
+    if raw is None or raw == "":
+        problems.add(where, "is missing", _GUID_FIX.get(key, "set it to a GUID"))
+        return None
+    if not is_guid(raw):
+        problems.add(where, f"{raw!r} is not a GUID", _GUID_FIX.get(key, "set it to a GUID"))
+        return None
+    return str(raw).lower()
+
+
+def _number(problems: _Problems, where: str, raw: Any, default: float, *, minimum: float, integer: bool) -> float:
+    if raw is None:
+        return default
+    if isinstance(raw, bool) or not isinstance(raw, int | float) or (integer and not float(raw).is_integer()):
+        kind = "a whole number" if integer else "a number"
+        problems.add(where, f"{raw!r} is not {kind}", f"set it to {kind} of at least {minimum:g}")
+        return default
+    if raw < minimum:
+        problems.add(where, f"{raw!r} is too small", f"set it to at least {minimum:g}")
+        return default
+    return float(raw)
+
+
+def _https_url(problems: _Problems, where: str, raw: Any, fix: str) -> str | None:
+    if not isinstance(raw, str) or not raw:
+        problems.add(where, "is missing", fix)
+        return None
+    parts = urlsplit(raw)
+    if parts.scheme != "https" or not parts.hostname:
+        problems.add(where, f"{raw!r} is not an https:// URL", fix)
+        return None
+    return raw.rstrip("/")
+
+
+def _unknown_keys(problems: _Problems, where: str, data: Mapping[str, Any], known: set[str]) -> None:
+    for key in sorted(set(data) - known):
+        problems.add(f"{where}.{key}", "is not a known setting", f"remove it, or use one of: {', '.join(sorted(known))}")
+
+
+_SECRET_LIKE_KEYS = {"secret", "client_secret", "password", "secret_value", "value"}
+
+
+def _parse_rotation(problems: _Problems, where: str, raw: Any) -> RotationPolicy:
+    if raw is None:
+        return RotationPolicy()
+    if not isinstance(raw, dict):
+        problems.add(where, "must be an object", 'e.g. {"rotate_before_days": 30, "lifetime_days": 180}')
+        return RotationPolicy()
+    defaults = RotationPolicy()
+    _unknown_keys(problems, where, raw, {f for f in RotationPolicy.__dataclass_fields__})
+    policy = RotationPolicy(
+        rotate_before_days=int(
+            _number(problems, f"{where}.rotate_before_days", raw.get("rotate_before_days"),
+                    defaults.rotate_before_days, minimum=1, integer=True)
+        ),
+        lifetime_days=int(
+            _number(problems, f"{where}.lifetime_days", raw.get("lifetime_days"), defaults.lifetime_days,
+                    minimum=1, integer=True)
+        ),
+        grace_hours=_number(problems, f"{where}.grace_hours", raw.get("grace_hours"), defaults.grace_hours,
+                            minimum=0, integer=False),
+        test_successes=int(
+            _number(problems, f"{where}.test_successes", raw.get("test_successes"), defaults.test_successes,
+                    minimum=1, integer=True)
+        ),
+        test_timeout_seconds=_number(problems, f"{where}.test_timeout_seconds", raw.get("test_timeout_seconds"),
+                                     defaults.test_timeout_seconds, minimum=1, integer=False),
+    )
+    if policy.rotate_before_days >= policy.lifetime_days:
+        problems.add(
+            f"{where}.rotate_before_days",
+            f"{policy.rotate_before_days} is not less than lifetime_days ({policy.lifetime_days})",
+            "a new secret would be due for rotation as soon as it is created; lower rotate_before_days",
+        )
+    return policy
+
+
+def _parse_cyclecloud(problems: _Problems, where: str, raw: Any, mode: Mode | None) -> CycleCloudConnection | None:
+    if raw is None:
+        return None
+    if not isinstance(raw, dict):
+        problems.add(where, "must be an object", 'e.g. {"url": "https://cyclecloud.contoso.com", "account": "azure"}')
+        return None
+    known = {f for f in CycleCloudConnection.__dataclass_fields__}
+    _unknown_keys(problems, where, raw, known)
+    url = _https_url(problems, f"{where}.url", raw.get("url"),
+                     "use the address you open CycleCloud's web UI with, e.g. https://cyclecloud.contoso.com "
+                     "(include the context path if CycleCloud has one)")
+    transport_raw = raw.get("transport", Transport.REST.value)
+    try:
+        transport = Transport(transport_raw)
+    except ValueError:
+        problems.add(f"{where}.transport", f"{transport_raw!r} is not a transport", "use 'rest' or 'runcommand'")
+        transport = Transport.REST
+    account = raw.get("account", "azure")
+    if not isinstance(account, str) or not account.strip():
+        problems.add(f"{where}.account", "is empty", "use the account name shown under Configure > Cloud Provider "
+                                                     "Accounts in CycleCloud (often 'azure')")
+        account = "azure"
+    user = raw.get("user", "")
+    password_secret = raw.get("password_secret", "")
+    if transport is Transport.REST:
+        if not user:
+            problems.add(f"{where}.user", "is missing", "name the CycleCloud user the product logs in as "
+                                                        "(a Superuser, so it may edit account credentials)")
+        if not password_secret:
+            problems.add(f"{where}.password_secret", "is missing",
+                         "name the Key Vault secret that holds the CycleCloud user's password")
+        elif not _VAULT_SECRET_NAME.match(str(password_secret)):
+            problems.add(f"{where}.password_secret", f"{password_secret!r} is not a Key Vault secret name",
+                         "use 1-127 letters, digits and dashes")
+    ca_bundle = raw.get("ca_bundle")
+    if ca_bundle is not None and (not isinstance(ca_bundle, str) or not Path(ca_bundle).is_file()):
+        problems.add(f"{where}.ca_bundle", f"{ca_bundle!r} is not a readable file",
+                     "point it at the PEM file of the CA that signed CycleCloud's certificate, or use "
+                     "ca_bundle_secret to read the PEM from Key Vault")
+        ca_bundle = None
+    method = str(raw.get("credential_method", "PUT")).upper()
+    if method not in {"PUT", "POST", "PATCH"}:
+        problems.add(f"{where}.credential_method", f"{method!r} is not an HTTP method that updates",
+                     "use PUT, POST or PATCH")
+    path = raw.get("credential_path", DEFAULT_CREDENTIAL_PATH)
+    if not isinstance(path, str) or not path.startswith("/") or "{account}" not in path:
+        problems.add(f"{where}.credential_path", f"{path!r} is not a path template with {{account}}",
+                     f"use e.g. {DEFAULT_CREDENTIAL_PATH!r}")
+        path = DEFAULT_CREDENTIAL_PATH
+    timeout = _number(problems, f"{where}.timeout_seconds", raw.get("timeout_seconds"), 30.0, minimum=1,
+                      integer=False)
+    if url is None:
+        return None
+    return CycleCloudConnection(
+        url=url, account=account, user=str(user), password_secret=str(password_secret), ca_bundle=ca_bundle,
+        ca_bundle_secret=raw.get("ca_bundle_secret"), transport=transport, credential_method=method,
+        credential_path=path, timeout_seconds=timeout,
+    )
+
+
+def _parse_target(problems: _Problems, index: int, raw: Any, seen: set[str]) -> Target | None:
+    where = f"TARGETS[{index}]"
+    if not isinstance(raw, dict):
+        problems.add(where, "must be an object", 'e.g. {"name": "hpc-prod", "tenant_id": "...", ...}')
+        return None
+    for key in sorted(set(raw) & _SECRET_LIKE_KEYS):
+        problems.add(f"{where}.{key}", "looks like a secret value in configuration",
+                     "remove it: store the secret in Key Vault and set secret_name to its name")
+    known = {f for f in Target.__dataclass_fields__} | _SECRET_LIKE_KEYS
+    _unknown_keys(problems, where, raw, known)
+
+    name = raw.get("name")
+    if not isinstance(name, str) or not _SLUG.match(name):
+        problems.add(f"{where}.name", f"{name!r} is not a slug",
+                     "use lowercase letters, digits and dashes, e.g. 'hpc-prod'")
+        name = None
+    elif name in seen:
+        problems.add(f"{where}.name", f"'{name}' is used by another target", "give each target a unique name")
+    else:
+        seen.add(name)
+    if name:
+        where = f"TARGETS[{index}] ({name})"
+
+    mode_raw = raw.get("mode", Mode.SERVICE_PRINCIPAL.value)
+    try:
+        mode: Mode | None = Mode(mode_raw)
+    except ValueError:
+        problems.add(f"{where}.mode", f"{mode_raw!r} is not a mode", "use 'service_principal' or 'managed_identity'")
+        mode = None
+
+    tenant_id = _guid(problems, f"{where}.tenant_id", raw.get("tenant_id"), "tenant_id")
+    app_id = None
+    if mode is Mode.SERVICE_PRINCIPAL or raw.get("app_id") is not None:
+        app_id = _guid(problems, f"{where}.app_id", raw.get("app_id"), "app_id")
+
+    subs_raw = raw.get("subscription_ids")
+    subscription_ids: list[str] = []
+    if not isinstance(subs_raw, list) or not subs_raw:
+        problems.add(f"{where}.subscription_ids", "must be a non-empty list",
+                     "list the IDs of the subscriptions CycleCloud deploys into")
+    else:
+        for j, sub in enumerate(subs_raw):
+            checked = _guid(problems, f"{where}.subscription_ids[{j}]", sub, "subscription_ids")
+            if checked:
+                subscription_ids.append(checked)
+
+    roles_raw = raw.get("roles", [CONTRIBUTOR_ROLE_ID])
+    roles: list[str] = []
+    if not isinstance(roles_raw, list) or not roles_raw or not all(isinstance(r, str) and r for r in roles_raw):
+        problems.add(f"{where}.roles", f"{roles_raw!r} is not a non-empty list of role names or ids",
+                     f"use e.g. [\"{CONTRIBUTOR_ROLE_ID}\"] (Contributor) or the name of the CycleCloud custom role")
+    else:
+        roles = [r.lower() if is_guid(r) else r for r in roles_raw]
+
+    secret_name = raw.get("secret_name")
+    if mode is Mode.SERVICE_PRINCIPAL:
+        if not secret_name:
+            problems.add(f"{where}.secret_name", "is missing",
+                         "name the Key Vault secret that holds (or will hold) the service principal's client secret")
+        elif not isinstance(secret_name, str) or not _VAULT_SECRET_NAME.match(secret_name):
+            problems.add(f"{where}.secret_name", f"{secret_name!r} is not a Key Vault secret name",
+                         "use 1-127 letters, digits and dashes")
+            secret_name = None
+
+    cyclecloud = _parse_cyclecloud(problems, f"{where}.cyclecloud", raw.get("cyclecloud"), mode)
+    vm_resource_id = raw.get("vm_resource_id")
+    if vm_resource_id is not None and (not isinstance(vm_resource_id, str) or not _VM_ID.match(vm_resource_id)):
+        problems.add(f"{where}.vm_resource_id", f"{vm_resource_id!r} is not a virtual machine resource id",
+                     "copy the Resource ID from the CycleCloud VM's Properties page "
+                     "(/subscriptions/<id>/resourceGroups/<rg>/providers/Microsoft.Compute/virtualMachines/<name>)")
+        vm_resource_id = None
+    needs_vm = mode is Mode.MANAGED_IDENTITY or (cyclecloud is not None and cyclecloud.transport is Transport.RUNCOMMAND)
+    if needs_vm and vm_resource_id is None and raw.get("vm_resource_id") is None:
+        why = "managed_identity mode" if mode is Mode.MANAGED_IDENTITY else "the runcommand transport"
+        problems.add(f"{where}.vm_resource_id", f"is missing but {why} needs the CycleCloud VM",
+                     "copy the Resource ID from the CycleCloud VM's Properties page")
+
+    rotation = _parse_rotation(problems, f"{where}.rotation", raw.get("rotation"))
+    prune = raw.get("prune_unmanaged_roles", False)
+    if not isinstance(prune, bool):
+        problems.add(f"{where}.prune_unmanaged_roles", f"{prune!r} is not true or false", "use true or false")
+        prune = False
+
+    if name is None or mode is None or tenant_id is None or not subscription_ids:
+        return None
+    return Target(
+        name=name, mode=mode, tenant_id=tenant_id, app_id=app_id, subscription_ids=tuple(subscription_ids),
+        roles=tuple(roles) or (CONTRIBUTOR_ROLE_ID,), secret_name=secret_name if mode is Mode.SERVICE_PRINCIPAL else None,
+        cyclecloud=cyclecloud, vm_resource_id=vm_resource_id, rotation=rotation, prune_unmanaged_roles=prune,
+    )
+
+
+def _load_targets_json(problems: _Problems, env: Mapping[str, str]) -> Any:
+    inline = env.get("TARGETS")
+    path = env.get("TARGETS_FILE")
+    if inline and path:
+        problems.add("TARGETS_FILE", "is set together with TARGETS", "set only one of them")
+    if path and not inline:
+        try:
+            text = Path(path).read_text(encoding="utf-8")
+        except OSError as exc:
+            problems.add("TARGETS_FILE", f"cannot read {path!r} ({exc.strerror})",
+                         "point it at a readable JSON file, or set TARGETS instead")
+            return None
+        source, text_value = "TARGETS_FILE", text
+    elif inline:
+        source, text_value = "TARGETS", inline
+    else:
+        problems.add("TARGETS", "is not set", "set TARGETS to a JSON list of targets, or TARGETS_FILE to a JSON file")
+        return None
+    try:
+        data = json.loads(text_value)
+    except json.JSONDecodeError as exc:
+        problems.add(source, f"is not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno})",
+                     "fix the JSON syntax")
+        return None
+    if isinstance(data, dict) and "targets" in data:
+        data = data["targets"]
+    if not isinstance(data, list):
+        problems.add(source, "must be a JSON list of targets", 'e.g. [{"name": "hpc-prod", ...}]')
+        return None
+    return data
+
+
+def _flag(problems: _Problems, env: Mapping[str, str], key: str, default: bool) -> bool:
+    raw = env.get(key)
+    if raw is None or raw == "":
+        return default
+    lowered = raw.strip().lower()
+    if lowered in {"1", "true", "yes", "on"}:
+        return True
+    if lowered in {"0", "false", "no", "off"}:
+        return False
+    problems.add(key, f"{raw!r} is not true or false", "use true or false")
+    return default
+
+
+def _schedule(problems: _Problems, env: Mapping[str, str], key: str, default: str) -> str:
+    value = env.get(key) or default
+    if len(value.split()) != _NCRONTAB_FIELDS:
+        problems.add(key, f"{value!r} is not a 6-field NCRONTAB expression",
+                     "use seconds first, e.g. '0 0 3 * * *' for daily at 03:00 UTC")
+    return value
+
+
+def _storage(problems: _Problems, env: Mapping[str, str]) -> StorageSettings:
+    container = env.get("STATE_CONTAINER") or DEFAULT_STATE_CONTAINER
+    if not re.match(r"^[a-z0-9](?!.*--)[a-z0-9-]{1,61}[a-z0-9]$", container):
+        problems.add("STATE_CONTAINER", f"{container!r} is not a blob container name",
+                     "use 3-63 lowercase letters, digits and single dashes")
+    conn = env.get("AzureWebJobsStorage") or None
+    uri = env.get("AzureWebJobsStorage__blobServiceUri") or None
+    account = env.get("AzureWebJobsStorage__accountName")
+    if uri is None and account:
+        uri = f"https://{account}.blob.core.windows.net"
+    return StorageSettings(connection_string=conn, blob_service_uri=uri, container=container)
+
+
+def load_settings(env: Mapping[str, str] | None = None) -> Settings:
+    """Read and validate every setting; raise one ConfigError listing all problems."""
+    env = os.environ if env is None else env
+    problems = _Problems()
+
+    cloud_name = env.get("AZURE_CLOUD") or "AzureCloud"
+    cloud = CLOUDS.get(cloud_name)
+    if cloud is None:
+        problems.add("AZURE_CLOUD", f"{cloud_name!r} is not a known cloud", f"use one of: {', '.join(CLOUDS)}")
+        cloud = CLOUDS["AzureCloud"]
+
+    vault_url = _https_url(problems, "KEY_VAULT_URL", env.get("KEY_VAULT_URL"),
+                           "use the Vault URI from the Key Vault's Overview page, e.g. https://kv-name.vault.azure.net")
+    if vault_url and not (urlsplit(vault_url).hostname or "").endswith(cloud.vault_suffix):
+        problems.add("KEY_VAULT_URL", f"{vault_url!r} is not a Key Vault in {cloud.name}",
+                     f"use the Vault URI (ending in {cloud.vault_suffix}) or set AZURE_CLOUD to the vault's cloud")
+
+    client_id = env.get("AZURE_CLIENT_ID") or None
+    if client_id and not is_guid(client_id):
+        problems.add("AZURE_CLIENT_ID", f"{client_id!r} is not a GUID",
+                     "use the Client ID of the Function's user-assigned managed identity, or remove the setting")
+
+    max_concurrency = 4
+    if env.get("MAX_CONCURRENCY"):
+        try:
+            max_concurrency = int(env["MAX_CONCURRENCY"])
+            if max_concurrency < 1:
+                raise ValueError
+        except ValueError:
+            problems.add("MAX_CONCURRENCY", f"{env['MAX_CONCURRENCY']!r} is not a positive whole number", "use e.g. 4")
+            max_concurrency = 4
+
+    targets: list[Target] = []
+    raw_targets = _load_targets_json(problems, env)
+    if raw_targets is not None:
+        seen: set[str] = set()
+        for index, raw in enumerate(raw_targets):
+            target = _parse_target(problems, index, raw, seen)
+            if target is not None:
+                targets.append(target)
+
+    settings = Settings(
+        targets=tuple(targets),
+        key_vault_url=vault_url or "",
+        cloud=cloud,
+        storage=_storage(problems, env),
+        managed_identity_client_id=client_id.lower() if client_id and is_guid(client_id) else None,
+        rotation_schedule=_schedule(problems, env, "ROTATION_SCHEDULE", DEFAULT_ROTATION_SCHEDULE),
+        health_schedule=_schedule(problems, env, "HEALTH_SCHEDULE", DEFAULT_HEALTH_SCHEDULE),
+        auto_remediate=_flag(problems, env, "AUTO_REMEDIATE", False),
+        max_concurrency=max_concurrency,
+    )
+    if problems.items:
+        raise ConfigError(problems.items)
+    return settings

@@ -1,0 +1,195 @@
+"""Test fixtures: the Azure twin (one per run, reset per test), Azurite, the product's settings, and a
+guard that fails the run on any connection outside 127.0.0.1."""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import os
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.twin import Twin
+from tests.world import CC_HOST, World
+
+ROOT = Path(__file__).resolve().parent.parent
+AZURITE_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
+
+# ---------------------------------------------------------------------------------------------------------
+# Guard: nothing in a test run may connect outside the loopback range.
+
+_violations: list[str] = []
+_real_connect = socket.socket.connect
+_real_connect_ex = socket.socket.connect_ex
+
+
+def _loopback(address: Any) -> bool:
+    if isinstance(address, tuple) and address:
+        host = address[0]
+        try:
+            return ipaddress.ip_address(host).is_loopback
+        except ValueError:
+            return host == "localhost"
+    return True  # AF_UNIX and friends
+
+
+def _guarded_connect(self: socket.socket, address: Any) -> Any:
+    if self.family in (socket.AF_INET, socket.AF_INET6) and not _loopback(address):
+        _violations.append(repr(address))
+        raise OSError(f"test guard: connection to {address!r} refused (tests may only reach 127.0.0.1)")
+    return _real_connect(self, address)
+
+
+def _guarded_connect_ex(self: socket.socket, address: Any) -> Any:
+    if self.family in (socket.AF_INET, socket.AF_INET6) and not _loopback(address):
+        _violations.append(repr(address))
+        raise OSError(f"test guard: connection to {address!r} refused (tests may only reach 127.0.0.1)")
+    return _real_connect_ex(self, address)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    socket.socket.connect = _guarded_connect  # type: ignore[method-assign]
+    socket.socket.connect_ex = _guarded_connect_ex  # type: ignore[method-assign]
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    if _violations:
+        reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+        if reporter is not None:
+            reporter.write_line(f"GUARD: {len(_violations)} connection(s) outside 127.0.0.1: {_violations[:5]}",
+                                red=True)
+        session.exitstatus = 1
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The twin
+
+
+@pytest.fixture(scope="session")
+def twin_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Twin]:
+    twin = Twin(tmp_path_factory.mktemp("twin")).start()
+    yield twin
+    twin.stop()
+
+
+@pytest.fixture
+def twin(twin_server: Twin, monkeypatch: pytest.MonkeyPatch) -> Iterator[Twin]:
+    """A reset twin, with this process's environment pointed at it."""
+    twin_server.reset()
+    for key, value in twin_server.environment().items():
+        monkeypatch.setenv(key, value)
+    for key in ("HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy", "AZURE_CLIENT_ID", "AZURE_CLIENT_SECRET",
+                "AZURE_TENANT_ID", "AZURE_AUTHORITY_HOST", "MSI_ENDPOINT"):
+        monkeypatch.delenv(key, raising=False)
+    yield twin_server
+    unrouted = list(twin_server.unrouted)
+    twin_server.faults.clear()
+    assert not unrouted, f"the product tried to reach hosts the twin does not model: {unrouted}"
+
+
+@pytest.fixture
+def world() -> World:
+    return World()
+
+
+@pytest.fixture
+def cc_ca(twin: Twin) -> str:
+    """The CycleCloud server's own CA bundle (distinct from the twin's CA)."""
+    return str(twin.cyclecloud_ca_path(CC_HOST))
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Azurite (Microsoft's storage emulator) for leases and journals
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def azurite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """Start Azurite's blob service once per run; yields its connection string."""
+    binary = ROOT / "node_modules" / ".bin" / "azurite-blob"
+    if not binary.exists():
+        pytest.fail("Azurite is not installed: run `make test` (it runs `npm install`)")
+    port = _free_port()
+    workdir = tmp_path_factory.mktemp("azurite")
+    log = open(workdir / "azurite.log", "wb")  # noqa: SIM115 - closed after the process ends
+    proc = subprocess.Popen(
+        [str(binary), "--blobHost", "127.0.0.1", "--blobPort", str(port), "--location", str(workdir),
+         "--disableTelemetry", "--skipApiVersionCheck", "--loose", "--inMemoryPersistence"],
+        stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "NO_PROXY": "*"},
+    )
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                break
+        except OSError:
+            time.sleep(0.1)
+    else:
+        proc.kill()
+        pytest.fail(f"Azurite did not start; see {workdir / 'azurite.log'}")
+    yield (f"DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey={AZURITE_KEY};"
+           f"BlobEndpoint=http://127.0.0.1:{port}/devstoreaccount1;")
+    proc.terminate()
+    try:
+        proc.wait(timeout=5)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+    log.close()
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The product's settings
+
+
+@pytest.fixture
+def product_env(twin: Twin, world: World, cc_ca: str, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    """Load the world into the twin and the product's app settings into the environment."""
+    twin.load(world.scenario())
+    env = world.env(ca_bundle=cc_ca)
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.delenv("TARGETS_FILE", raising=False)
+    return env
+
+
+@pytest.fixture
+def settings(product_env: dict[str, str]) -> Any:
+    from shared.config import load_settings
+
+    return load_settings()
+
+
+@pytest.fixture
+def secret_values(world: World) -> list[str]:
+    """Every secret value of the world: tests assert none of them appears in logs, errors or responses."""
+    from tests.world import CC_PASSWORD
+
+    return [world.secret, CC_PASSWORD]
+
+
+def assert_no_secrets(text: str, secrets: list[str]) -> None:
+    for secret in secrets:
+        assert secret not in text, "a secret value leaked"
+        assert secret.strip() not in text, "a secret value leaked"
+
+
+@pytest.fixture(autouse=True)
+def _quiet_sdk_logs() -> None:
+    logging.getLogger("azure").setLevel(logging.WARNING)
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+
+
+def have_node() -> bool:
+    return shutil.which("node") is not None
