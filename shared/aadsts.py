@@ -51,22 +51,23 @@ class EntraEvidence:
         }
 
 
-_NEW_SECRET = ("Portal: Microsoft Entra ID > App registrations > (the app) > Certificates & secrets > "
-               "New client secret; CLI: az ad app credential reset --id <app-id> --append. "
-               "Or let the product rotate it: POST /api/targets/<target>/rotate")
+_REPLACEMENT_STEPS = ("Portal: Microsoft Entra ID > App registrations > (the app) > Certificates & secrets > "
+                      "New client secret; CLI: az ad app credential reset --id <app-id> --append. "
+                      "Or let the product rotate it: POST /api/targets/<target>/rotate")
 
 CATALOG: dict[int, AadstsCode] = {c.code: c for c in [
     AadstsCode(7000222, "Client secret expired",
                "The client secret CycleCloud uses has passed its expiry date, so Entra ID refuses every sign-in.",
-               _NEW_SECRET, "secret.expired"),
+               _REPLACEMENT_STEPS, "secret.expired"),
     AadstsCode(7000215, "Invalid client secret",
                "Entra ID does not recognise the client secret: it is wrong, has extra spaces, is the secret's ID "
                "instead of its value, belongs to another app, or was created seconds ago and has not spread yet.",
-               "Check the value has no spaces and is the secret Value (not the Secret ID); " + _NEW_SECRET,
+               "Check the value has no spaces and is the secret Value (not the Secret ID); " + _REPLACEMENT_STEPS,
                "secret.invalid"),
     AadstsCode(7000216, "Client secret missing",
                "The sign-in request carried no client secret at all.",
-               "Store the secret in Key Vault under the target's secret_name; " + _NEW_SECRET, "secret.invalid"),
+               "Store the secret in Key Vault under the target's secret_name; " + _REPLACEMENT_STEPS,
+               "secret.invalid"),
     AadstsCode(700016, "Application not found in the directory",
                "No app with this Application (client) ID exists in this tenant: the app id or the tenant id is "
                "wrong, or the app was deleted.",
@@ -83,37 +84,37 @@ CATALOG: dict[int, AadstsCode] = {c.code: c for c in [
     AadstsCode(700027, "Client assertion signature invalid",
                "The certificate used to sign in is not one registered on the app, or has been removed.",
                "Portal: App registrations > (the app) > Certificates & secrets > Certificates; compare thumbprints",
-               "entra.unknown_error"),
+               "entra.sign_in_refused"),
     AadstsCode(700024, "Client assertion outside its valid time range",
                "The signed sign-in request is expired or not yet valid: the caller's clock is probably wrong.",
-               "Synchronise the clock of the machine that signs in (NTP)", "entra.unknown_error"),
+               "Synchronise the clock of the machine that signs in (NTP)", "entra.sign_in_refused"),
     AadstsCode(7000112, "Application disabled",
                "The app's service principal is disabled in this tenant, so nobody can sign in as it.",
                "Portal: Microsoft Entra ID > Enterprise applications > (the app) > Properties > Enabled for users "
                "to sign-in = Yes; CLI: az ad sp update --id <app-id> --set accountEnabled=true",
-               "entra.unknown_error"),
+               "app.disabled"),
     AadstsCode(7000229, "Service principal missing",
                "The app exists but has no service principal (enterprise application) in this tenant.",
                "CLI: az ad sp create --id <app-id>", "app.not_found_in_tenant"),
     AadstsCode(500011, "Resource not found in tenant",
                "The service the token is for (e.g. Azure Resource Manager in another cloud) is not known to this "
                "tenant: usually the wrong Azure cloud is configured.",
-               "Set AZURE_CLOUD to the cloud the tenant lives in", "entra.unknown_error"),
+               "Set AZURE_CLOUD to the cloud the tenant lives in", "entra.sign_in_refused"),
     AadstsCode(53003, "Blocked by Conditional Access",
                "A Conditional Access policy blocked this sign-in (for example a location or workload identity "
                "policy).",
                "Portal: Microsoft Entra ID > Sign-in logs > Service principal sign-ins, open the failure and read "
                "the Conditional Access tab; exclude the service principal or allow its location",
-               "entra.unknown_error"),
+               "entra.sign_in_refused"),
     AadstsCode(50034, "Account does not exist",
                "The user or principal is not in this directory.",
                "Check the tenant id and the account name", "app.not_found_in_tenant"),
     AadstsCode(50053, "Account locked",
                "Too many failed sign-ins locked the account for a while.",
-               "Wait, then fix whatever is sending the wrong credential", "entra.unknown_error"),
+               "Wait, then fix whatever is sending the wrong credential", "entra.sign_in_refused"),
     AadstsCode(70011, "Invalid scope",
                "The token request asked for a scope Entra ID does not accept.",
-               "Request '<resource>/.default' for client credentials", "entra.unknown_error"),
+               "Request '<resource>/.default' for client credentials", "entra.sign_in_refused"),
 ]}
 
 

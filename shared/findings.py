@@ -1,0 +1,497 @@
+"""The catalog of diagnosis findings: every problem `validate` can report, with a stable code.
+
+Each entry says, for a newcomer, what is wrong in one sentence, how a person fixes it (the Azure portal path
+and the equivalent CLI or API call), and whether `remediate` can fix it on its own (and with which action).
+Codes are part of the product's contract (reports, alerts, runbooks match on them): never rename one; add a
+new code instead.
+
+A `Finding` is one occurrence: the catalog entry plus a sentence about this target (`detail`), the evidence a
+support case needs (AADSTS code, trace and correlation ids, the failing action and scope, ...) and the
+remediation steps with the target's own ids filled in.
+"""
+
+from __future__ import annotations
+
+import string
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+
+class Severity(StrEnum):
+    """`error` makes a target `failing`, `warning` makes it `degraded`, `info` is advice."""
+
+    ERROR = "error"
+    WARNING = "warning"
+    INFO = "info"
+
+
+class FixAction(StrEnum):
+    """What `remediate` does for a fixable finding (the remediation engine dispatches on these)."""
+
+    ROTATE = "rotate"  # create a new client secret, store it in Key Vault, push it to CycleCloud
+    RECONCILE_ROLES = "reconcile_roles"  # create the configured role assignments that are missing
+    PUSH_TO_CYCLECLOUD = "push_to_cyclecloud"  # give CycleCloud the secret Key Vault holds
+    STORE_TRIMMED_SECRET = "store_trimmed_secret"  # noqa: S105 - an action name; store the value without whitespace, then push it
+
+
+@dataclass(frozen=True)
+class RemediationStep:
+    """One thing a person does, by hand in the portal or with the CLI/API."""
+
+    action: str
+    portal: str
+    cli: str
+
+    def render(self, params: Mapping[str, object]) -> RemediationStep:
+        return RemediationStep(_fill(self.action, params), _fill(self.portal, params), _fill(self.cli, params))
+
+    def to_dict(self) -> dict[str, str]:
+        return {"action": self.action, "portal": self.portal, "cli": self.cli}
+
+
+@dataclass(frozen=True)
+class FindingSpec:
+    code: str
+    severity: Severity
+    title: str
+    summary: str  # one sentence a newcomer understands
+    steps: tuple[RemediationStep, ...]
+    fix_action: FixAction | None = None  # set when `remediate` fixes it
+    remediate_how: str | None = None
+
+    @property
+    def fixable_by_remediate(self) -> bool:
+        return self.fix_action is not None
+
+
+class _Blank(dict[str, object]):
+    """str.format_map helper: unknown placeholders stay readable as <name>."""
+
+    def __missing__(self, key: str) -> str:
+        return f"<{key}>"
+
+
+def _fill(text: str, params: Mapping[str, object]) -> str:
+    names = {name for _, name, _, _ in string.Formatter().parse(text) if name}
+    if not names:
+        return text
+    return text.format_map(_Blank({k: v for k, v in params.items() if v is not None}))
+
+
+_APP_SECRETS = "Microsoft Entra ID > App registrations > (app {app_id}) > Certificates & secrets > Client secrets"
+_CC_CREDENTIALS = "CycleCloud > Configure > Cloud Provider Accounts > {account} > Credentials > Edit"
+_SUB_IAM = "Subscriptions > (subscription {subscription_id}) > Access control (IAM)"
+_ROTATE = ("remediate rotates the secret: it creates a new client secret on the app, stores it in Key Vault, "
+           "pushes it to CycleCloud, checks it works, then retires the old one after the grace period.")
+_NEW_SECRET_STEPS = (
+    RemediationStep(
+        "Create a new client secret and copy its Value (not its Secret ID).",
+        f"{_APP_SECRETS} > New client secret",
+        "az ad app credential reset --id {app_id} --append --display-name cyclecloud --years 1",
+    ),
+    RemediationStep(
+        "Store the new value in Key Vault.",
+        "Key vaults > {vault_name} > Objects > Secrets > {secret_name} > New Version",
+        "az keyvault secret set --vault-name {vault_name} --name {secret_name} --file <file-with-the-value>",
+    ),
+    RemediationStep(
+        "Give CycleCloud the same value, then Validate and Save.",
+        f"{_CC_CREDENTIALS} > Application Secret",
+        "cyclecloud account edit {account} -f <account.json>",
+    ),
+)
+
+_CATALOG: tuple[FindingSpec, ...] = (
+    # -- the client secret ------------------------------------------------------------------------------
+    FindingSpec(
+        "secret.expired", Severity.ERROR, "Client secret expired (AADSTS7000222)",
+        "The client secret CycleCloud signs in with has passed its expiry date, so Entra ID refuses every "
+        "sign-in and CycleCloud cannot create or delete VMs.",
+        _NEW_SECRET_STEPS, FixAction.ROTATE, _ROTATE,
+    ),
+    FindingSpec(
+        "secret.expiring_soon", Severity.WARNING, "Client secret expires soon",
+        "The client secret still works but expires within the rotation window, after which CycleCloud stops "
+        "working.",
+        _NEW_SECRET_STEPS, FixAction.ROTATE, _ROTATE,
+    ),
+    FindingSpec(
+        "secret.invalid", Severity.ERROR, "Client secret not accepted (AADSTS7000215)",
+        "Entra ID does not recognise the stored client secret: it is mistyped, truncated, belongs to another "
+        "app, or its credential was deleted from the app.",
+        _NEW_SECRET_STEPS, FixAction.ROTATE, _ROTATE,
+    ),
+    FindingSpec(
+        "secret.whitespace", Severity.ERROR, "Spaces or line breaks around the secret",
+        "The stored secret has whitespace before or after it (a copy-paste accident), which Entra ID rejects "
+        "as an invalid secret.",
+        (
+            RemediationStep(
+                "Store the value again without leading or trailing spaces or line breaks.",
+                "Key vaults > {vault_name} > Objects > Secrets > {secret_name} > New Version (paste, then check "
+                "the ends of the value)",
+                "az keyvault secret set --vault-name {vault_name} --name {secret_name} --file <file-without-"
+                "trailing-newline>",
+            ),
+            RemediationStep("Paste the trimmed value into CycleCloud, then Validate and Save.",
+                            f"{_CC_CREDENTIALS} > Application Secret",
+                            "cyclecloud account edit {account} -f <account.json>"),
+        ),
+        FixAction.STORE_TRIMMED_SECRET,
+        "remediate stores the trimmed value as a new Key Vault version and pushes it to CycleCloud.",
+    ),
+    FindingSpec(
+        "secret.looks_like_secret_id", Severity.ERROR, "The Secret ID was stored instead of the secret Value",
+        "What is stored is a GUID (the client secret's Secret ID shown next to it in the portal), not the "
+        "secret Value, so Entra ID rejects it.",
+        _NEW_SECRET_STEPS, FixAction.ROTATE,
+        "remediate rotates: the value of an existing secret cannot be shown again, so a new one is created. "
+        + _ROTATE,
+    ),
+    FindingSpec(
+        "secret.unknown_credential", Severity.ERROR, "Stored secret matches none of the app's credentials",
+        "The secret in Key Vault does not belong to any client secret the app registration still has (it was "
+        "deleted, or the secret belongs to another app).",
+        _NEW_SECRET_STEPS, FixAction.ROTATE, _ROTATE,
+    ),
+    FindingSpec(
+        "secret.missing_in_vault", Severity.ERROR, "No secret in Key Vault",
+        "The Key Vault secret that should hold CycleCloud's client secret does not exist (or is disabled or "
+        "deleted), so nothing can check, rotate or restore it.",
+        _NEW_SECRET_STEPS, FixAction.ROTATE,
+        "remediate creates a new client secret, stores it under the configured name and pushes it to CycleCloud.",
+    ),
+    # -- the app registration and the tenant --------------------------------------------------------------
+    FindingSpec(
+        "app.not_found_in_tenant", Severity.ERROR, "Application not found in the tenant (AADSTS700016)",
+        "No app registration with the configured Application (client) ID exists in the configured tenant, so "
+        "the app id or the tenant id is wrong, or the app was deleted.",
+        (
+            RemediationStep(
+                "Find the app and compare its Application (client) ID and Directory (tenant) ID with the target's "
+                "app_id and tenant_id.",
+                "Microsoft Entra ID > App registrations > All applications > search {app_id} > Overview",
+                "az ad app show --id {app_id} --query \"{{appId:appId, tenant:publisherDomain}}\"",
+            ),
+            RemediationStep(
+                "If the app exists but has no service principal in this tenant, create it.",
+                "Microsoft Entra ID > Enterprise applications > search {app_id}",
+                "az ad sp create --id {app_id}",
+            ),
+        ),
+    ),
+    FindingSpec(
+        "app.disabled", Severity.ERROR, "Application disabled (AADSTS7000112)",
+        "The app's service principal is disabled in this tenant, so nobody can sign in as it.",
+        (RemediationStep(
+            "Enable sign-in for the service principal.",
+            "Microsoft Entra ID > Enterprise applications > (app {app_id}) > Properties > Enabled for users to "
+            "sign-in = Yes",
+            "az ad sp update --id {app_id} --set accountEnabled=true",
+        ),),
+    ),
+    FindingSpec(
+        "tenant.not_found", Severity.ERROR, "Tenant not found (AADSTS90002)",
+        "Entra ID does not know the configured tenant id, so it is mistyped or belongs to another Azure cloud "
+        "(Government, China).",
+        (RemediationStep(
+            "Copy the Directory (tenant) ID from the app registration and set it as the target's tenant_id "
+            "(and AZURE_CLOUD if the tenant lives in another cloud).",
+            "Microsoft Entra ID > Overview > Tenant ID",
+            "az account show --query tenantId",
+        ),),
+    ),
+    FindingSpec(
+        "tenant.mismatch", Severity.ERROR, "Subscription belongs to another tenant",
+        "The subscription CycleCloud deploys into belongs to a different Microsoft Entra tenant than the "
+        "service principal, so role assignments made for the principal have no effect there.",
+        (RemediationStep(
+            "Compare the subscription's Directory with the app registration's Directory (tenant) ID; use a "
+            "service principal from the subscription's tenant, or move the subscription.",
+            "Subscriptions > (subscription {subscription_id}) > Overview > Directory",
+            "az account show --subscription {subscription_id} --query tenantId",
+        ),),
+    ),
+    FindingSpec(
+        "entra.sign_in_refused", Severity.ERROR, "Entra ID refused the sign-in",
+        "Entra ID refused the service principal's sign-in for a reason other than the secret itself (see the "
+        "AADSTS code and its explanation in the evidence).",
+        (RemediationStep(
+            "Open the failed sign-in with its correlation id and follow the explanation.",
+            "Microsoft Entra ID > Monitoring > Sign-in logs > Service principal sign-ins > filter by "
+            "correlation id",
+            "az rest --url \"https://graph.microsoft.com/v1.0/auditLogs/signIns?$filter=correlationId eq "
+            "'<correlation-id>'\"",
+        ),),
+    ),
+    FindingSpec(
+        "entra.unknown_error", Severity.ERROR, "Unrecognised Entra ID error",
+        "Entra ID refused the sign-in with an error code this product does not know; its own description and "
+        "the error-lookup link are in the evidence.",
+        (RemediationStep(
+            "Look the code up and open the failed sign-in with its correlation id.",
+            "https://login.microsoftonline.com/error?code=<code>; Microsoft Entra ID > Monitoring > Sign-in logs",
+            "az rest --url \"https://graph.microsoft.com/v1.0/auditLogs/signIns?$filter=correlationId eq "
+            "'<correlation-id>'\"",
+        ),),
+    ),
+    # -- roles and permissions ----------------------------------------------------------------------------
+    FindingSpec(
+        "role.missing", Severity.ERROR, "Required role not assigned",
+        "The CycleCloud identity does not hold the role CycleCloud needs on the subscription, so CycleCloud's "
+        "calls fail with 'does not have authorization to perform action'.",
+        (RemediationStep(
+            "Assign the role to the CycleCloud identity at the subscription (needs Owner, User Access "
+            "Administrator or Role Based Access Control Administrator; Contributor is not enough).",
+            f"{_SUB_IAM} > Add > Add role assignment > {{role}} > Members: {{principal_id}}",
+            "az role assignment create --assignee-object-id {principal_id} --assignee-principal-type "
+            "ServicePrincipal --role \"{role}\" --scope /subscriptions/{subscription_id}",
+        ),),
+        FixAction.RECONCILE_ROLES,
+        "remediate creates the missing assignment (labelled as managed by this product) and checks it took effect.",
+    ),
+    FindingSpec(
+        "role.insufficient", Severity.ERROR, "Effective permissions lack actions CycleCloud needs",
+        "The CycleCloud identity's effective permissions on the subscription (after custom roles, inheritance "
+        "and deny assignments) do not include actions CycleCloud calls, such as "
+        "Microsoft.Storage/storageAccounts/read.",
+        (
+            RemediationStep(
+                "Assign Contributor (or the CycleCloud custom role with every listed action) at the subscription.",
+                f"{_SUB_IAM} > Add > Add role assignment > Contributor > Members: {{principal_id}}",
+                "az role assignment create --assignee-object-id {principal_id} --assignee-principal-type "
+                "ServicePrincipal --role Contributor --scope /subscriptions/{subscription_id}",
+            ),
+            RemediationStep(
+                "If a deny assignment removes the actions, ask its owner to exclude the identity.",
+                f"{_SUB_IAM} > Deny assignments",
+                "az rest --url https://management.azure.com/subscriptions/{subscription_id}/providers/"
+                "Microsoft.Authorization/denyAssignments?api-version=2022-04-01",
+            ),
+        ),
+        FixAction.RECONCILE_ROLES,
+        "remediate assigns the configured role where it is missing; a custom role that lacks actions or a deny "
+        "assignment needs a person.",
+    ),
+    FindingSpec(
+        "role.policy_denied", Severity.ERROR, "Azure Policy denies the role assignment",
+        "An Azure Policy assignment on the subscription denies the role assignment CycleCloud needs, so "
+        "assigning it fails (or was silently refused).",
+        (RemediationStep(
+            "Ask the policy owner for an exemption for the CycleCloud identity, or assign an allowed role.",
+            "Policy > Assignments > {policy_assignment} > Create exemption; Policy > Compliance",
+            "az policy exemption create --name cyclecloud-role --policy-assignment {policy_assignment_id} "
+            "--exemption-category Waiver --scope /subscriptions/{subscription_id}",
+        ),),
+    ),
+    FindingSpec(
+        "activity.failed_operations", Severity.WARNING, "Recent failed operations in the Activity Log",
+        "The Activity Log shows operations by the CycleCloud identity that Azure refused recently; each entry "
+        "names the exact action and resource.",
+        (RemediationStep(
+            "Open the failed operations and grant what they name (usually the role above).",
+            "Subscriptions > (subscription {subscription_id}) > Activity log > Status: Failed > Event initiated "
+            "by: {principal_id}",
+            "az monitor activity-log list --subscription {subscription_id} --caller {principal_id} --status Failed "
+            "--offset 7d",
+        ),),
+    ),
+    # -- managed identity mode ----------------------------------------------------------------------------
+    FindingSpec(
+        "identity.disabled", Severity.ERROR, "CycleCloud VM has no managed identity",
+        "The CycleCloud VM's system-assigned managed identity is off, so CycleCloud configured for managed "
+        "identity cannot sign in at all.",
+        (
+            RemediationStep("Turn the system-assigned identity on.",
+                            "Virtual machines > {vm_name} > Settings > Identity > System assigned > Status: On > Save",
+                            "az vm identity assign --ids {vm_id}"),
+            RemediationStep("Then give it its role at the subscription (see identity.role_missing).",
+                            "Virtual machines > {vm_name} > Identity > Azure role assignments > Add role assignment",
+                            "az role assignment create --assignee-object-id <identity-principal-id> "
+                            "--assignee-principal-type ServicePrincipal --role \"{role}\" "
+                            "--scope /subscriptions/{subscription_id}"),
+        ),
+    ),
+    FindingSpec(
+        "identity.role_missing", Severity.ERROR, "CycleCloud VM identity lacks its role",
+        "The CycleCloud VM's managed identity is on but does not hold the role CycleCloud needs on the "
+        "subscription.",
+        (RemediationStep(
+            "Assign the role to the VM's identity at the subscription.",
+            "Virtual machines > {vm_name} > Identity > Azure role assignments > Add role assignment > Scope: "
+            "Subscription > Role: {role}",
+            "az role assignment create --assignee-object-id {principal_id} --assignee-principal-type "
+            "ServicePrincipal --role \"{role}\" --scope /subscriptions/{subscription_id}",
+        ),),
+        FixAction.RECONCILE_ROLES,
+        "remediate assigns the role to the VM's identity and checks it took effect.",
+    ),
+    # -- CycleCloud ---------------------------------------------------------------------------------------
+    FindingSpec(
+        "cyclecloud.unreachable", Severity.WARNING, "CycleCloud cannot be reached",
+        "The product cannot reach the CycleCloud server (network, DNS, TLS certificate or the server is down), "
+        "so it can neither check nor update CycleCloud's credential.",
+        (RemediationStep(
+            "Check the URL, that the server runs, that this host may reach it on HTTPS and that the CA bundle "
+            "signs its certificate.",
+            "Virtual machines > {vm_name} > Overview (Status) and Networking",
+            "curl --cacert <ca-bundle> -sS -o /dev/null -w '%{{http_code}}' {cyclecloud_url}/",
+        ),),
+    ),
+    FindingSpec(
+        "cyclecloud.login_failed", Severity.WARNING, "CycleCloud refused the product's login",
+        "CycleCloud rejected the user name or password the product signs in with (or locked the user after "
+        "failed logins), so the product cannot update CycleCloud.",
+        (RemediationStep(
+            "Reset the CycleCloud user's password and store it in Key Vault under the configured name.",
+            "CycleCloud > Admin > Users > {cyclecloud_user} > Edit; Key vaults > {vault_name} > Secrets > "
+            "{password_secret}",
+            "az keyvault secret set --vault-name {vault_name} --name {password_secret} --file <password-file>",
+        ),),
+    ),
+    FindingSpec(
+        "cyclecloud.account_missing", Severity.ERROR, "CycleCloud has no such cloud provider account",
+        "CycleCloud has no cloud provider account with the configured name, so clusters have no Azure "
+        "credential to use.",
+        (RemediationStep(
+            "Create the account, or set the target's cyclecloud.account to the name CycleCloud shows.",
+            "CycleCloud > Configure > Cloud Provider Accounts",
+            "cyclecloud account list; cyclecloud account create -f <account.json>",
+        ),),
+    ),
+    FindingSpec(
+        "cyclecloud.out_of_sync", Severity.ERROR, "CycleCloud holds a different credential than Key Vault",
+        "CycleCloud's account uses a different client secret (or app, or tenant) than the one in Key Vault, "
+        "so CycleCloud breaks when the secret it holds expires or is removed.",
+        (RemediationStep(
+            "Paste the Key Vault secret into CycleCloud, then Validate and Save.",
+            f"{_CC_CREDENTIALS} > Application Secret",
+            "az keyvault secret show --vault-name {vault_name} --name {secret_name} --query value -o tsv > <file>; "
+            "cyclecloud account edit {account} -f <account.json>",
+        ),),
+        FixAction.PUSH_TO_CYCLECLOUD,
+        "remediate pushes the Key Vault secret to CycleCloud and reads it back to verify.",
+    ),
+    # -- the product itself -------------------------------------------------------------------------------
+    FindingSpec(
+        "function.permission_missing", Severity.WARNING, "The product lacks a permission it needs",
+        "The product's own identity lacks a right it needs to rotate or repair this target, so those fixes "
+        "would fail until it is granted.",
+        (RemediationStep(
+            "Grant the product's identity the role or permission named in the evidence.",
+            "{grant_portal}",
+            "{grant_cli}",
+        ),),
+    ),
+    FindingSpec(
+        "function.identity_unavailable", Severity.ERROR, "The product's own identity cannot sign in",
+        "The product cannot get a token as itself (managed identity not assigned or its endpoint unreachable; "
+        "for the CLI, Azure CLI missing or not logged in), so it cannot check or fix anything.",
+        (
+            RemediationStep("In Azure: turn the Function app's managed identity on.",
+                            "Function App > Settings > Identity > System assigned > Status: On",
+                            "az functionapp identity assign --name <function-app> --resource-group <rg>"),
+            RemediationStep("On a workstation: install the Azure CLI and sign in.",
+                            "https://learn.microsoft.com/cli/azure/install-azure-cli",
+                            "az login && az account get-access-token --scope https://management.azure.com/.default"),
+        ),
+    ),
+    # -- advice ---------------------------------------------------------------------------------------------
+    FindingSpec(
+        "advice.use_managed_identity", Severity.INFO, "Consider a managed identity",
+        "This single-subscription target could use the CycleCloud VM's managed identity instead of a client "
+        "secret, which removes expiring secrets altogether (Microsoft's recommendation for CycleCloud).",
+        (RemediationStep(
+            "Turn on the VM's identity, give it the role, switch the CycleCloud account to managed identity, "
+            "then set the target's mode to managed_identity.",
+            "Virtual machines > {vm_name} > Identity; CycleCloud > Configure > Cloud Provider Accounts > "
+            "{account} > Credentials > Managed Identity",
+            "az vm identity assign --ids {vm_id}",
+        ),),
+    ),
+    # -- the diagnosis itself ---------------------------------------------------------------------------
+    FindingSpec(
+        "check.failed", Severity.WARNING, "A check could not run",
+        "One of the checks failed with an error, so the report cannot vouch for what that check covers.",
+        (RemediationStep("Read the check's error in the evidence, fix its cause, and validate again.",
+                         "Function App > Monitoring > Logs (this invocation)",
+                         "python -m shared validate {target} -v"),),
+    ),
+    FindingSpec(
+        "check.timed_out", Severity.WARNING, "A check took too long",
+        "One of the checks did not finish within its time limit (a slow or unresponsive service), so the "
+        "report cannot vouch for what that check covers.",
+        (RemediationStep("Validate again; if it keeps timing out, check the named service's health.",
+                         "Service Health > Health history",
+                         "python -m shared validate {target} -v"),),
+    ),
+)
+
+CATALOG: dict[str, FindingSpec] = {spec.code: spec for spec in _CATALOG}
+
+
+def spec(code: str) -> FindingSpec:
+    try:
+        return CATALOG[code]
+    except KeyError:
+        raise KeyError(f"unknown finding code {code!r}; add it to shared/findings.py") from None
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One occurrence of a catalog entry for a target."""
+
+    code: str
+    severity: Severity
+    title: str
+    summary: str
+    detail: str  # one sentence about this target: which secret, which subscription, which action
+    evidence: dict[str, Any] = field(default_factory=dict)
+    steps: tuple[RemediationStep, ...] = ()
+    fix_action: FixAction | None = None
+    remediate_how: str | None = None
+    check: str = ""  # the check that found it
+    subject: str | None = None  # what it is about: a subscription id, a principal, the secret name
+
+    @property
+    def fixable_by_remediate(self) -> bool:
+        return self.fix_action is not None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "code": self.code,
+            "severity": self.severity.value,
+            "title": self.title,
+            "summary": self.summary,
+            "detail": self.detail,
+            "subject": self.subject,
+            "check": self.check,
+            "evidence": self.evidence,
+            "remediation": [step.to_dict() for step in self.steps],
+            "fixable_by_remediate": self.fixable_by_remediate,
+            "remediate_action": self.fix_action.value if self.fix_action else None,
+            "remediate_how": self.remediate_how,
+        }
+
+
+def make_finding(code: str, detail: str, *, evidence: Mapping[str, Any] | None = None,
+                 params: Mapping[str, object] | None = None, check: str = "", subject: str | None = None,
+                 severity: Severity | None = None) -> Finding:
+    """A finding from the catalog, its steps filled in with `params` (target ids; unknown ones stay <name>)."""
+    entry = spec(code)
+    values = dict(params or {})
+    return Finding(
+        code=entry.code,
+        severity=severity or entry.severity,
+        title=entry.title,
+        summary=entry.summary,
+        detail=detail,
+        evidence=dict(evidence or {}),
+        steps=tuple(step.render(values) for step in entry.steps),
+        fix_action=entry.fix_action,
+        remediate_how=entry.remediate_how,
+        check=check,
+        subject=subject,
+    )
