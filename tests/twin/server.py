@@ -94,6 +94,8 @@ class Twin:
         self.unrouted: list[str] = []  # hosts the product tried to reach that the twin does not model
         self.unreachable_hosts: set[str] = set()  # hosts that should look down (not a guard violation)
         self.services: list[Service] = []
+        # (vm, script_lines, parameters, protected) -> (exit_code, stdout, stderr); the CycleCloud twin sets it
+        self.run_command_executor: Any = None
         self._servers: list[socketserver.BaseServer] = []
         self.proxy_port = 0
         self.msi_port = 0

@@ -302,6 +302,8 @@ class Propagation:
     new_secret_seconds: float = 0.0
     role_assignment_seconds: float = 0.0
     principal_replication_seconds: float = 0.0
+    # ARM answers PrincipalNotFound even when principalType is set while the principal is this young
+    principal_not_found_seconds: float = 0.0
 
 
 BUILTIN_ROLES = [
