@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from azure.mgmt.core import AsyncARMPipelineClient
     from azure.mgmt.resource.subscriptions.aio import SubscriptionClient
     from azure.storage.blob.aio import BlobServiceClient
-    from msgraph import GraphServiceClient
+    from msgraph.graph_service_client import GraphServiceClient
 
 logger = logging.getLogger(__name__)
 
@@ -129,12 +129,15 @@ class ClientFactory:
         from kiota_authentication_azure.azure_identity_authentication_provider import (
             AzureIdentityAuthenticationProvider,
         )
-        from msgraph import GraphRequestAdapter, GraphServiceClient
+        from msgraph.graph_request_adapter import GraphRequestAdapter
+        from msgraph.graph_service_client import GraphServiceClient
         from msgraph_core import GraphClientFactory
 
         auth = AzureIdentityAuthenticationProvider(credential or self.credential, scopes=[self.cloud.graph_scope])
         http_client = GraphClientFactory.create_with_default_middleware(
-            client=httpx.AsyncClient(timeout=httpx.Timeout(GRAPH_TIMEOUT_SECONDS, connect=GRAPH_CONNECT_TIMEOUT_SECONDS))
+            client=httpx.AsyncClient(
+                timeout=httpx.Timeout(GRAPH_TIMEOUT_SECONDS, connect=GRAPH_CONNECT_TIMEOUT_SECONDS)
+            )
         )
         adapter = GraphRequestAdapter(auth, client=http_client)
         adapter.base_url = f"{self.cloud.graph}/v1.0"
@@ -183,12 +186,16 @@ class ClientFactory:
             ))
         return self._cache[key]  # type: ignore[no-any-return]
 
-    def arm(self, credential: AsyncTokenCredential | None = None) -> AsyncARMPipelineClient:
+    def arm(self, credential: AsyncTokenCredential | None = None) -> AsyncARMPipelineClient[Any, Any]:
         """A plain ARM pipeline (auth, retry, Retry-After, timeouts) for the few ARM reads that have no
         typed operation in the SDKs we ship: subscription-scope effective permissions, policy assignments
-        and the Activity Log."""
-        key = ("arm", str(id(credential)) if credential else "")
-        if key not in self._cache:
+        and the Activity Log.
+
+        With `credential` (e.g. a candidate secret of the CycleCloud service principal) the client is built
+        fresh and NOT cached (an id()-keyed cache could hand a later credential a stale client): the caller
+        must close it. Without, it uses the product's identity and is cached."""
+        key = ("arm", "")
+        if credential is not None or key not in self._cache:
             from azure.core.configuration import Configuration
             from azure.core.pipeline import policies
             from azure.mgmt.core import AsyncARMPipelineClient
@@ -203,9 +210,10 @@ class ClientFactory:
             config.authentication_policy = AsyncARMChallengeAuthenticationPolicy(
                 credential or self.credential, self.cloud.arm_scope
             )
-            self._keep(key, AsyncARMPipelineClient(
-                base_url=self.cloud.arm, config=config, per_call_policies=[], **SDK_RETRY
-            ))
+            client = AsyncARMPipelineClient(base_url=self.cloud.arm, config=config, per_call_policies=[], **SDK_RETRY)
+            if credential is not None:
+                return client
+            self._keep(key, client)
         return self._cache[key]  # type: ignore[no-any-return]
 
     def blob_service(self) -> BlobServiceClient:

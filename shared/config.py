@@ -187,7 +187,8 @@ def _https_url(problems: _Problems, where: str, raw: Any, fix: str) -> str | Non
 
 def _unknown_keys(problems: _Problems, where: str, data: Mapping[str, Any], known: set[str]) -> None:
     for key in sorted(set(data) - known):
-        problems.add(f"{where}.{key}", "is not a known setting", f"remove it, or use one of: {', '.join(sorted(known))}")
+        problems.add(f"{where}.{key}", "is not a known setting",
+                     f"remove it, or use one of: {', '.join(sorted(known))}")
 
 
 _SECRET_LIKE_KEYS = {"secret", "client_secret", "password", "secret_value", "value"}
@@ -359,7 +360,8 @@ def _parse_target(problems: _Problems, index: int, raw: Any, seen: set[str]) -> 
                      "copy the Resource ID from the CycleCloud VM's Properties page "
                      "(/subscriptions/<id>/resourceGroups/<rg>/providers/Microsoft.Compute/virtualMachines/<name>)")
         vm_resource_id = None
-    needs_vm = mode is Mode.MANAGED_IDENTITY or (cyclecloud is not None and cyclecloud.transport is Transport.RUNCOMMAND)
+    runcommand = cyclecloud is not None and cyclecloud.transport is Transport.RUNCOMMAND
+    needs_vm = mode is Mode.MANAGED_IDENTITY or runcommand
     if needs_vm and vm_resource_id is None and raw.get("vm_resource_id") is None:
         why = "managed_identity mode" if mode is Mode.MANAGED_IDENTITY else "the runcommand transport"
         problems.add(f"{where}.vm_resource_id", f"is missing but {why} needs the CycleCloud VM",
@@ -375,7 +377,8 @@ def _parse_target(problems: _Problems, index: int, raw: Any, seen: set[str]) -> 
         return None
     return Target(
         name=name, mode=mode, tenant_id=tenant_id, app_id=app_id, subscription_ids=tuple(subscription_ids),
-        roles=tuple(roles) or (CONTRIBUTOR_ROLE_ID,), secret_name=secret_name if mode is Mode.SERVICE_PRINCIPAL else None,
+        roles=tuple(roles) or (CONTRIBUTOR_ROLE_ID,),
+        secret_name=secret_name if mode is Mode.SERVICE_PRINCIPAL else None,
         cyclecloud=cyclecloud, vm_resource_id=vm_resource_id, rotation=rotation, prune_unmanaged_roles=prune,
     )
 
