@@ -1,0 +1,60 @@
+"""The client factory: one place, lazy, reused, bounded retries and timeouts, the right credential."""
+
+from __future__ import annotations
+
+import pytest
+from azure.identity.aio import DefaultAzureCredential, ManagedIdentityCredential
+
+from shared.clients import SDK_RETRY, ClientFactory
+from shared.config import Settings, load_settings
+from shared.errors import ConfigError
+from tests.twin import Twin
+from tests.world import SUBSCRIPTION, World
+
+
+@pytest.fixture
+def world_settings() -> Settings:
+    return load_settings(World().env())
+
+
+async def test_clients_are_lazy_reused_and_bounded(world_settings: Settings, twin: Twin) -> None:
+    async with ClientFactory(world_settings) as clients:
+        assert clients._cache == {}  # nothing is built (or connects) until first use
+        vault = clients.vault()
+        assert clients.vault() is vault
+        assert clients.authorization(SUBSCRIPTION) is clients.authorization(SUBSCRIPTION)
+        assert clients.compute(SUBSCRIPTION) is clients.compute(SUBSCRIPTION)
+        assert clients.subscriptions() is clients.subscriptions()
+        assert clients.graph() is clients.graph()
+        retry = vault._client._config.retry_policy
+        assert retry.total_retries == SDK_RETRY["retry_total"]
+        assert vault._client._config.retry_policy.backoff_max == SDK_RETRY["retry_backoff_max"]
+        assert twin.request_log == []  # still nothing sent
+    assert clients._cache == {}
+
+
+async def test_credential_is_managed_identity_in_azure_and_developer_chain_elsewhere(
+        world_settings: Settings, twin: Twin, monkeypatch: pytest.MonkeyPatch) -> None:
+    async with ClientFactory(world_settings) as clients:
+        assert isinstance(clients.credential, ManagedIdentityCredential)
+    monkeypatch.delenv("IDENTITY_ENDPOINT")
+    async with ClientFactory(world_settings) as clients:
+        assert isinstance(clients.credential, DefaultAzureCredential)
+
+
+async def test_user_assigned_identity_is_used_when_azure_client_id_is_set(twin: Twin) -> None:
+    scenario = World().scenario()
+    scenario["principals"][0].update({"function_identity": False, "user_assigned": True})
+    twin.load(scenario)
+    env = World().env()
+    env["AZURE_CLIENT_ID"] = scenario["principals"][0]["app_id"]
+    async with ClientFactory(load_settings(env)) as clients:
+        token = await clients.credential.get_token("https://management.azure.com/.default")
+    info = twin.tokens.lookup(token.token)
+    assert info is not None and info.object_id == scenario["principals"][0]["object_id"]
+
+
+async def test_blob_service_without_storage_settings_is_a_config_error(world_settings: Settings) -> None:
+    async with ClientFactory(world_settings) as clients:
+        with pytest.raises(ConfigError, match="AzureWebJobsStorage"):
+            clients.blob_service()
