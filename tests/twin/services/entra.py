@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from ..http import HttpError, Request, Response, Router, json_response
 from ..server import LOGIN_HOSTS, Service
-from ..state import hash_secret, iso, new_guid
+from ..state import Application, State, hash_secret, iso, new_guid
 
 KNOWN_AUDIENCES = {
     "https://management.azure.com", "https://management.core.windows.net", "https://graph.microsoft.com",
@@ -105,22 +105,10 @@ class EntraService(Service):
                 raise self.aadsts(401, "invalid_client", 7000216,
                                   "'client_assertion', 'client_secret' or 'request' is required for the "
                                   "'client_credentials' grant type.")
-            digest = hash_secret(secret)
-            credential = next((c for c in app.password_credentials if c.secret_hash == digest), None)
+            problem = client_secret_problem(self.state, app, secret)
+            if problem is not None:
+                raise self.aadsts(401, "invalid_client", *problem)
             now = self.state.now()
-            invalid = (f"Invalid client secret provided. Ensure the secret being sent in the request is the client "
-                       f"secret value, not the client secret ID, for a secret added to app '{client_id}'.")
-            if credential is None:
-                raise self.aadsts(401, "invalid_client", 7000215, invalid)
-            if now >= credential.end:
-                raise self.aadsts(401, "invalid_client", 7000222,
-                                  f"The provided client secret keys for app '{client_id}' are expired. Visit the "
-                                  "Azure portal to create new keys for your app: https://aka.ms/NewClientSecret, or "
-                                  "consider using certificate credentials for added security: "
-                                  "https://aka.ms/certCreds.")
-            age = (now - credential.created_at).total_seconds()
-            if now < credential.start or age < self.state.propagation.new_secret_seconds:
-                raise self.aadsts(401, "invalid_client", 7000215, invalid)
             if audience not in KNOWN_AUDIENCES:
                 raise self.aadsts(400, "invalid_resource", 500011,
                                   f"The resource principal named {audience or scope} was not found in the tenant "
@@ -132,3 +120,22 @@ class EntraService(Service):
         token, _ = self.twin.tokens.issue(tenant_id, object_id, client_id, audience, now)
         return json_response(200, {"token_type": "Bearer", "expires_in": 3599, "ext_expires_in": 3599,
                                    "access_token": token})
+
+
+def client_secret_problem(state: State, app: Application, secret: str) -> tuple[int, str] | None:
+    """Why Entra refuses `secret` for `app` as (AADSTS code, text), or None when it works now. Shared with the
+    twin's CycleCloud, whose "Validate" asks Entra the same question. The caller holds `state.lock`."""
+    credential = next((c for c in app.password_credentials if c.secret_hash == hash_secret(secret)), None)
+    now = state.now()
+    invalid = (f"Invalid client secret provided. Ensure the secret being sent in the request is the client "
+               f"secret value, not the client secret ID, for a secret added to app '{app.app_id}'.")
+    if credential is None:
+        return 7000215, invalid
+    if now >= credential.end:
+        return 7000222, (f"The provided client secret keys for app '{app.app_id}' are expired. Visit the "
+                         "Azure portal to create new keys for your app: https://aka.ms/NewClientSecret, or "
+                         "consider using certificate credentials for added security: https://aka.ms/certCreds.")
+    age = (now - credential.created_at).total_seconds()
+    if now < credential.start or age < state.propagation.new_secret_seconds:
+        return 7000215, invalid
+    return None
