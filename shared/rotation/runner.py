@@ -1,0 +1,217 @@
+"""Entry points of the rotation: one target (HTTP, CLI), its status, and the timer's sweep over every target."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from ..adapters.graph import GraphAdapter
+from ..config import Target
+from ..context import AppContext
+from ..errors import BadRequestError, RemediatorError
+from .deadline import Deadline
+from .model import Journal, RotationOutcome, RotationStatus, from_iso, operation_of, utcnow
+from .policy import decide, find_orphans
+from .protocol import Progress, RotationRun, pending_name
+from .store import JournalStore, TargetLock
+
+logger = logging.getLogger(__name__)
+
+SWEEP_DEADLINE_SECONDS = 240.0  # per target in the timer; a longer wait resumes on the next schedule
+DEADLINE_MARGIN_SECONDS = 5.0  # answer this long before the caller's deadline
+
+
+def rotatable_target(ctx: AppContext, name: str) -> Target:
+    """The target, checked before any cloud call: only service-principal targets with a secret rotate."""
+    target = ctx.settings.target(name)
+    problems = []
+    if not target.uses_secret:
+        problems.append("it uses CycleCloud's managed identity, which has no secret to rotate")
+    if not target.app_id:
+        problems.append("it has no app_id")
+    if not target.secret_name:
+        problems.append("it has no secret_name")
+    elif len(pending_name(target.secret_name)) > 127:
+        problems.append("secret_name is too long to add '-pending' (Key Vault allows 127 characters)")
+    if target.cyclecloud is None:
+        problems.append("it has no cyclecloud connection to push the new secret to")
+    if problems:
+        raise BadRequestError(f"Target '{name}' cannot be rotated: {'; '.join(problems)}.",
+                              fix="Rotate only service_principal targets with app_id, secret_name and cyclecloud set.",
+                              target=name)
+    return target
+
+
+def _store(ctx: AppContext) -> JournalStore:
+    return JournalStore(ctx.clients.blob_service(), ctx.settings.storage.container)
+
+
+async def rotate_target(ctx: AppContext, target_name: str, *, force: bool = False, dry_run: bool = False,
+                        deadline_seconds: float = 200.0, on_progress: Progress | None = None) -> RotationOutcome:
+    """Run (or resume) the target's rotation until it is done, must wait, or `deadline_seconds` is near.
+
+    Returns the outcome: `http_status` 200 (done: rotated, not due, or failed with the reason) or 202 (in
+    progress: the journal holds the stage and the next call resumes). Raises LockedError (409) while another
+    caller rotates the target. `dry_run` reads only and returns the plan."""
+    target = rotatable_target(ctx, target_name)
+    if dry_run:
+        return await plan_rotation(ctx, target, force=force)
+    deadline = Deadline(max(1.0, deadline_seconds - DEADLINE_MARGIN_SECONDS))
+    store = _store(ctx)
+    lock = TargetLock(store, target.name)
+    await lock.acquire()
+    run = RotationRun(ctx, target, store, lock, deadline, on_progress)
+    try:
+        async with asyncio.timeout(deadline.remaining()):
+            outcome = await run.execute(force=force)
+    except TimeoutError:
+        run.note("deadline reached; the journal keeps the stage for the next call")
+        outcome = run.outcome(RotationStatus.IN_PROGRESS,
+                              "The rotation did not finish within this call's time limit; call again (or wait "
+                              "for the timer) and it resumes where it stopped.")
+    finally:
+        await lock.release()
+    logger.info("rotation of %s: %s (stage %s, operation %s)", target.name, outcome.status.value,
+                outcome.stage.value if outcome.stage else "-", outcome.operation_id or "-")
+    return outcome
+
+
+async def plan_rotation(ctx: AppContext, target: Target, *, force: bool) -> RotationOutcome:
+    """Dry run: what a real run would do now. Reads only; takes no lock; writes nothing."""
+    run = RotationRun(ctx, target, _store(ctx), None, Deadline(60))
+    vj = await run.store.read(target.name)
+    app = await GraphAdapter(ctx.clients).get_application(target.app_id or "")
+    main = await run.read_main()
+    main_versions = await run.read_versions(run.secret_name)
+    pending_versions = await run.read_versions(run.pending_name)
+    journal = vj.journal
+    current_op = journal.current
+    live_pending = {(v.tags or {}).get("keyId", "") for v in pending_versions
+                    if v.enabled and current_op and (v.tags or {}).get("operationId") == current_op.id}
+    in_vault = {(v.tags or {}).get("keyId", "") for v in main_versions if v.enabled} | live_pending
+    main_key = (main.properties.tags or {}).get("keyId") if main else None
+    orphans = find_orphans(app.credentials, {k for k in in_vault if k},
+                           [main_key, *(r.key_id for r in journal.retirements)])
+    now = utcnow()
+    retire = [r.key_id for r in journal.retirements if (from_iso(r.after) or now) <= now]
+    decision = decide(now, target.rotation, app.credentials, run.facts(main), force=force)
+    steps: list[str] = [f"remove orphan credential {o.key_id} (operation {operation_of(o.display_name)})"
+                        for o in orphans]
+    steps += [f"retire replaced credential {k}" for k in retire]
+    if current_op is not None:
+        steps.append(f"resume operation {current_op.id} at stage '{current_op.stage.value}'")
+        due = True
+    elif decision.due:
+        steps += ["intent: record a new operation id in the journal",
+                  f"create: add a client secret ({target.rotation.lifetime_days} days) and store it as "
+                  f"'{run.pending_name}'",
+                  f"test: {target.rotation.test_successes} consecutive token + ARM authorization successes",
+                  "push: update CycleCloud's account and verify",
+                  f"commit: new version of '{run.secret_name}'",
+                  f"retire: remove the replaced credential after {target.rotation.grace_hours:g} hours"]
+        due = True
+    else:
+        due = False
+    current = decision.current.credential
+    plan: dict[str, Any] = {
+        "due": due, "reason": decision.reason,
+        "currentKeyId": current.key_id if current else None,
+        "currentMatchedBy": decision.current.how,
+        "currentExpires": current.end.isoformat() if current and current.end else None,
+        "rotateOn": decision.rotate_on.isoformat() if decision.rotate_on else None,
+        "resume": {"operationId": current_op.id, "stage": current_op.stage.value} if current_op else None,
+        "orphans": [o.key_id for o in orphans], "retire": retire, "steps": steps,
+    }
+    message = "Dry run: " + ("; ".join(steps) if steps else f"nothing to do ({decision.reason})") + "."
+    return RotationOutcome(target.name, RotationStatus.PLANNED, message, due=due, reason=decision.reason,
+                           plan=plan, operation_id=current_op.id if current_op else None,
+                           stage=current_op.stage if current_op else None)
+
+
+@dataclass
+class RotationState:
+    """GET /api/targets/{t}/rotation: the journal, secret-free."""
+
+    target: str
+    journal: Journal
+    locked: bool
+
+    http_status = 200
+
+    def to_dict(self) -> dict[str, Any]:
+        data = self.journal.to_dict()
+        data.pop("schema", None)
+        current = data.get("current")
+        return {
+            "target": self.target,
+            "inProgress": current is not None,
+            "locked": self.locked,
+            "current": current,
+            "pendingRetirements": data["retirements"],
+            "adoptedKeyId": data["adopted_key_id"],
+            "history": data["history"],
+            "events": data["events"],
+        }
+
+
+async def rotation_status(ctx: AppContext, name: str) -> RotationState:
+    target = rotatable_target(ctx, name)
+    store = _store(ctx)
+    vj = await store.read(target.name)
+    locked = False
+    try:
+        container = await store.container()
+        props = await container.get_blob_client(store.lock_blob(target.name)).get_blob_properties()
+        locked = props.lease.state == "leased"
+    except Exception:
+        locked = False
+    return RotationState(target.name, vj.journal, locked)
+
+
+@dataclass
+class SweepResult:
+    """The timer's result; `summary()` is what the timer logs."""
+
+    outcomes: dict[str, dict[str, Any]]
+    errors: dict[str, dict[str, Any]]
+    skipped: dict[str, str]
+
+    def summary(self) -> str:
+        parts = [f"{n}={o['status']}" for n, o in sorted(self.outcomes.items())]
+        parts += [f"{n}=error({e.get('code')})" for n, e in sorted(self.errors.items())]
+        parts += [f"{n}=skipped" for n in sorted(self.skipped)]
+        return ", ".join(parts) or "no targets"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"summary": self.summary(), "outcomes": self.outcomes, "errors": self.errors, "skipped": self.skipped}
+
+
+async def rotate_all_due(ctx: AppContext, *, deadline_seconds: float = SWEEP_DEADLINE_SECONDS) -> SweepResult:
+    """Every target, at most `settings.max_concurrency` at a time; each outcome recorded; one failure never
+    stops the others."""
+    result = SweepResult({}, {}, {})
+    gate = asyncio.Semaphore(ctx.settings.max_concurrency)
+
+    async def one(target: Target) -> None:
+        if not target.uses_secret:
+            result.skipped[target.name] = "managed identity: no secret to rotate"
+            return
+        async with gate:
+            try:
+                outcome = await rotate_target(ctx, target.name, deadline_seconds=deadline_seconds)
+                result.outcomes[target.name] = outcome.to_dict()
+            except RemediatorError as exc:
+                logger.warning("rotation of %s failed: %s", target.name, exc.code)
+                result.errors[target.name] = exc.to_dict()
+            except Exception:
+                logger.exception("rotation of %s failed unexpectedly", target.name)
+                result.errors[target.name] = {"code": "internal_error", "message": "unexpected failure; see logs"}
+
+    await asyncio.gather(*(one(t) for t in ctx.settings.targets))
+    return result
+
+
+__all__ = ["RotationState", "SweepResult", "plan_rotation", "rotate_all_due", "rotate_target",
+           "rotation_status"]

@@ -1,0 +1,203 @@
+"""The rotation's durable state in the Functions storage account: one journal blob per target (written with
+ETag conditions, so two writers can never silently overwrite each other) and one lock blob per target whose
+blob lease makes a rotation exclusive. This module is the storage boundary: Azure Storage exceptions become
+domain errors here."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from azure.core import MatchConditions
+from azure.core.exceptions import (
+    HttpResponseError,
+    ResourceExistsError,
+    ResourceModifiedError,
+    ResourceNotFoundError,
+    ServiceRequestError,
+    ServiceResponseError,
+)
+
+from ..errors import AccessDeniedError, ConflictError, LockedError, ServiceError
+from .model import Journal
+
+if TYPE_CHECKING:
+    from azure.storage.blob.aio import BlobLeaseClient, BlobServiceClient, ContainerClient
+
+logger = logging.getLogger(__name__)
+
+LEASE_SECONDS = 30  # a killed process blocks its target for at most this long
+RENEW_EVERY_SECONDS = 10
+
+
+def _storage_error(exc: Exception, what: str) -> Exception:
+    if isinstance(exc, HttpResponseError) and exc.status_code == 403:
+        return AccessDeniedError(
+            f"The Function's identity may not {what} in the Functions storage account.",
+            reason=str(getattr(exc, "error_code", "") or "AuthorizationPermissionMismatch"),
+            fix="Assign 'Storage Blob Data Contributor' on the storage account (or its state container) to the "
+                "Function's managed identity.",
+        )
+    code = getattr(exc, "error_code", None) or type(exc).__name__
+    return ServiceError(f"The Functions storage account failed to {what}.", reason=str(code),
+                        fix="Check AzureWebJobsStorage and the storage account's health; the next run resumes.")
+
+
+@dataclass
+class VersionedJournal:
+    journal: Journal
+    etag: str | None  # None: no blob yet
+
+
+class JournalStore:
+    """Reads and writes `rotation/<target>.json`. Every write is conditional on the ETag last read."""
+
+    def __init__(self, service: BlobServiceClient, container: str) -> None:
+        self._service = service
+        self._container_name = container
+        self._container_ready = False
+
+    async def container(self) -> ContainerClient:
+        container = self._service.get_container_client(self._container_name)
+        if not self._container_ready:
+            try:
+                await container.create_container()
+            except ResourceExistsError:
+                pass
+            except (HttpResponseError, ServiceRequestError, ServiceResponseError) as exc:
+                raise _storage_error(exc, "create the state container") from None
+            self._container_ready = True
+        return container
+
+    @staticmethod
+    def journal_blob(target: str) -> str:
+        return f"rotation/{target}.json"
+
+    @staticmethod
+    def lock_blob(target: str) -> str:
+        return f"rotation/{target}.lock"
+
+    async def read(self, target: str) -> VersionedJournal:
+        blob = (await self.container()).get_blob_client(self.journal_blob(target))
+        try:
+            downloader = await blob.download_blob()
+            raw = await downloader.readall()
+        except ResourceNotFoundError:
+            return VersionedJournal(Journal(target=target), None)
+        except (HttpResponseError, ServiceRequestError, ServiceResponseError) as exc:
+            raise _storage_error(exc, "read the rotation journal") from None
+        data: dict[str, Any] = json.loads(raw)
+        return VersionedJournal(Journal.from_dict(data), downloader.properties.etag)
+
+    async def write(self, current: VersionedJournal, journal: Journal) -> VersionedJournal:
+        """Replace the journal if nobody changed it since `current` was read (or create it if absent)."""
+        blob = (await self.container()).get_blob_client(self.journal_blob(journal.target))
+        data = json.dumps(journal.to_dict(), indent=1, sort_keys=True).encode("utf-8")
+        try:
+            if current.etag is None:
+                result = await blob.upload_blob(data, overwrite=True, match_condition=MatchConditions.IfMissing)
+            else:
+                result = await blob.upload_blob(data, overwrite=True, etag=current.etag,
+                                                match_condition=MatchConditions.IfNotModified)
+        except (ResourceModifiedError, ResourceExistsError):
+            raise ConflictError(
+                f"The rotation journal of '{journal.target}' was changed by someone else.",
+                reason="Its ETag no longer matches the version this run read.",
+                fix="Run the rotation again; it re-reads the journal and resumes.", target=journal.target,
+            ) from None
+        except HttpResponseError as exc:
+            if exc.status_code == 412:
+                raise ConflictError(
+                    f"The rotation journal of '{journal.target}' was changed by someone else.",
+                    reason="Its ETag no longer matches the version this run read.",
+                    fix="Run the rotation again; it re-reads the journal and resumes.", target=journal.target,
+                ) from None
+            raise _storage_error(exc, "write the rotation journal") from None
+        except (ServiceRequestError, ServiceResponseError) as exc:
+            raise _storage_error(exc, "write the rotation journal") from None
+        return VersionedJournal(journal, str(result.get("etag")))
+
+
+class TargetLock:
+    """An exclusive blob lease on the target's lock blob, renewed in the background while held.
+
+    `lost` is set when a renewal fails; the rotation checks it before every change so a run that lost its
+    lease stops instead of racing the run that took over."""
+
+    def __init__(self, store: JournalStore, target: str) -> None:
+        self._store = store
+        self._target = target
+        self._lease: BlobLeaseClient | None = None
+        self._renewer: asyncio.Task[None] | None = None
+        self.lost = asyncio.Event()
+
+    async def acquire(self) -> None:
+        container = await self._store.container()
+        blob = container.get_blob_client(self._store.lock_blob(self._target))
+        try:
+            await blob.upload_blob(b"", overwrite=False)
+        except ResourceExistsError:
+            pass  # the usual case; when leased, the upload is refused the same way
+        except HttpResponseError as exc:
+            if exc.status_code not in (409, 412):
+                raise _storage_error(exc, "create the lock blob") from None
+        except (ServiceRequestError, ServiceResponseError) as exc:
+            raise _storage_error(exc, "create the lock blob") from None
+        try:
+            self._lease = await blob.acquire_lease(lease_duration=LEASE_SECONDS)
+        except HttpResponseError as exc:
+            if exc.status_code == 409:
+                await self._raise_locked()
+            raise _storage_error(exc, "lease the lock blob") from None
+        except (ServiceRequestError, ServiceResponseError) as exc:
+            raise _storage_error(exc, "lease the lock blob") from None
+        self._renewer = asyncio.create_task(self._renew_forever())
+
+    async def _raise_locked(self) -> None:
+        op_id, stage = None, None
+        with contextlib.suppress(Exception):  # the journal only enriches the message
+            journal = (await self._store.read(self._target)).journal
+            if journal.current:
+                op_id, stage = journal.current.id, journal.current.stage.value
+        where = f"operation {op_id} at stage '{stage}'" if op_id else "a rotation or maintenance run"
+        raise LockedError(
+            f"A rotation of '{self._target}' is already in progress ({where}).",
+            reason=f"Another caller holds the target's lease (it expires {LEASE_SECONDS} s after its holder stops).",
+            fix=f"Wait for it to finish and check GET /api/targets/{self._target}/rotation; call again later.",
+            target=self._target,
+            details={"operationId": op_id, "stage": stage, "statusUrl": f"/api/targets/{self._target}/rotation"},
+        )
+
+    async def _renew_forever(self) -> None:
+        assert self._lease is not None
+        while True:
+            await asyncio.sleep(RENEW_EVERY_SECONDS)
+            try:
+                await self._lease.renew()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                logger.warning("lost the rotation lease of %s: %s", self._target, type(exc).__name__)
+                self.lost.set()
+                return
+
+    def check(self) -> None:
+        if self.lost.is_set():
+            raise LockedError(f"The rotation of '{self._target}' lost its lease and stopped.",
+                              reason="The lease could not be renewed; another run may have taken over.",
+                              fix="Call again; the journal lets the next run resume.", target=self._target)
+
+    async def release(self) -> None:
+        if self._renewer is not None:
+            self._renewer.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._renewer
+            self._renewer = None
+        if self._lease is not None:
+            with contextlib.suppress(Exception):  # an unreleased lease expires by itself
+                await self._lease.release()
+            self._lease = None
