@@ -1,14 +1,45 @@
-"""Microsoft Graph: the CycleCloud app registration and its password credentials.
+"""Microsoft Graph: the CycleCloud app registration, its password credentials, and the app management policy
+that may restrict them.
 
-INTERFACE (bodies to be implemented): domain types and method signatures other modules rely on.
+Every call goes through the ClientFactory's GraphServiceClient (kiota retry handler: 429/503/504 with
+Retry-After, bounded; httpx timeouts). Graph failures become domain errors here, each saying what to grant or
+change; SDK models never leave this module. New secret values are registered for redaction the moment
+they arrive and are never put into a message.
 """
 
 from __future__ import annotations
 
+import logging
+import re
+import uuid
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from ..clients import ClientFactory
+from ..errors import (
+    AccessDeniedError,
+    CredentialUnavailableError,
+    NotFoundError,
+    PolicyDeniedError,
+    RemediatorError,
+    ServiceError,
+)
+from ..redaction import register_secret, scrub
+
+if TYPE_CHECKING:
+    from msgraph.graph_service_client import GraphServiceClient
+
+logger = logging.getLogger(__name__)
+
+# Keep reads small: msgraph builds a full Application model from whatever comes back.
+APPLICATION_SELECT = ["id", "appId", "displayName", "passwordCredentials"]
+SERVICE_PRINCIPAL_SELECT = ["id", "appId", "displayName"]
+WRITE_PERMISSION = "Application.ReadWrite.OwnedBy"
+POLICY_READ_PERMISSION = "Policy.Read.ApplicationConfiguration"
+LIFETIME_POLICY_CODE = "CredentialInvalidLifetimeAsPerAppPolicy"
+ADDITION_POLICY_CODE = "CredentialTypeNotAllowedAsPerAppPolicy"
+_POLICY_ID = re.compile(r"policy '([0-9a-fA-F-]{36})'")
 
 
 @dataclass(frozen=True)
@@ -29,6 +60,9 @@ class AppRegistration:
     display_name: str
     credentials: tuple[AppCredential, ...]
 
+    def credential(self, key_id: str) -> AppCredential | None:
+        return next((c for c in self.credentials if c.key_id == key_id.lower()), None)
+
 
 @dataclass(frozen=True)
 class NewSecret:
@@ -45,22 +79,327 @@ class ServicePrincipalInfo:
     display_name: str
 
 
+@dataclass(frozen=True)
+class PasswordPolicy:
+    """The app management restrictions on password credentials that apply to one app registration."""
+
+    max_lifetime_days: int | None  # None = no lifetime restriction
+    password_addition_blocked: bool
+    policy_id: str | None  # the policy that imposes the restriction (app-specific or the tenant default)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# SDK model -> domain type
+
+
+def _credential(model: Any) -> AppCredential:
+    key_id = model.key_id
+    return AppCredential(
+        key_id=str(key_id).lower() if key_id is not None else "",
+        display_name=model.display_name,
+        hint=model.hint,
+        start=model.start_date_time,
+        end=model.end_date_time,
+    )
+
+
+def _registration(model: Any) -> AppRegistration:
+    return AppRegistration(
+        object_id=str(model.id or "").lower(),
+        app_id=str(model.app_id or "").lower(),
+        display_name=model.display_name or "",
+        credentials=tuple(_credential(c) for c in (model.password_credentials or [])),
+    )
+
+
+def _days(value: timedelta | None) -> int | None:
+    if value is None:
+        return None
+    return int(value.total_seconds() // 86400)
+
+
+def _password_restrictions(restrictions: Any) -> tuple[int | None, bool]:
+    """(max lifetime days, addition blocked) from an appManagementConfiguration's passwordCredentials."""
+    max_days: int | None = None
+    blocked = False
+    for item in (getattr(restrictions, "password_credentials", None) or []):
+        state = getattr(item.state, "value", item.state)
+        if state not in (None, "enabled"):
+            continue
+        kind = getattr(item.restriction_type, "value", item.restriction_type)
+        if kind == "passwordLifetime":
+            days = _days(item.max_lifetime)
+            if days is not None:
+                max_days = days if max_days is None else min(max_days, days)
+        elif kind == "passwordAddition":
+            blocked = True
+    return max_days, blocked
+
+
+# ---------------------------------------------------------------------------------------------------------
+# SDK exception -> domain error
+
+
+def _odata(exc: Exception) -> tuple[int | None, str, str]:
+    status = getattr(exc, "response_status_code", None)
+    error = getattr(exc, "error", None)
+    code = getattr(error, "code", None) or ""
+    message = getattr(error, "message", None) or ""
+    return status, code, scrub(message)
+
+
+def _raise_mapped(exc: Exception, *, action: str, app: str, write: bool) -> NoReturn:
+    """Turn whatever the Graph SDK raised into a domain error and raise it (without the SDK chain: the SDK's
+    exception text may carry request details we do not want in logs)."""
+    from azure.core.exceptions import ClientAuthenticationError
+    from httpx import HTTPError
+    from kiota_abstractions.api_error import APIError
+
+    if isinstance(exc, RemediatorError):
+        raise exc
+    if isinstance(exc, APIError):
+        status, code, message = _odata(exc)
+        graph = f"Microsoft Graph answered {status} {code}: {message}".rstrip(": ")
+        if status == 403:
+            need = WRITE_PERMISSION if write else f"{WRITE_PERMISSION} (or Application.Read.All)"
+            raise AccessDeniedError(
+                f"The product's identity is not allowed to {action} app registration {app}.",
+                reason=graph,
+                fix=(f"Grant the Function's managed identity the Microsoft Graph application permission {need} "
+                     "(admin consent required) and make that identity an owner of the app registration "
+                     f"(az ad app owner add --id {app} --owner-object-id <identity object id>)."),
+                target=app, details={"permission": WRITE_PERMISSION, "graph_code": code, "status": status},
+            ) from None
+        if status == 404:
+            raise NotFoundError(
+                f"App registration {app} was not found in the tenant.",
+                reason=graph,
+                fix="Check the target's app_id (the application (client) id) and tenant_id; the app registration "
+                    "may have been deleted (restore it from Entra ID > App registrations > Deleted applications).",
+                target=app, details={"graph_code": code, "status": status}, code="application_not_found",
+            ) from None
+        if status == 401:
+            raise CredentialUnavailableError(
+                f"Microsoft Graph refused the product's token while trying to {action} app registration {app}.",
+                reason=graph,
+                fix="Check that the Function's identity belongs to the target's tenant and that the configured "
+                    "cloud matches it.",
+                target=app, details={"graph_code": code, "status": status},
+            ) from None
+        if status is not None and (status == 429 or status >= 500):
+            raise ServiceError(
+                f"Microsoft Graph failed to {action} app registration {app}, also after retries.",
+                reason=graph, fix="Try again later; Graph may be throttling or degraded (status.azure.com).",
+                target=app, details={"graph_code": code, "status": status},
+            ) from None
+        raise ServiceError(
+            f"Microsoft Graph rejected the request to {action} app registration {app}.",
+            reason=graph, fix="See the reason; this is usually a configuration problem in the tenant.",
+            target=app, details={"graph_code": code, "status": status}, code="graph_request_rejected",
+        ) from None
+    if isinstance(exc, ClientAuthenticationError):
+        raise CredentialUnavailableError(
+            "The product's own identity cannot get a token for Microsoft Graph.",
+            reason=scrub(str(exc)).splitlines()[0] if str(exc) else "",
+            fix="Check the Function's managed identity (or `az login` for the CLI).",
+        ) from None
+    if isinstance(exc, HTTPError):
+        raise ServiceError(
+            f"Microsoft Graph could not be reached to {action} app registration {app}.",
+            reason=f"{type(exc).__name__}: {scrub(str(exc))}",
+            fix="Check outbound HTTPS to Microsoft Graph (firewall, proxy, DNS), then try again.",
+            target=app,
+        ) from None
+    raise exc
+
+
 class GraphAdapter:
     def __init__(self, clients: ClientFactory) -> None:
         self.clients = clients
 
+    @property
+    def _client(self) -> GraphServiceClient:
+        return self.clients.graph()
+
     async def get_application(self, app_id: str) -> AppRegistration:
         """By client id. NotFoundError if absent; AccessDeniedError naming the Graph permission if denied."""
-        raise NotImplementedError
+        from kiota_abstractions.base_request_configuration import RequestConfiguration
+        from msgraph.generated.applications_with_app_id.applications_with_app_id_request_builder import (
+            ApplicationsWithAppIdRequestBuilder,
+        )
+
+        query = ApplicationsWithAppIdRequestBuilder.ApplicationsWithAppIdRequestBuilderGetQueryParameters(
+            select=APPLICATION_SELECT
+        )
+        try:
+            model = await self._client.applications_with_app_id(app_id).get(
+                request_configuration=RequestConfiguration(query_parameters=query)
+            )
+        except Exception as exc:  # mapped to a domain error right here
+            _raise_mapped(exc, action="read", app=app_id, write=False)
+        if model is None:
+            raise NotFoundError(f"App registration {app_id} was not found in the tenant.", target=app_id,
+                                code="application_not_found")
+        return _registration(model)
+
+    async def get_application_by_object_id(self, app_object_id: str) -> AppRegistration:
+        from kiota_abstractions.base_request_configuration import RequestConfiguration
+        from msgraph.generated.applications.item.application_item_request_builder import (
+            ApplicationItemRequestBuilder,
+        )
+
+        query = ApplicationItemRequestBuilder.ApplicationItemRequestBuilderGetQueryParameters(
+            select=APPLICATION_SELECT
+        )
+        try:
+            model = await self._client.applications.by_application_id(app_object_id).get(
+                request_configuration=RequestConfiguration(query_parameters=query)
+            )
+        except Exception as exc:
+            _raise_mapped(exc, action="read", app=app_object_id, write=False)
+        if model is None:
+            raise NotFoundError(f"App registration {app_object_id} was not found in the tenant.",
+                                target=app_object_id, code="application_not_found")
+        return _registration(model)
 
     async def add_password(self, app_object_id: str, display_name: str, end: datetime) -> NewSecret:
         """addPassword. PolicyDeniedError when an app management policy refuses the lifetime (details carry
         `max_lifetime_days` when known)."""
-        raise NotImplementedError
+        from kiota_abstractions.api_error import APIError
+        from msgraph.generated.applications.item.add_password.add_password_post_request_body import (
+            AddPasswordPostRequestBody,
+        )
+        from msgraph.generated.models.password_credential import PasswordCredential
+
+        body = AddPasswordPostRequestBody(
+            password_credential=PasswordCredential(display_name=display_name, end_date_time=end)
+        )
+        try:
+            model = await self._client.applications.by_application_id(app_object_id).add_password.post(body)
+        except APIError as exc:
+            status, code, message = _odata(exc)
+            if code in (LIFETIME_POLICY_CODE, ADDITION_POLICY_CODE):
+                raise await self._policy_denied(app_object_id, code, message, status) from None
+            _raise_mapped(exc, action="add a client secret to", app=app_object_id, write=True)
+        except Exception as exc:
+            _raise_mapped(exc, action="add a client secret to", app=app_object_id, write=True)
+        value = getattr(model, "secret_text", None) if model is not None else None
+        register_secret(value)
+        if model is None or not value:
+            raise ServiceError(f"Microsoft Graph's addPassword answer for app registration {app_object_id} had no "
+                               "secret value.", fix="Try again; remove the new credential if it was created.",
+                               target=app_object_id)
+        credential = _credential(model)
+        logger.info("added password credential %s (hint %s) to app %s", credential.key_id, credential.hint,
+                    app_object_id)
+        return NewSecret(credential=credential, value=value)
+
+    async def _policy_denied(self, app_object_id: str, code: str, message: str,
+                             status: int | None) -> PolicyDeniedError:
+        policy: PasswordPolicy | None
+        try:
+            policy = await self.get_password_policy(app_object_id)
+        except RemediatorError as exc:  # reading the policy needs its own permission; the denial stands anyway
+            logger.info("could not read the app management policy of %s: %s", app_object_id, exc.code)
+            policy = None
+        match = _POLICY_ID.search(message)
+        details: dict[str, Any] = {
+            "graph_code": code, "status": status,
+            "policy_id": match.group(1) if match else (policy.policy_id if policy else None),
+            "max_lifetime_days": policy.max_lifetime_days if policy else None,
+        }
+        if code == ADDITION_POLICY_CODE:
+            return PolicyDeniedError(
+                f"An app management policy blocks new client secrets on app registration {app_object_id}.",
+                reason=f"Microsoft Graph answered {code}: {message}",
+                fix="Exempt this app from the policy's passwordAddition restriction (Entra ID > Enterprise apps "
+                    "> App management policies), or switch the CycleCloud account to managed identity mode.",
+                target=app_object_id, details=details, code="password_addition_blocked",
+            )
+        limit = details["max_lifetime_days"]
+        fix = (f"Set the target's rotation.secret_lifetime_days to {limit} or less." if limit is not None else
+               "Lower the target's rotation.secret_lifetime_days below the policy's maximum; grant the Function's "
+               f"identity {POLICY_READ_PERMISSION} so the app can read the maximum itself.")
+        return PolicyDeniedError(
+            f"An app management policy refuses the requested client secret lifetime on app registration "
+            f"{app_object_id}.",
+            reason=f"Microsoft Graph answered {code}: {message}", fix=fix,
+            target=app_object_id, details=details, code="credential_lifetime_policy",
+        )
 
     async def remove_password(self, app_object_id: str, key_id: str) -> bool:
         """removePassword by keyId. False when the credential was already gone."""
-        raise NotImplementedError
+        from kiota_abstractions.api_error import APIError
+        from msgraph.generated.applications.item.remove_password.remove_password_post_request_body import (
+            RemovePasswordPostRequestBody,
+        )
+
+        body = RemovePasswordPostRequestBody(key_id=uuid.UUID(key_id))
+        try:
+            await self._client.applications.by_application_id(app_object_id).remove_password.post(body)
+        except APIError as exc:
+            status, _, _ = _odata(exc)
+            if status in (400, 404):
+                # Either the app or the key is gone: Graph's answer does not say which, the app's list does.
+                app = await self.get_application_by_object_id(app_object_id)
+                if app.credential(key_id) is None:
+                    logger.info("password credential %s of app %s was already gone", key_id, app_object_id)
+                    return False
+            _raise_mapped(exc, action="remove a client secret from", app=app_object_id, write=True)
+        except Exception as exc:
+            _raise_mapped(exc, action="remove a client secret from", app=app_object_id, write=True)
+        logger.info("removed password credential %s from app %s", key_id, app_object_id)
+        return True
 
     async def get_service_principal(self, app_id: str) -> ServicePrincipalInfo:
-        raise NotImplementedError
+        from kiota_abstractions.base_request_configuration import RequestConfiguration
+        from msgraph.generated.service_principals_with_app_id.service_principals_with_app_id_request_builder import (
+            ServicePrincipalsWithAppIdRequestBuilder,
+        )
+
+        query = ServicePrincipalsWithAppIdRequestBuilder.ServicePrincipalsWithAppIdRequestBuilderGetQueryParameters(
+            select=SERVICE_PRINCIPAL_SELECT
+        )
+        try:
+            model = await self._client.service_principals_with_app_id(app_id).get(
+                request_configuration=RequestConfiguration(query_parameters=query)
+            )
+        except Exception as exc:
+            _raise_mapped(exc, action="read the service principal of", app=app_id, write=False)
+        if model is None:
+            raise NotFoundError(f"App {app_id} has no service principal in the tenant.", target=app_id,
+                                code="service_principal_not_found")
+        return ServicePrincipalInfo(object_id=str(model.id or "").lower(), app_id=str(model.app_id or "").lower(),
+                                    display_name=model.display_name or "")
+
+    async def get_password_policy(self, app_object_id: str) -> PasswordPolicy:
+        """The password restrictions that apply to the app: its own app management policy if one is assigned,
+        else the tenant default policy. Needs Policy.Read.ApplicationConfiguration (AccessDeniedError)."""
+        from kiota_abstractions.api_error import APIError
+
+        try:
+            assigned = await self._client.applications.by_application_id(app_object_id).app_management_policies.get()
+            for policy in (assigned.value if assigned and assigned.value else []):
+                if policy.is_enabled is False:
+                    continue
+                max_days, blocked = _password_restrictions(policy.restrictions)
+                return PasswordPolicy(max_days, blocked, str(policy.id) if policy.id else None)
+            default = await self._client.policies.default_app_management_policy.get()
+        except APIError as exc:
+            status, code, message = _odata(exc)
+            if status == 403:
+                raise AccessDeniedError(
+                    f"The product's identity cannot read the app management policy of app registration "
+                    f"{app_object_id}.",
+                    reason=f"Microsoft Graph answered {status} {code}: {message}",
+                    fix=f"Grant the Function's managed identity the Microsoft Graph application permission "
+                        f"{POLICY_READ_PERMISSION} (admin consent required).",
+                    target=app_object_id, details={"permission": POLICY_READ_PERMISSION, "graph_code": code},
+                ) from None
+            _raise_mapped(exc, action="read the app management policy of", app=app_object_id, write=False)
+        except Exception as exc:
+            _raise_mapped(exc, action="read the app management policy of", app=app_object_id, write=False)
+        if default is None or not default.is_enabled:
+            return PasswordPolicy(None, False, None)
+        max_days, blocked = _password_restrictions(default.application_restrictions)
+        return PasswordPolicy(max_days, blocked, str(default.id) if default.id else None)
