@@ -90,7 +90,8 @@ async def _run_action(fixers: Fixers, fix: PlannedFix, target: str, *, dry_run: 
         if fix.action is FixAction.ROTATE:
             # the rotation is journaled: cutting it off leaves a resumable operation, not a broken target
             return record(FixResult(
-                Outcome.IN_PROGRESS, f"The rotation did not finish within {seconds:.0f} s; it resumes on the next call.",
+                Outcome.IN_PROGRESS,
+                f"The rotation did not finish within {seconds:.0f} s; it resumes on the next call.",
                 reason="Time limit of this call reached.",
                 fix=f"Check GET /api/targets/{target}/rotation, then POST /api/targets/{target}/remediate again."))
         return record(FixResult(Outcome.FAILED, f"{fix.action.value} did not finish within {seconds:.0f} s.",
@@ -102,9 +103,8 @@ async def _run_action(fixers: Fixers, fix: PlannedFix, target: str, *, dry_run: 
                                 {"code": exc.code, **exc.details}))
     except RemediatorError as exc:
         return record(FixResult(Outcome.FAILED, exc.message, exc.reason, exc.fix, {"code": exc.code, **exc.details}))
-    except Exception as exc:  # noqa: BLE001 - one broken fixer must not stop the others; logged below
-        logger.error("remediate %s: %s failed unexpectedly (%s)", target, fix.action.value, type(exc).__name__,
-                     exc_info=True)
+    except Exception as exc:  # one broken fixer must not stop the others
+        logger.exception("remediate %s: %s failed unexpectedly (%s)", target, fix.action.value, type(exc).__name__)
         return record(FixResult(Outcome.FAILED, f"{fix.action.value} failed unexpectedly ({type(exc).__name__}).",
                                 fix="See the Function's logs for this invocation; then remediate again."))
 
