@@ -97,6 +97,11 @@ async def check_credential_health(timer: func.TimerRequest) -> None:
         logger.warning("check_credential_health is running late (past due)")
     sweep = await check_all_targets(_get_context())
     logger.info("credential health: %s", sweep.summary())
+    if _get_context().settings.auto_remediate:  # AUTO_REMEDIATE (default off)
+        from shared.remediation import remediate_unhealthy
+
+        remediation = await remediate_unhealthy(_get_context(), sweep)
+        logger.info("auto-remediation: %s", remediation.summary())
 
 
 # -- rotation -----------------------------------------------------------------------------------------------
