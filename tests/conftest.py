@@ -126,7 +126,7 @@ def azurite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     log = open(workdir / "azurite.log", "wb")  # noqa: SIM115 - closed after the process ends
     proc = subprocess.Popen(
         [str(binary), "--blobHost", "127.0.0.1", "--blobPort", str(port), "--location", str(workdir),
-         "--disableTelemetry", "--skipApiVersionCheck", "--loose", "--inMemoryPersistence"],
+         "--disableTelemetry", "--skipApiVersionCheck", "--loose"],
         stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "NO_PROXY": "*"},
     )
     deadline = time.monotonic() + 20
