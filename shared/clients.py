@@ -210,7 +210,9 @@ class ClientFactory:
             config.authentication_policy = AsyncARMChallengeAuthenticationPolicy(
                 credential or self.credential, self.cloud.arm_scope
             )
-            client = AsyncARMPipelineClient(base_url=self.cloud.arm, config=config, per_call_policies=[], **SDK_RETRY)
+            client: AsyncARMPipelineClient[Any, Any] = AsyncARMPipelineClient(
+                base_url=self.cloud.arm, config=config, per_call_policies=[], **SDK_RETRY
+            )
             if credential is not None:
                 return client
             self._keep(key, client)

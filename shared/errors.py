@@ -143,3 +143,17 @@ class CycleCloudError(RemediatorError):
 class RotationError(RemediatorError):
     code = "rotation_failed"
     status = 502
+
+
+class PrincipalNotFoundError(ServiceError):
+    """ARM cannot see the principal yet (directory replication right after it was created). Retriable."""
+
+    code = "principal_not_found"
+    status = 502
+
+
+class TenantMismatchError(RemediatorError):
+    """A subscription belongs to another tenant than the identity that asked for it."""
+
+    code = "tenant_mismatch"
+    status = 502

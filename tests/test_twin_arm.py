@@ -1,3 +1,5 @@
+# The SDK models type every field Optional; these tests assert the values, so those checks add nothing here.
+# mypy: disable-error-code="union-attr, operator, call-overload, attr-defined, arg-type"
 """Conformance: the unmodified ARM SDKs (azure-mgmt-authorization sync and aio, the subscriptions client,
 azure-mgmt-compute) against the twin's ARM, through the proxy with Azure's real host names. Values and
 documented exceptions, with ARM's real error codes and messages."""
@@ -413,7 +415,7 @@ def test_run_command_lro_runs_the_executor_and_never_stores_protected_values(loa
         assert (view.execution_state, view.exit_code, view.output) == ("Succeeded", 0, "account updated\n")
         assert seen == [(VM_ID, ["echo one", "cyclecloud account edit azure"], {"ACCOUNT": "azure"},
                          {"SECRET": "s3cr3t-value"})]
-        assert "s3cr3t-value" not in repr(twin.state.vm(VM_ID).run_commands)  # type: ignore[union-attr]
+        assert "s3cr3t-value" not in repr(twin.state.vm(VM_ID).run_commands)
         client.virtual_machine_run_commands.begin_delete(RESOURCE_GROUP, "cyclecloud-vm", "rotate-1").result()
         with pytest.raises(ResourceNotFoundError):
             client.virtual_machine_run_commands.get_by_virtual_machine(RESOURCE_GROUP, "cyclecloud-vm", "rotate-1")
