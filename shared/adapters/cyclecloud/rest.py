@@ -127,12 +127,14 @@ class RestTransport:
         if self._session is None:
             session = requests.Session()
             session.headers.update({"Accept": "application/json", "User-Agent": USER_AGENT})
+            # passed on every request too: requests lets REQUESTS_CA_BUNDLE override a session's `verify`
             session.verify = await self._verify()
             self._session = session
-        if authenticated and self._session.auth is None:
+        if authenticated:
             wait = self._guard.seconds_to_wait(self.connection.url, self.connection.user)
             if wait > 0:
                 raise self._paused(wait)
+        if authenticated and self._session.auth is None:
             if self._password is None:
                 password = await self._password_provider()
                 if not password:
@@ -177,7 +179,7 @@ class RestTransport:
                 self._guard.record_failure(self.connection.url, self.connection.user)
                 raise CycleCloudLoginError(
                     f"CycleCloud refused the login of user '{self.connection.user}'.",
-                    reason=f"{answer.status}: {scrub(answer.message, secret)}. The login was not retried: "
+                    reason=f"{answer.status}: {scrub(answer.message, secret).rstrip('.')}. The login was not retried: "
                            "CycleCloud locks a user after 5 failed logins within 60 seconds.",
                     fix=f"Put the CycleCloud user's current password in Key Vault secret "
                         f"'{self.connection.password_secret}' (or correct cyclecloud.user); the product tries again "
@@ -201,6 +203,7 @@ class RestTransport:
         for attempt in range(1, MAX_ATTEMPTS + 1):
             try:
                 response = session.request(method, url, json=body, params=params, allow_redirects=False,
+                                           verify=session.verify,
                                            timeout=(CONNECT_TIMEOUT, self.connection.timeout_seconds))
             except requests.exceptions.SSLError as exc:
                 raise CycleCloudTlsError(

@@ -144,7 +144,7 @@ class CycleCloudService(Service):
     def __init__(self, twin: Twin) -> None:
         super().__init__(twin)
         self.router = _CycleCloudRouter(self)
-        twin.run_command_executor = self.run_command  # type: ignore[attr-defined]
+        twin.run_command_executor = self.run_command
 
     def serves(self, host: str) -> bool:
         return host in self.state.cyclecloud_servers

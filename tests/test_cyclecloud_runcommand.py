@@ -1,0 +1,214 @@
+"""The CycleCloud adapter's `runcommand` transport: ARM managed Run Command (azure-mgmt-compute, unmodified,
+through the twin's ARM) on the CycleCloud VM, whose twin applies `cyclecloud account show/edit` semantics."""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import subprocess
+from collections.abc import AsyncIterator
+
+import pytest
+
+from shared.adapters.cyclecloud import (
+    CheckStatus,
+    CycleCloudAccountMissingError,
+    CycleCloudClient,
+    CycleCloudReadBackMismatchError,
+    CycleCloudRunCommandError,
+    CycleCloudUpdateRejectedError,
+    open_cyclecloud,
+    probe_target,
+)
+from shared.adapters.cyclecloud.runcommand import dry_run_script, edit_script, show_script
+from shared.context import AppContext
+from shared.errors import RemediatorError
+from tests.conftest import assert_no_secrets
+from tests.cyclecloud_helpers import NEW_SECRET, add_app_secret, cc_requests, cc_server
+from tests.twin import Twin
+from tests.twin.faults import Fault
+from tests.world import APP_ID, CC_PASSWORD, CURRENT_SECRET, TARGET, TENANT, VM_ID, World
+
+BASH = shutil.which("bash") or "/bin/bash"
+ALL_SECRETS = [CURRENT_SECRET, CC_PASSWORD, NEW_SECRET, "Xyz-wrong-secret-value-42"]
+
+
+@pytest.fixture
+def world() -> World:
+    return World(transport="runcommand")
+
+
+@pytest.fixture
+async def cc(product_env: dict[str, str]) -> AsyncIterator[CycleCloudClient]:
+    async with AppContext.from_environment() as ctx:
+        client = await open_cyclecloud(ctx, ctx.settings.target(TARGET))
+        yield client
+        await client.close()
+
+
+@pytest.fixture
+def log_text(caplog: pytest.LogCaptureFixture) -> pytest.LogCaptureFixture:
+    caplog.set_level(logging.DEBUG, logger="shared")
+    return caplog
+
+
+def _arm_ops(twin: Twin) -> list[str]:
+    return [r.operation for r in twin.request_log if r.service == "arm"]
+
+
+async def test_happy_path_probe_read_update_verify(twin: Twin, cc: CycleCloudClient,
+                                                   log_text: pytest.LogCaptureFixture) -> None:
+    result = await cc.probe()
+    assert result.ok, result.to_dict()
+    assert result.transport == "runcommand" and result.check("tls").status is CheckStatus.SKIPPED
+    account = await cc.read_account()
+    assert (account.app_id, account.tenant_id, account.secret_hint) == (APP_ID, TENANT, CURRENT_SECRET[:3])
+
+    before = dict(cc_server(twin).accounts["azure"])
+    await cc.update_secret(add_app_secret(twin))
+    after = cc_server(twin).accounts["azure"]
+    assert after["AzureRMApplicationSecret"] == NEW_SECRET
+    assert {k: v for k, v in after.items() if k != "AzureRMApplicationSecret"} == {
+        k: v for k, v in before.items() if k != "AzureRMApplicationSecret"}
+    assert (await cc.verify(app_id=APP_ID, tenant_id=TENANT, secret_hint=NEW_SECRET[:3])).secret_hint == "Nw7"
+
+    assert cc_requests(twin) == []  # no network path to CycleCloud was needed
+    assert "createRunCommand" in _arm_ops(twin)
+    vm = twin.state.vm(VM_ID)
+    assert vm is not None
+    assert_no_secrets(json.dumps(vm.run_commands, default=str), ALL_SECRETS)  # what ARM keeps
+    assert_no_secrets(log_text.text + json.dumps(result.to_dict()), ALL_SECRETS)
+
+
+async def test_account_missing(twin: Twin, cc: CycleCloudClient) -> None:
+    del cc_server(twin).accounts["azure"]
+    with pytest.raises(CycleCloudAccountMissingError):
+        await cc.read_account()
+    result = await cc.probe()
+    assert result.check("account").status is CheckStatus.FAILED
+    assert result.check("update_path").status is CheckStatus.SKIPPED
+
+
+async def test_update_rejected_because_the_secret_is_invalid(twin: Twin, cc: CycleCloudClient,
+                                                             log_text: pytest.LogCaptureFixture) -> None:
+    with pytest.raises(CycleCloudUpdateRejectedError) as raised:
+        await cc.update_secret("Xyz-wrong-secret-value-42")
+    assert "Invalid Azure credentials provided: AADSTS7000215" in raised.value.reason
+    assert cc_server(twin).accounts["azure"]["AzureRMApplicationSecret"] == CURRENT_SECRET
+    assert_no_secrets(log_text.text + str(raised.value) + json.dumps(raised.value.to_dict()), ALL_SECRETS)
+
+
+async def test_read_back_mismatch(twin: Twin, cc: CycleCloudClient) -> None:
+    cc_server(twin).accounts["azure"]["AzureRMTenantId"] = "11111111-2222-3333-4444-555555555555"
+    with pytest.raises(CycleCloudReadBackMismatchError, match="tenant id"):
+        await cc.verify(app_id=APP_ID, tenant_id=TENANT)
+
+
+async def test_run_command_failure_reports_its_status(twin: Twin, cc: CycleCloudClient) -> None:
+    vm = twin.state.vm(VM_ID)
+    assert vm is not None
+    vm.cyclecloud_host = None  # the CLI is not installed on this VM
+    with pytest.raises(CycleCloudRunCommandError) as raised:
+        await cc.read_account()
+    assert raised.value.details["exit_code"] == 127 and raised.value.details["execution_state"] == "Failed"
+    assert "cyclecloud initialize" in raised.value.fix
+    result = await cc.probe()
+    assert result.check("reachable").status is CheckStatus.OK
+    assert result.check("login").status is CheckStatus.FAILED and not result.ok
+
+
+async def test_missing_run_command_permission_fails_the_reachable_check(twin: Twin,
+                                                                       product_env: dict[str, str]) -> None:
+    with twin.state.lock:
+        for name, ra in list(twin.state.role_assignments.items()):
+            if ra.scope == VM_ID:
+                del twin.state.role_assignments[name]
+    async with AppContext.from_environment() as ctx:
+        result = await probe_target(ctx, TARGET)
+    check = result.check("reachable")
+    assert check.status is CheckStatus.FAILED and check.fix
+    assert all(result.check(n).status is CheckStatus.SKIPPED for n in ("login", "account", "update_path"))
+
+
+async def test_arm_5xx_is_retried(twin: Twin, cc: CycleCloudClient) -> None:
+    twin.faults.add(Fault(service="arm", operation="createRunCommand", status=503, retry_after=0, times=1))
+    assert (await cc.read_account()).secret_hint == CURRENT_SECRET[:3]
+    assert _arm_ops(twin).count("createRunCommand") == 2
+
+
+async def test_a_broken_server_answer_is_a_domain_error(twin: Twin, cc: CycleCloudClient) -> None:
+    original = twin.run_command_executor
+    twin.run_command_executor = lambda vm, script, params, protected: (0, "no record here\n", "")
+    try:
+        with pytest.raises(RemediatorError, match="no account record"):
+            await cc.read_account()
+    finally:
+        twin.run_command_executor = original
+
+
+@pytest.mark.skipif(shutil.which("bash") is None, reason="bash is not installed")
+@pytest.mark.parametrize("script", [show_script(), dry_run_script(), edit_script()])
+def test_generated_scripts_are_valid_bash_and_never_echo_the_secret(script: list[str]) -> None:
+    checked = subprocess.run([BASH, "-n"], input="\n".join(script), text=True, capture_output=True, check=False)
+    assert checked.returncode == 0, checked.stderr
+    text = "\n".join(script)
+    assert "umask 077" in text and "shred -u" in text
+    code = [line for line in script if not line.lstrip().startswith("#")]
+    assert not any("CC_NEW_SECRET" in line and ("echo" in line or "print" in line) for line in code)
+
+
+FAKE_CLI = '''#!/usr/bin/env python3
+# A stand-in for the CycleCloud CLI: `account show NAME -o FILE` writes the stored definition (secret included),
+# `account edit NAME -f FILE` checks the file is owner-only and stores it.
+import json, os, stat, sys
+store = os.environ["FAKE_STORE"]
+args = sys.argv[1:]
+record = json.load(open(store))
+if args[:2] == ["account", "show"]:
+    if args[2] != record["Name"]:
+        print("Account not found: " + args[2]); sys.exit(1)
+    json.dump(record, open(args[args.index("-o") + 1], "w")); print("Credentials: " + args[2])
+elif args[:2] == ["account", "edit"]:
+    path = args[args.index("-f") + 1]
+    mode = stat.S_IMODE(os.stat(path).st_mode)
+    if mode & 0o077:
+        print("file mode %o is readable by others" % mode); sys.exit(1)
+    if "--dry-run" not in args:
+        json.dump(json.load(open(path)), open(store, "w"))
+    with open(store + ".work", "w") as f:
+        f.write(os.path.dirname(path))
+'''
+
+
+@pytest.mark.skipif(not (shutil.which("bash") and shutil.which("python3") and shutil.which("shred")),
+                    reason="needs bash, python3 and shred")
+def test_edit_script_really_runs_against_a_stand_in_cli(tmp_path: pytest.TempPathFactory) -> None:
+    """The generated script itself (not the twin's reading of it) does what it promises."""
+    import os
+    from pathlib import Path
+
+    from tests.world import account_record
+
+    base = Path(str(tmp_path))
+    (base / "bin").mkdir()
+    cli = base / "bin" / "cyclecloud"
+    cli.write_text(FAKE_CLI)
+    cli.chmod(0o755)
+    store = base / "store.json"
+    store.write_text(json.dumps(account_record()))
+    env = {"PATH": f"{base / 'bin'}:{os.environ['PATH']}", "FAKE_STORE": str(store), "CC_ACCOUNT": "azure",
+           "CC_NEW_SECRET": NEW_SECRET, "TMPDIR": str(base)}
+    run = subprocess.run([BASH, "-c", "\n".join(edit_script())], env=env, text=True, capture_output=True,
+                         check=False)
+    assert run.returncode == 0, run.stderr
+    assert json.loads(store.read_text())["AzureRMApplicationSecret"] == NEW_SECRET
+    assert json.loads(store.read_text())["AzureRMApplicationId"] == APP_ID  # nothing else changed
+    assert '"AzureRMApplicationSecret": "Nw7********"' in run.stdout and "CCR-RESULT edited" in run.stdout
+    assert_no_secrets(run.stdout + run.stderr, [NEW_SECRET, CURRENT_SECRET])
+    assert not Path((base / "store.json.work").read_text()).exists()  # the private work directory is gone
+
+    env["CC_ACCOUNT"] = "other"
+    missing = subprocess.run([BASH, "-c", "\n".join(show_script())], env=env, text=True, capture_output=True,
+                             check=False)
+    assert missing.returncode == 3 and "CCR-RESULT account-missing" in missing.stdout
