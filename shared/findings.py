@@ -374,6 +374,17 @@ _CATALOG: tuple[FindingSpec, ...] = (
         FixAction.PUSH_TO_CYCLECLOUD,
         "remediate pushes the Key Vault secret to CycleCloud and reads it back to verify.",
     ),
+    FindingSpec(
+        "cyclecloud.update_unsupported", Severity.WARNING, "CycleCloud does not accept the product's updates",
+        "CycleCloud answers, but not on the credential update path the product is configured to use, so "
+        "rotation could not give CycleCloud a new secret.",
+        (RemediationStep(
+            "Run the probe, then set the target's cyclecloud.credential_path/credential_method to what the server "
+            "accepts, or switch to the runcommand transport (Run Command on the CycleCloud VM).",
+            "Function App > Functions > cyclecloud_probe > Test/Run",
+            "python -m shared cyclecloud probe {target}",
+        ),),
+    ),
     # -- the product itself -------------------------------------------------------------------------------
     FindingSpec(
         "function.permission_missing", Severity.WARNING, "The product lacks a permission it needs",

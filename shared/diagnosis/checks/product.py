@@ -1,0 +1,163 @@
+"""The product's own identity: can it sign in at all, explained with the rows of azure-identity's
+troubleshooting guide (managed identity not assigned or its endpoint unreachable; for the CLI, `az` missing or
+not logged in)."""
+
+from __future__ import annotations
+
+import shutil
+from typing import TYPE_CHECKING
+
+from ...adapters.entra import probe_own_identity
+from ...clients import credential_kind
+from ...errors import CredentialUnavailableError
+from ...findings import Finding, make_finding
+
+if TYPE_CHECKING:
+    from ..facts import Facts
+
+
+def explain_identity_failure(kind: str, reason: str) -> tuple[str, str]:
+    """(the troubleshooting row that applies, what to do) for the product's identity failure."""
+    text = reason.lower()
+    if kind == "managed_identity":
+        if "no managed identity" in text or "identity is not assigned" in text or "unable to load the proper" in text \
+                or "hasn't been assigned" in text:
+            return ("The requested identity hasn't been assigned to this resource.",
+                    "Turn on the Function app's system-assigned identity (Identity > System assigned > On), or "
+                    "assign the user-assigned identity and set AZURE_CLIENT_ID to its client id.")
+        return ("Connection timed out / the managed identity endpoint is unreachable.",
+                "Check that the Function app's identity is on and that IDENTITY_ENDPOINT and IDENTITY_HEADER are "
+                "set by the platform (do not set them yourself); restart the app.")
+    if shutil.which("az") is None:
+        return ("az not found on PATH",
+                "Install the Azure CLI (https://learn.microsoft.com/cli/azure/install-azure-cli) and make sure "
+                "`az` is on PATH, then run `az login`.")
+    if "az login" in text or "not logged in" in text or "please run" in text:
+        return ("ERROR: Please run 'az login' to setup account",
+                "Run `az login`, then check with `az account get-access-token --scope "
+                "https://management.azure.com/.default`.")
+    return ("No credential in the developer chain could sign in.",
+            "Run `az login` (or set AZURE_CLIENT_ID, AZURE_TENANT_ID and AZURE_CLIENT_SECRET).")
+
+
+async def check_own_identity(facts: Facts) -> list[Finding]:
+    kind = credential_kind()
+    try:
+        await probe_own_identity(facts.ctx.clients)
+    except CredentialUnavailableError as exc:
+        row, fix = explain_identity_failure(kind, f"{exc.reason} {exc.message}")
+        who = "its managed identity" if kind == "managed_identity" else "developer credentials such as `az login`"
+        return [make_finding(
+            "function.identity_unavailable",
+            f"The product could not get a token as itself ({who}): {row}",
+            evidence={"credential": kind, "reason": exc.reason, "troubleshooting_row": row, "fix": fix,
+                      "az_on_path": shutil.which("az") is not None if kind != "managed_identity" else None},
+            params=facts.params(), check="own_identity", subject="product identity",
+        )]
+    return []
+
+
+# -- the product's rights -------------------------------------------------------------------------------------
+
+_RBAC_ADMIN = "Role Based Access Control Administrator"
+
+
+def _grant(role: str, scope: str, why: str) -> dict[str, object]:
+    return {
+        "grant_portal": f"{scope} > Access control (IAM) > Add role assignment > {role} > Members: the Function "
+                        "app's managed identity",
+        "grant_cli": f"az role assignment create --assignee-object-id <function-identity-object-id> "
+                     f"--assignee-principal-type ServicePrincipal --role \"{role}\" --scope {scope}",
+        "role_to_grant": role,
+        "why": why,
+    }
+
+
+async def check_product_rights(facts: Facts) -> list[Finding]:
+    """What the product's own identity may do: Graph (read the app through its ownership), Key Vault (read the
+    secret), ARM (read assignments, policy and the Activity Log; create role assignments; Run Command)."""
+    from ...adapters.compute import parse_vm_id
+    from ...config import Transport
+    from ...errors import AccessDeniedError
+    from ..required_actions import PRODUCT_ACTION_ASSIGN, PRODUCT_ACTIONS_READ, PRODUCT_ACTIONS_RUNCOMMAND
+    from .subscriptions import per_subscription
+
+    target = facts.target
+    findings: list[Finding] = []
+    params = facts.params()
+
+    def denied(exc: AccessDeniedError, what: str, subject: str, role: str) -> Finding:
+        grant = {"grant_portal": exc.details.get("portal") or exc.fix or role,
+                 "grant_cli": exc.details.get("cli") or exc.fix or role}
+        return make_finding(
+            "function.permission_missing", f"The product's identity may not {what}: {exc.message}",
+            evidence={"permission": subject, "role_to_grant": role, "reason": exc.reason, "fix": exc.fix},
+            params={**params, **grant}, check="product_rights", subject=subject,
+        )
+
+    if target.app_id and target.uses_secret:
+        try:
+            await facts.application()
+        except AccessDeniedError as exc:
+            permission = str(exc.details.get("permission") or "Application.ReadWrite.OwnedBy")
+            findings.append(denied(exc, f"read app registration {target.app_id} in Microsoft Graph", permission,
+                                   f"Microsoft Graph {permission} + owner of the app registration"))
+        except Exception:  # noqa: S110 - other Graph failures are the credential check's to report
+            pass
+    if target.secret_name:
+        try:
+            await facts.stored_secret()
+        except AccessDeniedError as exc:
+            role = str(exc.details.get("role") or "Key Vault Secrets Officer")
+            findings.append(denied(exc, f"read secret '{target.secret_name}' in Key Vault", role, role))
+        except Exception:  # noqa: S110 - a missing secret is the secret check's to report
+            pass
+
+    async def one(sub: str) -> list[Finding]:
+        scope = f"/subscriptions/{sub}"
+        permissions = await facts.rbac.permissions(sub)
+        out: list[Finding] = []
+        missing_reads = permissions.missing(PRODUCT_ACTIONS_READ)
+        if missing_reads:
+            grant = _grant("Reader", scope, "to read role assignments, policy assignments and the Activity Log")
+            out.append(make_finding(
+                "function.permission_missing",
+                f"The product's identity may not read {', '.join(missing_reads)} on subscription {sub}, so parts of "
+                "the diagnosis cannot run.",
+                evidence={"scope": scope, "missing_actions": missing_reads, **grant},
+                params={**params, **grant, "subscription_id": sub}, check="product_rights",
+                subject=f"Reader on {scope}",
+            ))
+        if not permissions.allows(PRODUCT_ACTION_ASSIGN):
+            grant = _grant(_RBAC_ADMIN, scope, "to create the missing role assignments of the CycleCloud identity "
+                           "(Contributor is not enough: it excludes Microsoft.Authorization/*/Write)")
+            out.append(make_finding(
+                "function.permission_missing",
+                f"The product's identity may not create role assignments on subscription {sub} "
+                f"({PRODUCT_ACTION_ASSIGN}), so `remediate` cannot repair missing roles there.",
+                evidence={"scope": scope, "missing_actions": [PRODUCT_ACTION_ASSIGN], **grant},
+                params={**params, **grant, "subscription_id": sub}, check="product_rights",
+                subject=f"{_RBAC_ADMIN} on {scope}",
+            ))
+        return out
+
+    findings += await per_subscription(target.subscription_ids, one)
+
+    cc = target.cyclecloud
+    if target.vm_resource_id and cc is not None and cc.transport is Transport.RUNCOMMAND:
+        sub, rg, _ = parse_vm_id(target.vm_resource_id)
+        permissions = await facts.rbac.permissions(sub, resource_group=rg)
+        missing = permissions.missing(PRODUCT_ACTIONS_RUNCOMMAND)
+        if missing:
+            scope = f"/subscriptions/{sub}/resourceGroups/{rg}"
+            grant = _grant("Virtual Machine Contributor", target.vm_resource_id,
+                           "to push the secret to CycleCloud with Run Command")
+            findings.append(make_finding(
+                "function.permission_missing",
+                f"The product's identity may not run commands on the CycleCloud VM ({', '.join(missing)}), so it "
+                "cannot update CycleCloud over the runcommand transport.",
+                evidence={"scope": scope, "missing_actions": missing, **grant},
+                params={**params, **grant}, check="product_rights",
+                subject=f"Virtual Machine Contributor on {target.vm_resource_id}",
+            ))
+    return findings

@@ -1,0 +1,45 @@
+"""Subscription tenant versus target tenant (the seed's multi-tenant trap: roles assigned in the wrong tenant
+have no effect on the subscription)."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING
+
+from ...errors import TenantMismatchError
+from ...findings import Finding, make_finding
+
+if TYPE_CHECKING:
+    from ..facts import Facts
+
+
+async def check_tenant(facts: Facts) -> list[Finding]:
+    target = facts.target
+    params = facts.params()
+
+    async def one(sub: str) -> list[Finding]:
+        evidence: dict[str, object] = {"subscription_id": sub, "target_tenant_id": target.tenant_id}
+        try:
+            info = await facts.subscription(sub)
+        except TenantMismatchError as exc:
+            owner = exc.details.get("owning_tenant")
+            evidence.update(subscription_tenant_id=owner, arm_code=exc.details.get("arm_code"), source="arm")
+            return [make_finding(
+                "tenant.mismatch",
+                f"Subscription {sub} belongs to tenant {owner or '(another tenant)'}, but target '{target.name}' is "
+                f"configured for tenant {target.tenant_id}.",
+                evidence=evidence, params={**params, "subscription_id": sub}, check="tenant", subject=sub,
+            )]
+        evidence.update(subscription_tenant_id=info.tenant_id, subscription_name=info.display_name,
+                        subscription_state=info.state)
+        if info.tenant_id and info.tenant_id != target.tenant_id.lower():
+            return [make_finding(
+                "tenant.mismatch",
+                f"Subscription {sub} ('{info.display_name}') belongs to tenant {info.tenant_id}, but target "
+                f"'{target.name}' is configured for tenant {target.tenant_id}.",
+                evidence=evidence, params={**params, "subscription_id": sub}, check="tenant", subject=sub,
+            )]
+        return []
+
+    results = await asyncio.gather(*(one(s) for s in target.subscription_ids))
+    return [f for r in results for f in r]

@@ -1,0 +1,245 @@
+"""The hourly health sweep (`check_credential_health`) and the target list (`GET /api/targets`).
+
+The sweep validates every target with bounded concurrency, records each one's status as a small JSON blob
+(`health/<target>.json` in the state container) and logs an ERROR record, with structured fields for alerts,
+for every target that is failing. One target's failure (or a failure to record it) never stops the others.
+The list reads those records, so it is fast and needs no call to Entra or CycleCloud.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from ..config import Target
+from ..errors import RemediatorError
+from ..redaction import scrub
+from .report import Report, Status
+from .validate import diagnose
+
+if TYPE_CHECKING:
+    from ..context import AppContext
+
+logger = logging.getLogger(__name__)
+
+HEALTH_PREFIX = "health/"
+
+
+def health_blob(target: str) -> str:
+    return f"{HEALTH_PREFIX}{target}.json"
+
+
+def _parse_time(value: object) -> datetime | None:
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def health_record(report: Report) -> dict[str, Any]:
+    """What the sweep keeps per target: status, codes, and the expiry it observed (no secret, no evidence)."""
+    return {
+        "schema": 1,
+        "target": report.target,
+        "mode": report.mode,
+        "status": report.status.value,
+        "checked_at": report.generated_at,
+        "findings": report.codes,
+        "secret_expires_on": report.observations.get("secret_expires_on"),
+        "secret_key_id": report.observations.get("secret_key_id"),
+    }
+
+
+# -- storage -------------------------------------------------------------------------------------------------
+
+
+async def _container(ctx: AppContext) -> Any:
+    from azure.core.exceptions import ResourceExistsError
+
+    container = ctx.clients.blob_service().get_container_client(ctx.settings.storage.container)
+    try:
+        await container.create_container()
+    except ResourceExistsError:
+        pass
+    return container
+
+
+async def save_health(ctx: AppContext, report: Report) -> None:
+    container = await _container(ctx)
+    await container.upload_blob(health_blob(report.target), json.dumps(health_record(report)).encode("utf-8"),
+                                overwrite=True)
+
+
+async def load_health(ctx: AppContext, target: str) -> dict[str, Any] | None:
+    from azure.core.exceptions import ResourceNotFoundError
+
+    container = await _container(ctx)
+    try:
+        downloader = await container.get_blob_client(health_blob(target)).download_blob()
+        data = json.loads(await downloader.readall())
+    except ResourceNotFoundError:
+        return None
+    return data if isinstance(data, dict) else None
+
+
+# -- the sweep -----------------------------------------------------------------------------------------------
+
+
+@dataclass
+class TargetHealth:
+    target: str
+    status: str  # healthy | degraded | failing | error (the validation itself could not run)
+    findings: list[str] = field(default_factory=list)
+    recorded: bool = False
+    error: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"target": self.target, "status": self.status, "findings": self.findings, "recorded": self.recorded,
+                "error": self.error}
+
+
+@dataclass
+class HealthSweep:
+    results: list[TargetHealth]
+
+    def counts(self) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for result in self.results:
+            out[result.status] = out.get(result.status, 0) + 1
+        return out
+
+    def summary(self) -> str:
+        if not self.results:
+            return "no targets configured"
+        counts = ", ".join(f"{n} {status}" for status, n in sorted(self.counts().items()))
+        failing = [r.target for r in self.results if r.status in (Status.FAILING.value, "error")]
+        return f"{len(self.results)} target(s): {counts}" + (f"; failing: {', '.join(failing)}" if failing else "")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"summary": self.summary(), "counts": self.counts(), "targets": [r.to_dict() for r in self.results]}
+
+
+async def _check_one(ctx: AppContext, target: Target, limit: asyncio.Semaphore) -> TargetHealth:
+    async with limit:
+        try:
+            report = await diagnose(ctx, target)
+        except Exception as exc:  # one target's failure never stops the sweep
+            message = scrub(exc.message if isinstance(exc, RemediatorError) else f"{type(exc).__name__}: {exc}")
+            logger.error("credential health check of target %s could not run: %s", target.name, message,
+                         extra={"target": target.name, "health_status": "error",
+                                "custom_dimensions": {"target": target.name, "status": "error"}})
+            return TargetHealth(target.name, "error", error=message)
+    result = TargetHealth(target.name, report.status.value, report.codes)
+    try:
+        await save_health(ctx, report)
+        result.recorded = True
+    except Exception as exc:  # recording is best effort: the log record below still raises the alarm
+        result.error = f"could not record the status: {scrub(str(exc)).splitlines()[0] if str(exc) else exc}"
+        logger.warning("could not record the health of target %s: %s", target.name, result.error)
+    dimensions = {"target": target.name, "status": report.status.value, "findings": ",".join(report.codes),
+                  "mode": report.mode}
+    if report.status is Status.FAILING:
+        logger.error("target %s is failing: %s", target.name, ", ".join(report.codes),
+                     extra={"target": target.name, "health_status": report.status.value,
+                            "finding_codes": report.codes, "custom_dimensions": dimensions})
+    elif report.status is Status.DEGRADED:
+        logger.warning("target %s is degraded: %s", target.name, ", ".join(report.codes),
+                       extra={"target": target.name, "health_status": report.status.value,
+                              "finding_codes": report.codes, "custom_dimensions": dimensions})
+    else:
+        logger.info("target %s is healthy", target.name)
+    return result
+
+
+async def check_all_targets(ctx: AppContext) -> HealthSweep:
+    """The health timer: validate every target (bounded concurrency), record and alert."""
+    limit = asyncio.Semaphore(max(1, ctx.settings.max_concurrency))
+    results = await asyncio.gather(*(_check_one(ctx, t, limit) for t in ctx.settings.targets))
+    sweep = HealthSweep(list(results))
+    if any(r.status in (Status.FAILING.value, "error") for r in results):
+        logger.error("credential health: %s", sweep.summary())
+    return sweep
+
+
+# -- the list ----------------------------------------------------------------------------------------------
+
+
+@dataclass
+class TargetList:
+    targets: list[dict[str, Any]]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"targets": self.targets}
+
+
+async def _last_rotation(ctx: AppContext, target: Target) -> dict[str, Any] | None:
+    from ..rotation.store import JournalStore
+
+    if not target.uses_secret:
+        return None
+    try:
+        journal = (await JournalStore(ctx.clients.blob_service(), ctx.settings.storage.container)
+                   .read(target.name)).journal
+    except Exception as exc:  # no storage or no journal yet: the list still answers
+        logger.info("no rotation journal for %s: %s", target.name, type(exc).__name__)
+        return None
+    if not journal.history:
+        return None
+    last = journal.history[0]
+    return {key: last.get(key) for key in ("id", "finished_at", "result", "new_key_id", "new_end", "reason")}
+
+
+async def _vault_expiry(ctx: AppContext, target: Target) -> datetime | None:
+    """Before the first health check: the expiry the product writes on the secret's newest enabled version."""
+    from ..adapters.vault import VaultAdapter
+
+    if not target.secret_name:
+        return None
+    try:
+        versions = await VaultAdapter(ctx.clients).list_versions(target.secret_name)
+    except Exception as exc:  # best effort: the list answers without it
+        logger.info("could not list the versions of %s: %s", target.secret_name, type(exc).__name__)
+        return None
+    enabled = [v for v in versions if v.enabled and v.created_on is not None]
+    if not enabled:
+        return None
+    return max(enabled, key=lambda v: v.created_on or now_utc()).expires_on
+
+
+def now_utc() -> datetime:
+    return datetime.now(UTC)
+
+
+async def _target_status(ctx: AppContext, target: Target, now: datetime) -> dict[str, Any]:
+    record: dict[str, Any] | None
+    try:
+        record = await load_health(ctx, target.name)
+    except Exception as exc:  # storage unavailable: report what is known (nothing) rather than fail the list
+        logger.info("could not read the health record of %s: %s", target.name, type(exc).__name__)
+        record = None
+    expires = _parse_time(record.get("secret_expires_on")) if record else None
+    if expires is None:
+        expires = await _vault_expiry(ctx, target)
+    return {
+        "name": target.name,
+        "mode": target.mode.value,
+        "status": record.get("status") if record else None,
+        "checked_at": record.get("checked_at") if record else None,
+        "days_to_expiry": round((expires - now).total_seconds() / 86400, 1) if expires else None,
+        "secret_expires_on": expires.strftime("%Y-%m-%dT%H:%M:%SZ") if expires else None,
+        "last_rotation": await _last_rotation(ctx, target),
+        "findings": list(record.get("findings", [])) if record else [],
+    }
+
+
+async def list_targets(ctx: AppContext) -> TargetList:
+    """GET /api/targets: every configured target with its last known status, days to expiry, last rotation."""
+    now = datetime.now(UTC)
+    return TargetList(list(await asyncio.gather(*(_target_status(ctx, t, now) for t in ctx.settings.targets))))

@@ -1,0 +1,79 @@
+"""`validate`: run every check for one target concurrently and assemble the report."""
+
+from __future__ import annotations
+
+import logging
+import time
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING
+
+from ..config import Target
+from ..findings import Finding, Severity
+from .checks import checks_for
+from .facts import Facts
+from .report import Report, overall_status
+from .runner import DEFAULT_CHECK_TIMEOUT_SECONDS, run_checks
+
+if TYPE_CHECKING:
+    from ..context import AppContext
+
+logger = logging.getLogger(__name__)
+
+_SEVERITY_ORDER = {Severity.ERROR: 0, Severity.WARNING: 1, Severity.INFO: 2}
+
+
+def merge_findings(findings: list[Finding]) -> list[Finding]:
+    """One finding per (code, subject): several checks may see the same problem from different sides (Graph
+    says the credential expired, Entra says AADSTS7000222); keep the first and add the others' evidence."""
+    merged: dict[tuple[str, str | None], Finding] = {}
+    for finding in findings:
+        key = (finding.code, finding.subject)
+        first = merged.get(key)
+        if first is None:
+            merged[key] = finding
+            continue
+        evidence = dict(first.evidence)
+        for name, value in finding.evidence.items():
+            evidence.setdefault(name, value)
+        seen_by = [*evidence.get("seen_by", [first.check]), finding.check]
+        evidence["seen_by"] = list(dict.fromkeys(seen_by))
+        merged[key] = Finding(
+            code=first.code, severity=first.severity, title=first.title, summary=first.summary, detail=first.detail,
+            evidence=evidence, steps=first.steps, fix_action=first.fix_action, remediate_how=first.remediate_how,
+            check=first.check, subject=first.subject,
+        )
+    ordered = list(merged.values())
+    ordered.sort(key=lambda f: _SEVERITY_ORDER[f.severity])  # stable: check order within a severity
+    return ordered
+
+
+async def diagnose(ctx: AppContext, target: Target, *, timeout_seconds: float = DEFAULT_CHECK_TIMEOUT_SECONDS,
+                   only: set[str] | None = None) -> Report:
+    """Run the target's checks (all of them, or the names in `only`) and return the report."""
+    started_at = datetime.now(UTC)
+    started = time.perf_counter()
+    facts = Facts(ctx, target, now=started_at)
+    checks = [c for c in checks_for(target) if only is None or c.name in only]
+    try:
+        findings, runs = await run_checks(checks, facts, timeout_seconds=timeout_seconds)
+    finally:
+        await facts.close()
+    merged = merge_findings(findings)
+    problems = tuple(f for f in merged if f.severity is not Severity.INFO)
+    advice = tuple(f for f in merged if f.severity is Severity.INFO)
+    report = Report(
+        target=target.name, mode=target.mode.value, status=overall_status(problems),
+        generated_at=started_at.strftime("%Y-%m-%dT%H:%M:%SZ"), duration_ms=(time.perf_counter() - started) * 1000,
+        findings=problems, advice=advice, checks=tuple(runs), observations=dict(facts.observations),
+    )
+    logger.info("validated %s: %s (%s) in %.0f ms", target.name, report.status.value,
+                ", ".join(report.codes) or "no findings", report.duration_ms)
+    return report
+
+
+async def validate_target(ctx: AppContext, name: str, *,
+                          timeout_seconds: float = DEFAULT_CHECK_TIMEOUT_SECONDS) -> Report:
+    """POST /api/targets/{target}/validate and `python -m shared validate`: the report, even when the credential
+    is broken (a broken credential is a finding, not an error). Unknown target -> TargetNotFoundError."""
+    target = ctx.settings.target(name)
+    return await diagnose(ctx, target, timeout_seconds=timeout_seconds)
