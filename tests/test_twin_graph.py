@@ -15,7 +15,6 @@ import pytest
 from azure.identity import ClientSecretCredential
 from azure.identity.aio import ManagedIdentityCredential
 from kiota_abstractions.base_request_configuration import RequestConfiguration
-from msgraph import GraphServiceClient
 from msgraph.generated.applications.applications_request_builder import ApplicationsRequestBuilder
 from msgraph.generated.applications.item.add_password.add_password_post_request_body import (
     AddPasswordPostRequestBody,
@@ -28,10 +27,20 @@ from msgraph.generated.applications_with_app_id.applications_with_app_id_request
 )
 from msgraph.generated.models.o_data_errors.o_data_error import ODataError
 from msgraph.generated.models.password_credential import PasswordCredential
+from msgraph.graph_service_client import GraphServiceClient
 
 from tests.twin import Fault, Twin
 from tests.twin.control import snapshot
-from tests.world import APP_ID, APP_OBJECT_ID, CURRENT_SECRET, KEY_ID, SP_OBJECT_ID, TENANT, World
+from tests.world import (
+    APP_ID,
+    APP_OBJECT_ID,
+    CURRENT_SECRET,
+    FUNCTION_OBJECT_ID,
+    KEY_ID,
+    SP_OBJECT_ID,
+    TENANT,
+    World,
+)
 
 ARM = "https://management.azure.com/.default"
 NOT_FOUND = re.compile(r"^Resource '[^']+' does not exist or one of its queried reference-property objects are "
@@ -124,11 +133,11 @@ async def test_unknown_app_is_request_resource_not_found(twin: Twin, graph: Grap
 
 
 @pytest.mark.parametrize(("roles", "owners", "readable", "writable"), [
-    ([], ["aaaaaaaa-1111-4222-8333-444444444444"], False, False),
+    ([], [FUNCTION_OBJECT_ID], False, False),
     (["Application.ReadWrite.OwnedBy"], [], False, False),  # OwnedBy but not an owner
     (["Application.Read.All"], [], True, False),
     (["Application.ReadWrite.All"], [], True, True),
-    (["Application.ReadWrite.OwnedBy"], ["aaaaaaaa-1111-4222-8333-444444444444"], True, True),
+    (["Application.ReadWrite.OwnedBy"], [FUNCTION_OBJECT_ID], True, True),
 ])
 async def test_permissions_are_enforced_with_graphs_403(twin: Twin, graph: GraphServiceClient, roles: list[str],
                                                         owners: list[str], readable: bool, writable: bool) -> None:
@@ -265,8 +274,7 @@ async def test_policy_is_readable_with_policy_read_permission_only(twin: Twin, g
         await graph.applications.by_application_id(APP_OBJECT_ID).app_management_policies.get()
     assert raised.value.response_status_code == 403
 
-    load(twin, max_password_lifetime_days=90,
-         graph_app_roles=["Application.ReadWrite.OwnedBy", "Policy.Read.ApplicationConfiguration"])
+    twin.state.principals[FUNCTION_OBJECT_ID].graph_app_roles.add("Policy.Read.ApplicationConfiguration")
     policies = await graph.applications.by_application_id(APP_OBJECT_ID).app_management_policies.get()
     assert policies is not None
     [policy] = policies.value or []

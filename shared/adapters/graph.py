@@ -232,9 +232,12 @@ class GraphAdapter:
             select=APPLICATION_SELECT
         )
         try:
-            model = await self._client.applications_with_app_id(app_id).get(
-                request_configuration=RequestConfiguration(query_parameters=query)
-            )
+            # the SDK's alternate-key builders write appId into the client's SHARED path parameters and build
+            # the URL only after awaiting a token: concurrent lookups would read each other's app. Copy them.
+            client = self._client
+            model = await ApplicationsWithAppIdRequestBuilder(
+                client.request_adapter, dict(client.path_parameters), app_id
+            ).get(request_configuration=RequestConfiguration(query_parameters=query))
         except Exception as exc:  # mapped to a domain error right here
             _raise_mapped(exc, action="read", app=app_id, write=False)
         if model is None:
@@ -361,9 +364,10 @@ class GraphAdapter:
             select=SERVICE_PRINCIPAL_SELECT
         )
         try:
-            model = await self._client.service_principals_with_app_id(app_id).get(
-                request_configuration=RequestConfiguration(query_parameters=query)
-            )
+            client = self._client  # own copy of the path parameters: see get_application
+            model = await ServicePrincipalsWithAppIdRequestBuilder(
+                client.request_adapter, dict(client.path_parameters), app_id
+            ).get(request_configuration=RequestConfiguration(query_parameters=query))
         except Exception as exc:
             _raise_mapped(exc, action="read the service principal of", app=app_id, write=False)
         if model is None:
