@@ -153,9 +153,15 @@ class RotationRun:
             return []
         return sorted(versions, key=lambda v: (v.created_on is not None, v.created_on or utcnow()))
 
-    async def read_main(self) -> StoredSecret | None:
+    async def read_main(self, versions: list[SecretVersionInfo] | None = None) -> StoredSecret | None:
+        """The main secret's newest ENABLED version (what consumers get and CycleCloud holds), or None."""
+        if versions is None:
+            versions = await self.read_versions(self.secret_name)
+        newest = next((v for v in reversed(versions) if v.enabled), None)
+        if newest is None:
+            return None
         try:
-            return await self.vault.get_secret(self.secret_name)
+            return await self.vault.get_secret(self.secret_name, newest.version)
         except NotFoundError:
             return None
 
@@ -194,8 +200,8 @@ class RotationRun:
         self.vj = await self.store.read(self.target.name)
         self.op = self.journal.current
         app = await self.graph.get_application(self.target.app_id or "")
-        main = await self.read_main()
         main_versions = await self.read_versions(self.secret_name)
+        main = await self.read_main(main_versions)
         pending_versions = await self.read_versions(self.pending_name)
         app = await self.maintain(app, main, main_versions, pending_versions)
 
@@ -500,8 +506,9 @@ class RotationRun:
     async def commit(self) -> RotationOutcome:
         op = self.op
         assert op is not None
-        main = await self.read_main()
-        if main is None or (main.properties.tags or {}).get("operationId") != op.id:
+        versions = await self.read_versions(self.secret_name)
+        newest = next((v for v in reversed(versions) if v.enabled), None)
+        if newest is None or (newest.tags or {}).get("operationId") != op.id:
             value = await self.pending_value()
             tags = {"keyId": op.new_key_id or "", "appId": self.target.app_id or "", "tenantId": self.target.tenant_id,
                     "operationId": op.id, "rotatedAt": to_iso(utcnow()) or ""}

@@ -83,8 +83,8 @@ async def plan_rotation(ctx: AppContext, target: Target, *, force: bool) -> Rota
     run = RotationRun(ctx, target, _store(ctx), None, Deadline(60))
     vj = await run.store.read(target.name)
     app = await GraphAdapter(ctx.clients).get_application(target.app_id or "")
-    main = await run.read_main()
     main_versions = await run.read_versions(run.secret_name)
+    main = await run.read_main(main_versions)
     pending_versions = await run.read_versions(run.pending_name)
     journal = vj.journal
     current_op = journal.current
