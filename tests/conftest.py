@@ -123,10 +123,10 @@ def azurite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         pytest.fail("Azurite is not installed: run `make test` (it runs `npm install`)")
     port = _free_port()
     workdir = tmp_path_factory.mktemp("azurite")
-    log = open(workdir / "azurite.log", "wb")  # noqa: SIM115 - closed after the process ends
+    log = open(workdir / "azurite.log", "wb")
     proc = subprocess.Popen(
-        [str(binary), "--blobHost", "127.0.0.1", "--blobPort", str(port), "--location", str(workdir),
-         "--disableTelemetry", "--skipApiVersionCheck", "--loose"],
+        [str(binary), "--blobHost", "127.0.0.1", "--blobPort", str(port),
+         "--disableTelemetry", "--skipApiVersionCheck", "--loose", "--inMemoryPersistence"],
         stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "NO_PROXY": "*"},
     )
     deadline = time.monotonic() + 20
@@ -193,3 +193,14 @@ def _quiet_sdk_logs() -> None:
 
 def have_node() -> bool:
     return shutil.which("node") is not None
+
+
+@pytest.fixture(autouse=True)
+def _fresh_cyclecloud_login_guard() -> Iterator[None]:
+    """The CycleCloud adapter allows one failed login per server and user per minute, per process; a test
+    that fails a login on purpose must not pause the next test."""
+    from shared.adapters.cyclecloud import login_guard
+
+    login_guard.reset()
+    yield
+    login_guard.reset()
