@@ -62,19 +62,29 @@ def _error_evidence(exc: BaseException) -> dict[str, object]:
     return {"error_code": type(exc).__name__, "message": scrub(str(exc))[:500]}
 
 
+def _denied_subject(exc: AccessDeniedError, check: Check) -> str:
+    """What was denied, worded the same way the product_rights check words it, so the two findings merge."""
+    details = exc.details
+    if details.get("permission") or details.get("role"):
+        return str(details.get("permission") or details.get("role"))
+    if details.get("action"):
+        return f"{details['action']} on {details.get('scope') or '?'}"
+    return check.name
+
+
 def finding_for_error(check: Check, exc: BaseException, params: dict[str, object]) -> Finding:
     """What a check's exception means for the report."""
     evidence = _error_evidence(exc)
     evidence["check"] = check.name
     if isinstance(exc, AccessDeniedError):
         grant_params = dict(params)
-        grant_params.setdefault("grant_portal", exc.details.get("portal", exc.fix or "see the evidence"))
-        grant_params.setdefault("grant_cli", exc.details.get("cli", exc.fix or "see the evidence"))
+        grant_params.setdefault("grant_portal", exc.details.get("portal") or exc.fix or "see the evidence")
+        grant_params.setdefault("grant_cli", exc.details.get("cli") or exc.fix or "see the evidence")
         return make_finding(
             "function.permission_missing",
             f"While checking '{check.description}', the product was refused: {scrub(exc.message)}",
             evidence=evidence, params=grant_params, check=check.name,
-            subject=str(exc.details.get("permission") or exc.details.get("role") or check.name),
+            subject=_denied_subject(exc, check),
         )
     if isinstance(exc, CredentialUnavailableError):
         return make_finding(
