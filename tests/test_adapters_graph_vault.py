@@ -70,7 +70,18 @@ def app(twin: Twin) -> Any:
 # Graph
 
 
-async def test_get_application_returns_domain_values(twin: Twin, graph: GraphAdapter) -> None:
+async def test_get_application_returns_domain_values(twin: Twin, graph: GraphAdapter,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    from tests.twin.services.graph import GraphService
+
+    selects: list[str | None] = []
+    original = GraphService._select
+
+    def recording(request: Any, entity: dict[str, Any]) -> Any:
+        selects.append(request.query.get("$select"))
+        return original(request, entity)
+
+    monkeypatch.setattr(GraphService, "_select", staticmethod(recording))
     registration = await graph.get_application(APP_ID)
     assert (registration.object_id, registration.app_id, registration.display_name) == (
         APP_OBJECT_ID, APP_ID, "cyclecloud-sp")
@@ -80,6 +91,7 @@ async def test_get_application_returns_domain_values(twin: Twin, graph: GraphAda
     assert registration.credential(KEY_ID.upper()) == cred
     same = await graph.get_application_by_object_id(APP_OBJECT_ID)
     assert same == registration
+    assert selects == ["id,appId,displayName,passwordCredentials"] * 2  # minimal $select, parsed fast
 
 
 async def test_add_password_returns_a_working_secret_that_never_reaches_logs(
@@ -260,3 +272,15 @@ async def test_vault_throttling_is_retried_and_outage_is_service_error(twin: Twi
     with pytest.raises(ServiceError) as raised:
         await vault.list_versions(SECRET_NAME)
     assert raised.value.details["status"] == 503
+
+
+async def test_graph_adapter_uses_the_configured_clouds_graph_host(
+        twin: Twin, product_env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
+    from shared.config import load_settings
+
+    monkeypatch.setenv("AZURE_CLOUD", "AzureUSGovernment")
+    monkeypatch.setenv("KEY_VAULT_URL", f"https://{VAULT_NAME}.vault.usgovcloudapi.net")
+    async with ClientFactory(load_settings()) as factory:
+        registration = await GraphAdapter(factory).get_application(APP_ID)
+    assert registration.object_id == APP_OBJECT_ID
+    assert {r.host for r in twin.request_log if r.service == "graph"} == {"graph.microsoft.us"}

@@ -283,3 +283,17 @@ async def test_policy_is_readable_with_policy_read_permission_only(twin: Twin, g
     assert restriction.max_lifetime == timedelta(days=90)
     default = await graph.policies.default_app_management_policy.get()
     assert default is not None and default.is_enabled is False
+
+
+async def test_client_factory_graph_client_speaks_the_same_wire(twin: Twin, settings: Any) -> None:
+    from shared.clients import ClientFactory
+
+    async with ClientFactory(settings) as factory:
+        client = factory.graph()
+        app = await client.applications_with_app_id(APP_ID).get(request_configuration=select("id", "appId"))
+        assert app is not None and (app.id, app.app_id) == (APP_OBJECT_ID, APP_ID)
+        created = await client.applications.by_application_id(APP_OBJECT_ID).add_password.post(add_body("factory"))
+        assert created is not None and created.hint == (created.secret_text or "")[:3]
+    log = [r for r in twin.request_log if r.service == "graph"]
+    assert [(r.operation, r.status, r.caller) for r in log] == [
+        ("getApplication", 200, FUNCTION_OBJECT_ID), ("addPassword", 200, FUNCTION_OBJECT_ID)]
