@@ -27,6 +27,7 @@ from .model import FixResult, Outcome
 
 if TYPE_CHECKING:
     from ..adapters.vault import VaultAdapter
+    from ..roles import RoleReconciliation
 
 logger = logging.getLogger(__name__)
 
@@ -267,16 +268,11 @@ def rotation_fix_result(target: str, status: str, message: str, body: dict[str, 
     return FixResult(outcome, message, reason, fix, body)
 
 
-def roles_fix_result(result: Any, *, dry_run: bool) -> FixResult:
+def roles_fix_result(result: RoleReconciliation, *, dry_run: bool) -> FixResult:
     """The role reconciliation's result as a fix result (see shared.roles)."""
-    body: dict[str, Any] = result.to_dict()
+    body = result.to_dict()
     if dry_run:
-        return FixResult(Outcome.PLANNED, str(getattr(result, "message", "") or "Would create the missing role "
-                                                                                  "assignments."), details=body)
-    ok = bool(getattr(result, "ok", True))
-    message = str(getattr(result, "message", "") or ("Role assignments reconciled." if ok else
-                                                     "Some role assignments could not be created."))
-    if ok:
-        return FixResult(Outcome.APPLIED, message, details=body)
-    return FixResult(Outcome.FAILED, message, reason=str(getattr(result, "reason", "") or ""),
-                     fix=str(getattr(result, "fix", "") or ""), details=body)
+        return FixResult(Outcome.PLANNED, result.message, result.reason, result.fix, body)
+    if result.ok:
+        return FixResult(Outcome.APPLIED, result.message, details=body)
+    return FixResult(Outcome.FAILED, result.message, reason=result.reason, fix=result.fix, details=body)
