@@ -100,7 +100,7 @@ def start_azurite(workdir: Path) -> tuple[subprocess.Popen[bytes], str]:
     binary = ROOT / "node_modules" / ".bin" / "azurite-blob"
     port = _free_port()
     proc = subprocess.Popen(
-        [str(binary), "--blobHost", "127.0.0.1", "--blobPort", str(port), "--location", str(workdir),
+        [str(binary), "--blobHost", "127.0.0.1", "--blobPort", str(port),
          "--disableTelemetry", "--skipApiVersionCheck", "--loose", "--inMemoryPersistence"],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
