@@ -1,4 +1,4 @@
-"""Load a JSON scenario into the twin. The format is documented in tests/twin/README.md.
+"""Load a JSON scenario into the twin. The format is documented in docs/twin.md.
 
 Times are ISO 8601 or relative to the twin's clock: "now", "now+30d", "now-1h", "now+90s".
 """
