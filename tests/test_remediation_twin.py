@@ -19,8 +19,10 @@ import pytest
 
 from shared.context import AppContext
 from shared.remediation import Outcome, RemediationReport, Result, remediate_target
+from shared.remediation.schema import REMEDIATION_SCHEMA
 from tests.rotation_invariants import check_invariants, secret_works
 from tests.rotation_support import apply_env, rotation_env
+from tests.schema_check import validate_json
 from tests.twin import Twin
 from tests.twin.control import snapshot as twin_snapshot
 from tests.world import (
@@ -158,6 +160,7 @@ def test_every_seed_problem_at_once_is_fixed_by_one_call(setup: Any, twin: Twin,
 
     report = remediate()
 
+    validate_json(report.to_dict(), REMEDIATION_SCHEMA)
     body = json.dumps(report.to_dict())
     assert report.before.status.value == "failing"
     assert {"secret.expired", "role.missing", "cyclecloud.out_of_sync"} <= set(report.before.codes), \
@@ -190,6 +193,7 @@ def test_dry_run_changes_nothing(setup: Any, twin: Twin, caplog: pytest.LogCaptu
     assert state_fingerprint(twin) == before
     assert state_blobs(env) == blobs_before == []  # no journal, no lock blob, no lease
     assert report.result is Result.PLANNED and report.after is None and report.http_status == 200
+    validate_json(report.to_dict(), REMEDIATION_SCHEMA)
     assert [(a.action.value, a.outcome) for a in report.actions] == [("reconcile_roles", Outcome.PLANNED),
                                                                       ("rotate", Outcome.PLANNED)]
     # the CycleCloud probe's update-path check is a validate-only PUT (`validateAccount`, ?dry_run=true)
@@ -306,6 +310,7 @@ def test_rotation_waiting_for_propagation_answers_202_and_the_next_call_finishes
 
     assert first.http_status == 202 and first.result is Result.IN_PROGRESS, [a.to_dict() for a in first.actions]
     body = first.to_dict()
+    validate_json(body, REMEDIATION_SCHEMA)
     assert body["statusUrl"] == f"/api/targets/{TARGET}/rotation"
     assert any(f"/api/targets/{TARGET}/remediate" in step for step in body["next"])
     assert cyclecloud_secret(twin) == CURRENT_SECRET  # CycleCloud never got the untested secret
@@ -357,6 +362,7 @@ def test_the_function_remediates_and_answers_the_report(setup: Any, twin: Twin) 
     response = _call_function(b"")
     payload = json.loads(response.get_body())
     assert response.status_code == 200, payload
+    validate_json(payload, REMEDIATION_SCHEMA)
     assert payload["result"] == "fixed" and payload["after"]["status"] == "healthy"
     assert [a["action"] for a in payload["actions"]] == ["push_to_cyclecloud"]
     assert_clean(response.get_body().decode())
