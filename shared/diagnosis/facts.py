@@ -10,6 +10,7 @@ checks that depend on something another check owns and reports.
 from __future__ import annotations
 
 import asyncio
+import importlib
 import inspect
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
@@ -31,6 +32,34 @@ if TYPE_CHECKING:
     from ..context import AppContext
 
 T = TypeVar("T")
+
+# Heavy SDK modules the adapters import on first use. Importing them on the event loop would stall every other
+# check for as long as the import takes (msgraph alone: up to seconds on a cold worker), so each lookup first
+# imports its SDK in a worker thread.
+_SDK_MODULES: dict[str, tuple[str, ...]] = {
+    "graph": ("msgraph", "msgraph_core", "kiota_authentication_azure.azure_identity_authentication_provider",
+              "msgraph.generated.applications_with_app_id.applications_with_app_id_request_builder",
+              "msgraph.generated.service_principals_with_app_id.service_principals_with_app_id_request_builder",
+              "msgraph.generated.models.application", "msgraph.generated.models.service_principal"),
+    "arm": ("azure.mgmt.authorization.aio", "azure.mgmt.resource.subscriptions.aio", "azure.mgmt.core"),
+    "compute": ("azure.mgmt.compute.aio",),
+    "vault": ("azure.keyvault.secrets.aio",),
+    "identity": ("azure.identity.aio",),
+}
+
+
+def _import_all(names: tuple[str, ...]) -> None:
+    for name in names:
+        importlib.import_module(name)
+    if "msgraph" in names:
+        # msgraph's models import the models they reference lazily, while the first answer is parsed: well
+        # over a thousand modules. Asking the two models we read for their deserializers imports them all here.
+        from msgraph.generated.models.application import Application
+        from msgraph.generated.models.password_credential import PasswordCredential
+        from msgraph.generated.models.service_principal import ServicePrincipal
+
+        for model in (Application(), ServicePrincipal(), PasswordCredential()):
+            model.get_field_deserializers()
 
 
 async def call(function: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
@@ -76,6 +105,14 @@ class Facts:
         except Exception as exc:
             raise CheckSkipped(f"needs {what}, which could not be read ({type(exc).__name__})") from None
 
+    async def sdk(self, group: str) -> None:
+        """Import one SDK group off the event loop (once per validation; a no-op once imported)."""
+        await self.once(f"sdk:{group}", lambda: asyncio.to_thread(_import_all, _SDK_MODULES[group]))
+
+    async def arm(self) -> RbacAdapter:
+        await self.sdk("arm")
+        return self.rbac
+
     async def close(self) -> None:
         for task in self._tasks.values():
             if not task.done():
@@ -118,6 +155,7 @@ class Facts:
         async def fetch() -> StoredSecret:
             if not self.target.secret_name:
                 raise CheckSkipped("the target has no secret_name")
+            await self.sdk("vault")
             secret = await VaultAdapter(self.ctx.clients).get_secret(self.target.secret_name)
             register_secret(secret.value)
             return secret
@@ -130,6 +168,7 @@ class Facts:
         async def fetch() -> AppRegistration:
             if not self.target.app_id:
                 raise CheckSkipped("the target has no app_id")
+            await self.sdk("graph")
             return await GraphAdapter(self.ctx.clients).get_application(self.target.app_id)
 
         return await self.once("application", fetch)
@@ -140,6 +179,7 @@ class Facts:
         async def fetch() -> ServicePrincipalInfo:
             if not self.target.app_id:
                 raise CheckSkipped("the target has no app_id")
+            await self.sdk("graph")
             return await GraphAdapter(self.ctx.clients).get_service_principal(self.target.app_id)
 
         return await self.once("service_principal", fetch)
@@ -149,6 +189,7 @@ class Facts:
         from ..adapters.entra import probe_secret
 
         async def fetch() -> TokenProbe:
+            await self.sdk("identity")
             secret = await self.need(self.stored_secret, "the secret in Key Vault")
             app_id = self.target.app_id or ""
             return await probe_secret(self.ctx.clients, self.target.tenant_id, app_id, secret.value)
@@ -190,6 +231,7 @@ class Facts:
         async def fetch() -> VmInfo:
             if not self.target.vm_resource_id:
                 raise CheckSkipped("the target has no vm_resource_id")
+            await self.sdk("compute")
             return await ComputeAdapter(self.ctx.clients).get_vm(self.target.vm_resource_id)
 
         return await self.once("vm", fetch)
@@ -212,9 +254,10 @@ class Facts:
         return await self.once("principal_id", fetch)
 
     async def subscription(self, subscription_id: str) -> SubscriptionInfo:
-        return await self.once(f"subscription:{subscription_id}",
-                               lambda: self.rbac.get_subscription(subscription_id))
+        rbac = await self.arm()
+        return await self.once(f"subscription:{subscription_id}", lambda: rbac.get_subscription(subscription_id))
 
     async def role(self, subscription_id: str, name_or_id: str) -> RoleDefinitionInfo:
+        rbac = await self.arm()
         return await self.once(f"role:{subscription_id}:{name_or_id.lower()}",
-                               lambda: self.rbac.resolve_role(subscription_id, name_or_id))
+                               lambda: rbac.resolve_role(subscription_id, name_or_id))

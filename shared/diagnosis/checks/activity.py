@@ -35,7 +35,7 @@ async def check_activity_log(facts: Facts) -> list[Finding]:
     since = facts.now - LOOKBACK
 
     async def one(sub: str) -> list[Finding]:
-        events = await facts.rbac.failed_operations(sub, callers, since)
+        events = await (await facts.arm()).failed_operations(sub, callers, since)
         if not events:
             return []
         by_action = Counter(e.operation for e in events)

@@ -116,7 +116,7 @@ async def check_product_rights(facts: Facts) -> list[Finding]:
 
     async def one(sub: str) -> list[Finding]:
         scope = f"/subscriptions/{sub}"
-        permissions = await facts.rbac.permissions(sub)
+        permissions = await (await facts.arm()).permissions(sub)
         out: list[Finding] = []
         missing_reads = permissions.missing(PRODUCT_ACTIONS_READ)
         if missing_reads:
@@ -150,7 +150,7 @@ async def check_product_rights(facts: Facts) -> list[Finding]:
     cc = target.cyclecloud
     if target.vm_resource_id and cc is not None and cc.transport is Transport.RUNCOMMAND:
         sub, rg, _ = parse_vm_id(target.vm_resource_id)
-        permissions = await facts.rbac.permissions(sub, resource_group=rg)
+        permissions = await (await facts.arm()).permissions(sub, resource_group=rg)
         missing = permissions.missing(PRODUCT_ACTIONS_RUNCOMMAND)
         if missing:
             scope = f"/subscriptions/{sub}/resourceGroups/{rg}"

@@ -39,8 +39,9 @@ async def _role_name(facts: Facts, sub: str, role_id: str) -> str:
 async def _covering(facts: Facts, sub: str, principal: str) -> tuple[list[RoleAssignmentInfo],
                                                                      list[RoleAssignmentInfo]]:
     scope = f"/subscriptions/{sub}"
+    rbac = await facts.arm()
     assignments = await facts.once(f"assignments:{sub}:{principal}",
-                                   lambda: facts.rbac.list_assignments(scope, principal))
+                                   lambda: rbac.list_assignments(scope, principal))
     covering = [a for a in assignments if a.principal_id == principal and scope_covers(a.scope, scope)]
     below = [a for a in assignments if a.principal_id == principal and not scope_covers(a.scope, scope)]
     return covering, below
@@ -63,7 +64,7 @@ async def check_roles(facts: Facts) -> list[Finding]:
         missing = [r for r in wanted if r.id not in held_ids]
         if not missing:
             return []
-        policies = await facts.rbac.policy_assignments(sub)
+        policies = await (await facts.arm()).policy_assignments(sub)
         findings: list[Finding] = []
         for role in missing:
             params = {**facts.params(), "subscription_id": sub, "principal_id": principal, "role": role.name}
@@ -124,7 +125,7 @@ async def check_permissions(facts: Facts) -> list[Finding]:
         if facts.is_managed_identity:
             permissions = await _assigned_permissions(facts, sub, principal)
         else:
-            permissions = await facts.rbac.permissions(sub, credential)
+            permissions = await (await facts.arm()).permissions(sub, credential)
         if not permissions.entries:
             return []  # no role at all there: the roles check reports what to assign
         missing = permissions.missing(REQUIRED_ACTIONS)
