@@ -366,3 +366,50 @@ def test_the_function_remediates_and_answers_the_report(setup: Any, twin: Twin) 
     assert payload["result"] == "fixed" and payload["after"]["status"] == "healthy"
     assert [a["action"] for a in payload["actions"]] == ["push_to_cyclecloud"]
     assert_clean(response.get_body().decode())
+
+
+def test_policy_denial_fails_the_role_repair_and_the_rotation_is_skipped(setup: Any, twin: Twin) -> None:
+    """Roles first: when a policy denies the assignment, the rotation is not tried (its authorization probe would
+    fail and leave a new credential unused); the policy stays with the exemption steps."""
+    def denied(scenario: dict[str, Any]) -> None:
+        without_contributor(scenario)
+        scenario["policy_assignments"] = [{"name": "no-contributor", "scope": f"/subscriptions/{SUBSCRIPTION}",
+                                           "display_name": "Deny Contributor grants", "denied_roles": ["Contributor"]}]
+
+    setup(World(secret_end="now-2d"), denied)
+    ids = credential_ids(twin)
+
+    report = remediate()
+
+    roles, rotate = report.actions
+    assert (roles.action.value, roles.outcome) == ("reconcile_roles", Outcome.FAILED), roles.to_dict()
+    assert "Deny Contributor grants" in roles.reason and "exemption" in roles.fix
+    assert (rotate.action.value, rotate.outcome) == ("rotate", Outcome.SKIPPED)
+    assert "reconcile_roles" in rotate.message
+    assert credential_ids(twin) == ids  # no credential created for nothing
+    assert report.http_status == 200 and report.exit_code == 2 and report.result is Result.NEEDS_ATTENTION
+    left = {f.code for f in report.needs_attention}
+    assert "secret.expired" in left and left & {"role.missing", "role.policy_denied"}
+    validate_json(report.to_dict(), REMEDIATION_SCHEMA)
+
+
+def test_managed_identity_target_gets_its_vm_identity_role(setup: Any, twin: Twin,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    from tests.world import VM_PRINCIPAL_ID
+
+    env = setup(World(), cyclecloud_holds(""))
+    with twin.state.lock:  # CycleCloud configured for the VM's managed identity
+        twin.state.cyclecloud_servers[CC_HOST].accounts["azure"] = account_record(managed_identity=True)
+    target = json.loads(env["TARGETS"])[0]
+    target.update({"mode": "managed_identity"})
+    for key in ("app_id", "secret_name", "rotation"):
+        target.pop(key, None)
+    monkeypatch.setenv("TARGETS", json.dumps([target]))
+
+    report = remediate()
+
+    assert report.before.codes == ["identity.role_missing"], report.before.codes
+    assert [(a.action.value, a.outcome) for a in report.actions] == [("reconcile_roles", Outcome.APPLIED)]
+    assert report.after is not None and report.after.status.value == "healthy", report.after and report.after.codes
+    with twin.state.lock:
+        assert any(ra.principal_id == VM_PRINCIPAL_ID for ra in twin.state.role_assignments.values())
