@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from shared.diagnosis.report import Report, overall_status
-from shared.errors import LockedError, PolicyDeniedError
+from shared.errors import LockedError, PolicyDeniedError, ServiceError
 from shared.findings import FixAction, make_finding
 from shared.remediation.engine import MIN_ACTION_SECONDS, run_remediation
 from shared.remediation.model import FixResult, Outcome, Result
@@ -216,3 +216,18 @@ def test_someone_elses_rotation_in_flight_is_in_progress_not_failure() -> None:
     fixers = FakeFixers([report("secret.expired"), report("secret.expired")], {FixAction.ROTATE: locked})
     result = run(fixers)
     assert result.actions[0].outcome is Outcome.IN_PROGRESS and result.http_status == 202
+
+
+def test_a_failing_final_validation_keeps_the_actions_and_says_what_to_call() -> None:
+    class FinalFails(FakeFixers):
+        async def validate(self, target: str) -> Report:
+            if any(name == "validate" for name, _ in self.calls):
+                self.calls.append(("validate", target))
+                raise ServiceError("ARM kept failing.", target=target)
+            return await super().validate(target)
+
+    fixers = FinalFails([report("cyclecloud.out_of_sync")])
+    result = run(fixers)
+    assert [a.outcome for a in result.actions] == [Outcome.APPLIED]
+    assert result.after is None and result.result is Result.PARTIALLY_FIXED and result.http_status == 200
+    assert "upstream_error" in result.next_steps[0] and f"/api/targets/{TARGET}/validate" in result.next_steps[0]

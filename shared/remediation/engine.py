@@ -205,6 +205,7 @@ async def run_remediation(fixers: Fixers, target: str, *, dry_run: bool, deadlin
         logger.info("remediate %s: %s %s: %s", target, record.action.value, record.outcome.value, record.message)
 
     after: Report | None
+    final_error: str | None = None
     changed = any(a.outcome in (Outcome.APPLIED, Outcome.FAILED, Outcome.IN_PROGRESS) for a in actions)
     if dry_run:
         after = None
@@ -215,12 +216,26 @@ async def run_remediation(fixers: Fixers, target: str, *, dry_run: bool, deadlin
             after = await _validate(fixers, target, budget, "final")
         except TimeoutError:
             after = None
+        except Exception as exc:  # the actions happened: answer them rather than lose them to this error
+            after = None
+            code = exc.code if isinstance(exc, RemediatorError) else type(exc).__name__
+            logger.error("remediate %s: the final validation failed (%s)", target, code)
+            final_error = f"The final validation failed ({code}); POST /api/targets/{target}/validate to see the " \
+                          "target's state now."
 
     result = _result(before, after, actions, dry_run=dry_run)
+    if final_error is not None and result is Result.IN_PROGRESS and not any(
+            a.outcome in (Outcome.IN_PROGRESS, Outcome.DEFERRED) for a in actions):
+        # no work continues: the outcome is only unconfirmed, so say what was done, not "in progress"
+        result = Result.PARTIALLY_FIXED if any(a.outcome is Outcome.APPLIED for a in actions) \
+            else Result.NEEDS_ATTENTION
+    next_steps = _next_steps(target, result, actions, after)
+    if final_error is not None:
+        next_steps = (final_error, *next_steps)
     report = RemediationReport(
         target=target, dry_run=dry_run, result=result, message=_message(target, result, before, after, actions),
         started_at=started_at, duration_ms=budget.elapsed_ms(), before=before, actions=tuple(actions), after=after,
-        next_steps=_next_steps(target, result, actions, after),
+        next_steps=next_steps,
     )
     level = logging.INFO if report.status is Status.HEALTHY or dry_run else logging.WARNING
     logger.log(level, "remediate %s: %s (before %s, after %s)", target, result.value, before.status.value,
