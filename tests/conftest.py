@@ -34,7 +34,7 @@ def _loopback(address: Any) -> bool:
     if isinstance(address, tuple) and address:
         host = address[0]
         try:
-            return ipaddress.ip_address(host).is_loopback
+            return bool(ipaddress.ip_address(host).is_loopback)
         except ValueError:
             return host == "localhost"
     return True  # AF_UNIX and friends
@@ -55,8 +55,8 @@ def _guarded_connect_ex(self: socket.socket, address: Any) -> Any:
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    socket.socket.connect = _guarded_connect  # type: ignore[method-assign]
-    socket.socket.connect_ex = _guarded_connect_ex  # type: ignore[method-assign]
+    socket.socket.connect = _guarded_connect  # type: ignore[method-assign,assignment]
+    socket.socket.connect_ex = _guarded_connect_ex  # type: ignore[method-assign,assignment]
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:

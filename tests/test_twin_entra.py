@@ -93,7 +93,7 @@ def test_managed_identity_credential_sync_and_async(twin: Twin, world: World) ->
 
     async def run() -> str:
         async with AsyncManagedIdentityCredential() as cred:
-            return (await cred.get_token(ARM)).token
+            return str((await cred.get_token(ARM)).token)
 
     import asyncio
 

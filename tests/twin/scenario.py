@@ -36,9 +36,10 @@ if TYPE_CHECKING:
     from .server import Twin
 
 
-def load_scenario(twin: Twin, scenario: dict[str, Any] | str | Path) -> None:
-    if not isinstance(scenario, dict):
-        scenario = json.loads(Path(scenario).read_text(encoding="utf-8"))
+def load_scenario(twin: Twin, source: dict[str, Any] | str | Path) -> None:
+    scenario: dict[str, Any] = (
+        source if isinstance(source, dict) else json.loads(Path(source).read_text(encoding="utf-8"))
+    )
     state = twin.state
     now = state.now()
     t = lambda v: parse_time(v, now)  # noqa: E731 - tiny local alias keeps the table below readable
@@ -116,11 +117,11 @@ def load_scenario(twin: Twin, scenario: dict[str, Any] | str | Path) -> None:
             state.role_definitions[role.id] = role
 
         for raw in scenario.get("role_assignments", []):
-            role = state.role_by_name_or_id(raw["role"])
-            if role is None:
+            assigned = state.role_by_name_or_id(raw["role"])
+            if assigned is None:
                 raise ValueError(f"scenario role_assignments: unknown role {raw['role']!r}")
             ra = RoleAssignment(
-                name=raw.get("name", new_guid()).lower(), scope=raw["scope"], role_definition_id=role.id,
+                name=raw.get("name", new_guid()).lower(), scope=raw["scope"], role_definition_id=assigned.id,
                 principal_id=raw["principal_id"].lower(), principal_type=raw.get("principal_type", "ServicePrincipal"),
                 description=raw.get("description"), created_at=t(raw["created"]) if "created" in raw else None,
             )
@@ -136,8 +137,8 @@ def load_scenario(twin: Twin, scenario: dict[str, Any] | str | Path) -> None:
         for raw in scenario.get("policy_assignments", []):
             roles = []
             for r in raw.get("denied_roles", []):
-                role = state.role_by_name_or_id(r)
-                roles.append(role.id if role else r.lower())
+                denied = state.role_by_name_or_id(r)
+                roles.append(denied.id if denied else r.lower())
             state.policy_assignments.append(PolicyAssignment(
                 name=raw.get("name", "deny-role-assignments"), scope=raw["scope"],
                 display_name=raw.get("display_name", "Deny role assignments"),

@@ -301,16 +301,16 @@ def _make_handler(twin: Twin, *, forced_service: str | None, host: str = "", por
         protocol_version = "HTTP/1.1"
         server_version = "AzureTwin/1.0"
 
-        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - BaseHTTPRequestHandler's name
-            logger.debug("twin %s: " + format, host or forced_service, *args)
+        def log_message(self, format: str, *args: Any) -> None:
+            logger.debug("twin %s: %s", host or forced_service, format % args)
 
         def _serve(self) -> None:
             length = int(self.headers.get("Content-Length") or 0)
             body = self.rfile.read(length) if length else b""
             headers = {k.lower(): v for k, v in self.headers.items()}
             req_host = host or (headers.get("host", "127.0.0.1").split(":")[0])
-            request = Request.build(self.command, req_host, port or self.server.server_address[1], self.path,
-                                    headers, body)
+            request = Request.build(self.command, req_host, port or self.connection.getsockname()[1],
+                                    self.path, headers, body)
             service = twin.msi_service if forced_service == "msi" else twin.service_for(req_host)
             if service is None:
                 response = json_response(404, {"error": {"code": "NoSuchHost", "message": req_host}})
