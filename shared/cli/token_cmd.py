@@ -8,6 +8,7 @@ The secret is read from Key Vault and sent only to Entra ID; it is never printed
 from __future__ import annotations
 
 import argparse
+import logging
 
 from ..aadsts import EntraEvidence, explain
 from ..adapters.entra import probe_secret
@@ -45,6 +46,8 @@ def explain_refusal(evidence: EntraEvidence) -> list[str]:
 
 
 async def run(args: argparse.Namespace) -> int:
+    if not getattr(args, "verbose", False):
+        logging.getLogger("azure.identity").setLevel(logging.ERROR)  # this command explains the refusal itself
     async with AppContext.from_environment() as ctx:
         target = ctx.settings.target(args.target)
         if not target.uses_secret or not target.secret_name or not target.app_id:

@@ -6,6 +6,7 @@ Exit code: 0 healthy, 1 degraded, 2 failing (so scripts and CI can gate on it).
 from __future__ import annotations
 
 import argparse
+import logging
 from typing import Any
 
 from ..context import AppContext
@@ -18,7 +19,10 @@ _OUTCOME_MARK = {"passed": OK, "problems": FAIL, "skipped": SKIP, "failed": WARN
 # evidence that is long or nested: shown as a count, the full value is in --json
 _BULKY = {"app_credentials", "probe", "events", "held_roles", "assignments_below_scope", "by_action", "seen_by",
           "description", "meaning", "fix", "reason", "message", "entra_description", "differences", "grant_portal",
-          "grant_cli", "why"}
+          "grant_cli", "why",
+          # detail the JSON keeps but the table leaves out
+          "vault", "secret_version", "start", "stored_value_hint", "key_id_tag", "matched_by", "scope", "tenant_id",
+          "app_id", "link", "credential_display_name", "role_id", "cyclecloud_subscription_ids", "source"}
 _MAX_LIST = 3
 
 
@@ -75,12 +79,18 @@ def render(report: Report) -> list[str]:
     width = max((len(c["name"]) for c in data["checks"]), default=10) + 2
     for c in data["checks"]:
         extra = ", ".join(c["findings"]) or (c["note"] or "")
-        lines.append(f"  {_OUTCOME_MARK[c['outcome']]} {c['name']:<{width}}{c['outcome']:<10}"
+        advice_only = c["findings"] and all(code.startswith("advice.") for code in c["findings"])
+        mark = "i" if advice_only else _OUTCOME_MARK[c["outcome"]]
+        outcome = "advice" if advice_only else c["outcome"]
+        lines.append(f"  {mark} {c['name']:<{width}}{outcome:<10}"
                      f"{c['duration_ms']:>7.0f} ms  {extra}".rstrip())
     return lines
 
 
 async def run(args: argparse.Namespace) -> int:
+    if not getattr(args, "verbose", False):
+        # azure-identity logs every refused token request as a warning; the report explains it better
+        logging.getLogger("azure.identity").setLevel(logging.ERROR)
     async with AppContext.from_environment() as ctx:
         report = await validate_target(ctx, args.target, timeout_seconds=args.timeout)
     if args.json:
