@@ -454,3 +454,33 @@ async def test_product_identity_unavailable(run: Callable[..., Any], twin: Twin,
     finding = the(report, "function.identity_unavailable")
     assert finding["evidence"]["credential"] == "managed_identity"
     assert "hasn't been assigned" in finding["evidence"]["troubleshooting_row"]
+
+
+# -- other Entra refusals, through the AADSTS catalog ----------------------------------------------------------
+
+
+def entra_refusal(code: int, text: str) -> dict[str, Any]:
+    trace, correlation = "0a1b2c3d-0000-4000-8000-000000000001", "0a1b2c3d-0000-4000-8000-000000000002"
+    return {"error": "invalid_client", "error_codes": [code], "timestamp": "2026-01-01 10:00:00Z",
+            "trace_id": trace, "correlation_id": correlation,
+            "error_description": f"AADSTS{code}: {text}\r\nTrace ID: {trace}\r\nCorrelation ID: {correlation}\r\n"
+                                 "Timestamp: 2026-01-01 10:00:00Z"}
+
+
+@pytest.mark.parametrize(("code", "text", "finding"), [
+    (53003, "Access has been blocked by Conditional Access policies.", "entra.sign_in_refused"),
+    (7000112, "Application is disabled.", "app.disabled"),
+    (9999999, "Something Entra invented yesterday.", "entra.unknown_error"),
+])
+async def test_other_entra_refusals_go_through_the_catalog(run: Callable[..., Any], twin: Twin, code: int,
+                                                           text: str, finding: str) -> None:
+    from tests.twin import Fault
+
+    twin.faults.add(Fault(service="entra", operation="token", status=400, body=entra_refusal(code, text),
+                          times=None))
+    report = await run()
+    assert codes(report) == [finding]
+    evidence = the(report, finding)["evidence"]
+    assert_entra_evidence(evidence, f"AADSTS{code}")
+    assert evidence["trace_id"] == "0a1b2c3d-0000-4000-8000-000000000001"
+    assert evidence["description"].startswith(text.split(".")[0])
