@@ -189,8 +189,9 @@ class RotationRun:
             except ServiceError as exc:
                 if attempt == TRANSIENT_ATTEMPTS or self.deadline.remaining() < 10:
                     stage = self.op.stage if self.op else RotationStage.PLAN
-                    raise (await self.fail_step(stage, exc, f"An upstream service kept failing at stage "
-                                                            f"'{stage.value}'; the next run resumes there.")) from None
+                    stopped = await self.fail_step(stage, exc, f"An upstream service kept failing at stage "
+                                                               f"'{stage.value}'; the next run resumes there.")
+                    return stopped.outcome
                 wait = min(2.0 * attempt, self.deadline.remaining() / 4)
                 self.note(f"transient failure ({exc.code}); resuming from the journal in {wait:.0f} s")
                 await asyncio.sleep(wait)
@@ -245,7 +246,11 @@ class RotationRun:
                 await self.push()
             elif stage is RotationStage.COMMIT:
                 committed = await self.commit()
-                await self.retire_due(app.object_id)
+                try:
+                    await self.retire_due(app.object_id)
+                except RemediatorError as exc:  # the rotation is done; the journal keeps the retirement for later
+                    self.warnings.append(f"retiring the replaced credential failed ({exc.code}); the next run "
+                                         "retries it")
                 return committed
             else:  # an operation is never stored at another stage; treat it as finished
                 await self.save(self.journal.finish(self.op, "abandoned"))
