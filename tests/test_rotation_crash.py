@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 import pytest
+
 from tests.rotation_invariants import assert_no_values, check_invariants, snapshot
 from tests.rotation_support import rotation_env
 from tests.twin import Fault, Twin

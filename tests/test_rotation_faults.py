@@ -40,7 +40,8 @@ async def _rotate_until_settled(calls: int = 3) -> list[Any]:
 
 @pytest.mark.slow
 async def test_a_transient_fault_at_any_request_does_not_break_the_rotation(
-        twin: Twin, cc_ca: str, azurite: str, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+        twin: Twin, cc_ca: str, azurite: str, monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture) -> None:
     world = World(secret_end="now+10d")
     apply_env(monkeypatch, rotation_env(twin, world, cc_ca, azurite))
     reference = await _rotate_until_settled(1)

@@ -189,9 +189,9 @@ class RotationRun:
             except ServiceError as exc:
                 if attempt == TRANSIENT_ATTEMPTS or self.deadline.remaining() < 10:
                     stage = self.op.stage if self.op else RotationStage.PLAN
-                    stopped = await self.fail_step(stage, exc, f"An upstream service kept failing at stage "
+                    gave_up = await self.fail_step(stage, exc, f"An upstream service kept failing at stage "
                                                                f"'{stage.value}'; the next run resumes there.")
-                    return stopped.outcome
+                    return gave_up.outcome
                 wait = min(2.0 * attempt, self.deadline.remaining() / 4)
                 self.note(f"transient failure ({exc.code}); resuming from the journal in {wait:.0f} s")
                 await asyncio.sleep(wait)
