@@ -53,8 +53,8 @@ def parse_body(raw: bytes | None, schema: Mapping[str, type]) -> dict[str, Any]:
         if expected is None:
             allowed = ", ".join(sorted(schema)) or "none"
             problems.append(f"'{key}' is not accepted (allowed: {allowed})")
-        elif expected is bool and not isinstance(value, bool) or expected is not bool and not isinstance(
-                value, expected):
+        elif (expected is bool and not isinstance(value, bool)) or (expected is not bool and not isinstance(
+                value, expected)):
             problems.append(f"'{key}' must be {expected.__name__}")
     if problems:
         raise BadRequestError("The request body is invalid: " + "; ".join(problems) + ".",

@@ -54,7 +54,19 @@ def _guarded_connect_ex(self: socket.socket, address: Any) -> Any:
     return _real_connect_ex(self, address)
 
 
+_session_twin: Twin | None = None
+
+
 def pytest_configure(config: pytest.Config) -> None:
+    # The twin (and its CA) exists before any test module imports an HTTP stack: aiohttp builds its default
+    # SSL context at import time from SSL_CERT_FILE, so the CA variables must name the twin's CA from the
+    # start, for the whole session (the machines pre-set them to the system bundle).
+    global _session_twin
+    import tempfile
+
+    _session_twin = Twin(Path(tempfile.mkdtemp(prefix="azure-twin-")))
+    for key in ("SSL_CERT_FILE", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"):
+        os.environ[key] = str(_session_twin.ca_path)
     socket.socket.connect = _guarded_connect  # type: ignore[method-assign,assignment]
     socket.socket.connect_ex = _guarded_connect_ex  # type: ignore[method-assign,assignment]
 
@@ -73,8 +85,9 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
 
 
 @pytest.fixture(scope="session")
-def twin_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Twin]:
-    twin = Twin(tmp_path_factory.mktemp("twin")).start()
+def twin_server() -> Iterator[Twin]:
+    assert _session_twin is not None
+    twin = _session_twin.start()
     yield twin
     twin.stop()
 
@@ -204,3 +217,14 @@ def _fresh_cyclecloud_login_guard() -> Iterator[None]:
     login_guard.reset()
     yield
     login_guard.reset()
+
+
+@pytest.fixture(scope="session")
+def functions_host() -> Any:
+    """function_app.py indexed by the real azure-functions-runtime worker, once per run
+    (FunctionApp.get_functions() works once per app instance)."""
+    from tests.functions_host import FunctionsHost
+
+    host = FunctionsHost()
+    host.index()
+    return host

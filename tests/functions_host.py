@@ -31,7 +31,7 @@ class Msg:
             raise AttributeError(name)
         return None
 
-    def WhichOneof(self, group: str) -> str | None:  # noqa: N802 - protobuf's name
+    def WhichOneof(self, group: str) -> str | None:
         for name in _ONEOFS.get(group, []):
             if self.__dict__.get(name) is not None:
                 return name
@@ -107,7 +107,7 @@ class FunctionsHost:
 
     def http(self, name: str, method: str, url: str, *, body: bytes = b"", route_params: dict[str, str] | None = None,
              headers: dict[str, str] | None = None) -> HttpReply:
-        P = self.protos  # noqa: N806 - reads like the protobuf module it stands for
+        P = self.protos
         http = P.RpcHttp(method=method, url=url, headers=headers or {"content-type": "application/json"},
                          body=P.TypedData(bytes=body), params=route_params or {}, query={})
         response = self._invoke(name, "req", P.TypedData(http=http))

@@ -296,12 +296,9 @@ async def test_run_command_returns_output_deletes_itself_and_keeps_protected_val
 
     twin.run_command_executor = executor
     caplog.set_level(logging.DEBUG)
-    try:
-        result = await ComputeAdapter(clients).run_command(
-            VM_ID, "ccr-push-1", ["set -e", 'echo "$ACCOUNT"'], {"ACCOUNT": "azure"}, {"SECRET": secret},
-            timeout_seconds=60)
-    finally:
-        twin.run_command_executor = None
+    result = await ComputeAdapter(clients).run_command(
+        VM_ID, "ccr-push-1", ["set -e", 'echo "$ACCOUNT"'], {"ACCOUNT": "azure"}, {"SECRET": secret},
+        timeout_seconds=60)
     assert (result.execution_state, result.exit_code, result.stdout, result.succeeded) == (
         "Succeeded", 0, "ok azure\n", True)
     assert calls == [(["set -e", 'echo "$ACCOUNT"'], {"ACCOUNT": "azure"}, {"SECRET": secret})]
@@ -309,7 +306,8 @@ async def test_run_command_returns_output_deletes_itself_and_keeps_protected_val
     assert_no_secrets(caplog.text + repr(result), [secret])
 
 
-async def test_run_command_failure_is_a_result_not_an_exception(clients: ClientFactory) -> None:
+async def test_run_command_failure_is_a_result_not_an_exception(clients: ClientFactory, twin: Twin) -> None:
+    twin.run_command_executor = None  # a VM without the CycleCloud CLI (reset restores the default)
     result = await ComputeAdapter(clients).run_command(VM_ID, "ccr-probe", ["cyclecloud account show azure"], {}, {},
                                                        timeout_seconds=60)
     assert (result.execution_state, result.exit_code, result.succeeded) == ("Failed", 127, False)

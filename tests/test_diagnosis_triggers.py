@@ -21,10 +21,8 @@ from tests.world import CC_PASSWORD, CURRENT_SECRET, SUBSCRIPTION, TARGET, TENAN
 BROKEN = "hpc-broken"
 
 
-@pytest.fixture(scope="module")
-def host() -> FunctionsHost:
-    functions_host = FunctionsHost()
-    functions_host.index()
+@pytest.fixture
+def host(functions_host: FunctionsHost) -> FunctionsHost:
     return functions_host
 
 

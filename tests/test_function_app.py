@@ -23,10 +23,8 @@ EXPECTED_ROUTES = {
 EXPECTED_TIMERS = {"rotate_due_secrets": "%ROTATION_SCHEDULE%", "check_credential_health": "%HEALTH_SCHEDULE%"}
 
 
-@pytest.fixture(scope="session")
-def host() -> FunctionsHost:
-    functions_host = FunctionsHost()
-    functions_host.index()
+@pytest.fixture
+def host(functions_host: FunctionsHost) -> FunctionsHost:
     return functions_host
 
 

@@ -404,26 +404,24 @@ def test_run_command_lro_runs_the_executor_and_never_stores_protected_values(loa
         return 0, "account updated\n", ""
 
     twin.run_command_executor = executor
-    try:
-        client = ComputeManagementClient(ManagedIdentityCredential(), SUBSCRIPTION)
-        poller = client.virtual_machine_run_commands.begin_create_or_update(
-            RESOURCE_GROUP, "cyclecloud-vm", "rotate-1", _run_command("echo one\ncyclecloud account edit azure"))
-        result = poller.result()
-        assert result.properties.provisioning_state == "Succeeded"
-        view = client.virtual_machine_run_commands.get_by_virtual_machine(
-            RESOURCE_GROUP, "cyclecloud-vm", "rotate-1", expand="instanceView").properties.instance_view
-        assert (view.execution_state, view.exit_code, view.output) == ("Succeeded", 0, "account updated\n")
-        assert seen == [(VM_ID, ["echo one", "cyclecloud account edit azure"], {"ACCOUNT": "azure"},
-                         {"SECRET": "s3cr3t-value"})]
-        assert "s3cr3t-value" not in repr(twin.state.vm(VM_ID).run_commands)
-        client.virtual_machine_run_commands.begin_delete(RESOURCE_GROUP, "cyclecloud-vm", "rotate-1").result()
-        with pytest.raises(ResourceNotFoundError):
-            client.virtual_machine_run_commands.get_by_virtual_machine(RESOURCE_GROUP, "cyclecloud-vm", "rotate-1")
-    finally:
-        twin.run_command_executor = None
+    client = ComputeManagementClient(ManagedIdentityCredential(), SUBSCRIPTION)
+    poller = client.virtual_machine_run_commands.begin_create_or_update(
+        RESOURCE_GROUP, "cyclecloud-vm", "rotate-1", _run_command("echo one\ncyclecloud account edit azure"))
+    result = poller.result()
+    assert result.properties.provisioning_state == "Succeeded"
+    view = client.virtual_machine_run_commands.get_by_virtual_machine(
+        RESOURCE_GROUP, "cyclecloud-vm", "rotate-1", expand="instanceView").properties.instance_view
+    assert (view.execution_state, view.exit_code, view.output) == ("Succeeded", 0, "account updated\n")
+    assert seen == [(VM_ID, ["echo one", "cyclecloud account edit azure"], {"ACCOUNT": "azure"},
+                     {"SECRET": "s3cr3t-value"})]
+    assert "s3cr3t-value" not in repr(twin.state.vm(VM_ID).run_commands)
+    client.virtual_machine_run_commands.begin_delete(RESOURCE_GROUP, "cyclecloud-vm", "rotate-1").result()
+    with pytest.raises(ResourceNotFoundError):
+        client.virtual_machine_run_commands.get_by_virtual_machine(RESOURCE_GROUP, "cyclecloud-vm", "rotate-1")
 
 
-def test_run_command_without_executor_exits_127(loaded: dict[str, Any]) -> None:
+def test_run_command_without_executor_exits_127(loaded: dict[str, Any], twin: Twin) -> None:
+    twin.run_command_executor = None  # a VM without the CycleCloud CLI (reset restores the default)
     client = ComputeManagementClient(ManagedIdentityCredential(), SUBSCRIPTION)
     client.virtual_machine_run_commands.begin_create_or_update(
         RESOURCE_GROUP, "cyclecloud-vm", "probe", _run_command("cyclecloud account show azure")).result()

@@ -51,7 +51,7 @@ def make_control_handler(twin: Twin) -> type:
     class ControlHandler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
 
-        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+        def log_message(self, format: str, *args: Any) -> None:
             pass
 
         def _reply(self, status: int, payload: Any) -> None:

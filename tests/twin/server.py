@@ -101,6 +101,7 @@ class Twin:
         self.msi_port = 0
         self.control_port = 0
         self._install_services()
+        self._default_run_command_executor = self.run_command_executor
 
     # -- services -------------------------------------------------------------------------------------------
 
@@ -187,6 +188,7 @@ class Twin:
         """Back to an empty twin (between tests)."""
         self.faults.clear()
         self.clock.reset()
+        self.run_command_executor = self._default_run_command_executor  # tests may swap it; never leak it
         self.state = State(self.clock)
         for service in self.services:
             service.state = self.state
