@@ -106,6 +106,13 @@ def state_fingerprint(twin: Twin) -> dict[str, Any]:
     return snap
 
 
+def state_container_exists(env: dict[str, str]) -> bool:
+    from azure.storage.blob import BlobServiceClient
+
+    service = BlobServiceClient.from_connection_string(env["AzureWebJobsStorage"])
+    return bool(service.get_container_client(env["STATE_CONTAINER"]).exists())
+
+
 def state_blobs(env: dict[str, str]) -> list[str]:
     # imported here: azure.storage.blob imports aiohttp, whose default TLS context is fixed at import time, and
     # the twin's CA is only in the environment once the `twin` fixture has run
@@ -187,11 +194,13 @@ def test_dry_run_changes_nothing(setup: Any, twin: Twin, caplog: pytest.LogCaptu
     env = setup(World(secret_end="now-2d"), combine(without_contributor, cyclecloud_holds(PREVIOUS_SECRET)))
     before = state_fingerprint(twin)
     blobs_before = state_blobs(env)
+    assert not state_container_exists(env)
 
     report = remediate(dry_run=True)
 
     assert state_fingerprint(twin) == before
     assert state_blobs(env) == blobs_before == []  # no journal, no lock blob, no lease
+    assert not state_container_exists(env), "a dry run must not even create the state container"
     assert report.result is Result.PLANNED and report.after is None and report.http_status == 200
     validate_json(report.to_dict(), REMEDIATION_SCHEMA)
     assert [(a.action.value, a.outcome) for a in report.actions] == [("reconcile_roles", Outcome.PLANNED),

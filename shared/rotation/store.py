@@ -82,7 +82,9 @@ class JournalStore:
         return f"rotation/{target}.lock"
 
     async def read(self, target: str) -> VersionedJournal:
-        blob = (await self.container()).get_blob_client(self.journal_blob(target))
+        # reading never creates anything (dry runs and status calls change nothing): a missing container is
+        # just "no journal yet", which download_blob reports as ResourceNotFoundError
+        blob = self._service.get_container_client(self._container_name).get_blob_client(self.journal_blob(target))
         try:
             downloader = await blob.download_blob()
             raw = await downloader.readall()
