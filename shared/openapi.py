@@ -25,11 +25,15 @@ _ERROR = {
 
 
 def _report_schema() -> dict[str, Any]:
-    try:
-        from .diagnosis.schema import REPORT_SCHEMA
-    except ImportError:  # the diagnosis package describes its own report; fall back to a generic object
-        return {"type": "object"}
-    return dict(REPORT_SCHEMA)
+    from .diagnosis.schema import REPORT_SCHEMA
+
+    return {k: v for k, v in REPORT_SCHEMA.items() if k != "$schema"}
+
+
+def _remediation_schema() -> dict[str, Any]:
+    from .remediation.schema import REMEDIATION_SCHEMA
+
+    return {k: v for k, v in REMEDIATION_SCHEMA.items() if k != "$schema"}
 
 
 def _json(schema: dict[str, Any] | str, description: str) -> dict[str, Any]:
@@ -101,8 +105,8 @@ def openapi_document() -> dict[str, Any]:
                 "operationId": "remediate", "parameters": _TARGET,
                 "summary": "Validate, fix everything fixable in a safe order, validate again",
                 "requestBody": _body(_DRY_RUN),
-                "responses": {"200": _json(generic, "before, actions, after"),
-                              "202": _json(generic, "work continues; where to look"),
+                "responses": {"200": _json("Remediation", "before, actions, after"),
+                              "202": _json("Remediation", "work continues: statusUrl and next say where to look"),
                               **_errors(400, 404, 409, 500, 502, 503)}}},
             "/targets/{target}/cyclecloud/probe": {"post": {
                 "operationId": "cyclecloudProbe", "parameters": _TARGET,
@@ -111,6 +115,6 @@ def openapi_document() -> dict[str, Any]:
         },
         "components": {
             "securitySchemes": {"functionKey": {"type": "apiKey", "in": "header", "name": "x-functions-key"}},
-            "schemas": {"Error": _ERROR, "Report": _report_schema()},
+            "schemas": {"Error": _ERROR, "Report": _report_schema(), "Remediation": _remediation_schema()},
         },
     }

@@ -2,7 +2,7 @@
 
 Two CycleCloud targets:
 - hpc-prod: the seed's incident. Its client secret expired (AADSTS7000222), its Contributor role was removed
-  (the `Microsoft.Storage/storageAccounts/read` error), and CycleCloud still holds the dead secret.
+  (the `Microsoft.Storage/storageAccounts/read` error), and CycleCloud holds an even older secret than Key Vault.
 - hpc-dev: healthy, but its secret expires in 12 days: the rotation timer's everyday job.
 
 Each step runs `python -m shared ...` in a subprocess, exactly as an operator would, with the environment
@@ -45,6 +45,7 @@ DEV_APP_OBJECT_ID = "6f7a8b9c-0d1e-4f2a-b3c4-d5e6f7a8b9c0"
 DEV_SP_OBJECT_ID = "7a8b9c0d-1e2f-4a3b-8c4d-e5f6a7b8c9d0"
 DEV_SECRET = "Dev8Q~dev-secret-value-expiring-soon-42"
 DEV_CC_HOST = "cyclecloud-dev.contoso.com"
+PREVIOUS_SECRET = "Old8Q~previous-secret-value-from-2024-xyz"
 
 
 def demo_scenario() -> tuple[dict[str, Any], list[dict[str, Any]]]:
@@ -52,6 +53,10 @@ def demo_scenario() -> tuple[dict[str, Any], list[dict[str, Any]]]:
     scenario = world.scenario()
     # the seed's third failure: someone removed the service principal's Contributor assignment
     scenario["role_assignments"] = [ra for ra in scenario["role_assignments"] if ra["role"] != "Contributor"]
+    # ...and CycleCloud was never given the last secret someone stored in Key Vault: it holds an older one
+    scenario["applications"][0]["password_credentials"].insert(0, {
+        "secret": PREVIOUS_SECRET, "display_name": "initial-2024", "start": "now-400d", "end": "now-35d"})
+    scenario["cyclecloud_servers"][0]["accounts"] = [account_record(PREVIOUS_SECRET)]
     # hpc-dev: a second app whose secret expires in 12 days
     scenario["applications"].append({
         "object_id": DEV_APP_OBJECT_ID, "app_id": DEV_APP_ID, "tenant_id": TENANT, "display_name": "cyclecloud-dev",
@@ -85,7 +90,10 @@ STEPS: list[tuple[str, list[str], set[int]]] = [
     ("What would remediation do? (dry run: nothing changes)", ["remediate", "hpc-prod", "--dry-run"], {0, 1, 2}),
     ("One call fixes what can be fixed", ["remediate", "hpc-prod"], {0}),
     ("hpc-prod after remediation", ["validate", "hpc-prod"], {0}),
-    ("The everyday job: hpc-dev's secret expires in 12 days; rotate it", ["rotate", "hpc-dev"], {0}),
+    ("The everyday job: hpc-dev's secret expires in 12 days. What would rotation do?",
+     ["rotate", "hpc-dev", "--dry-run"], {0}),
+    ("Rotate it: create, store, test, push, commit (crash-safe)", ["rotate", "hpc-dev"], {0}),
+    ("The rotation journal: what happened, step by step (no secrets)", ["rotate", "hpc-dev", "--status"], {0}),
     ("hpc-dev after rotation", ["validate", "hpc-dev"], {0}),
 ]
 
@@ -141,7 +149,7 @@ def main() -> int:
         sys.stdout.write(
             f"Target hpc-prod: app {APP_ID} in tenant {TENANT}, subscription {SUBSCRIPTION}, CycleCloud at "
             f"https://{CC_HOST}.\nBroken on purpose: expired client secret, Contributor ({CONTRIBUTOR}) removed, "
-            "CycleCloud holding the dead secret.\nTarget hpc-dev: healthy, secret expires in 12 days.\n")
+            "CycleCloud holding an older secret than Key Vault.\nTarget hpc-dev: healthy, secret expires in 12 days.\n")
         for title, args, expected in STEPS:
             banner(f"$ python -m shared {' '.join(args)}    # {title}")
             result = subprocess.run([sys.executable, "-m", "shared", *args], cwd=ROOT, env=env, check=False,

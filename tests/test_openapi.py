@@ -25,3 +25,10 @@ def test_request_bodies_cannot_name_principals_roles_or_scopes() -> None:
                 assert schema["additionalProperties"] is False, path
                 assert not {"principal", "principal_id", "role", "scope"} & set(schema["properties"]), path
     assert doc["components"]["schemas"]["Error"]["properties"]["error"]["required"] == ["code", "message"]
+
+
+def test_report_and_remediation_schemas_are_embedded() -> None:
+    schemas = openapi_document()["components"]["schemas"]
+    assert "status" in schemas["Report"]["properties"]
+    assert {"before", "actions", "after"} <= set(schemas["Remediation"]["properties"])
+    assert "$schema" not in schemas["Report"] and "$schema" not in schemas["Remediation"]

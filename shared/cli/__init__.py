@@ -42,6 +42,9 @@ def main(argv: list[str]) -> int:
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, stream=sys.stderr,
                         format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("azure").setLevel(logging.WARNING)
+    # azure-identity logs every refused token request at WARNING; the commands explain those refusals
+    # themselves, in plain English, so the raw text would only repeat them
+    logging.getLogger("azure.identity").setLevel(logging.ERROR)
     install_filter()
     try:
         return int(asyncio.run(args._module.run(args)))
