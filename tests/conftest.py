@@ -6,10 +6,7 @@ from __future__ import annotations
 import ipaddress
 import logging
 import os
-import shutil
 import socket
-import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,7 +17,6 @@ from tests.twin import Twin
 from tests.world import CC_HOST, World
 
 ROOT = Path(__file__).resolve().parent.parent
-AZURITE_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
 
 # ---------------------------------------------------------------------------------------------------------
 # Guard: nothing in a test run may connect outside the loopback range.
@@ -122,44 +118,19 @@ def cc_ca(twin: Twin) -> str:
 # Azurite (Microsoft's storage emulator) for leases and journals
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture(scope="session")
 def azurite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """Start Azurite's blob service once per run; yields its connection string."""
-    binary = ROOT / "node_modules" / ".bin" / "azurite-blob"
-    if not binary.exists():
-        pytest.fail("Azurite is not installed: run `make test` (it runs `npm install`)")
-    port = _free_port()
-    workdir = tmp_path_factory.mktemp("azurite")
-    log = open(workdir / "azurite.log", "wb")
-    proc = subprocess.Popen(
-        [str(binary), "--blobHost", "127.0.0.1", "--blobPort", str(port),
-         "--disableTelemetry", "--skipApiVersionCheck", "--loose", "--inMemoryPersistence"],
-        stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "NO_PROXY": "*"},
-    )
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
+    from tests.azurite import AzuriteError, start_azurite, stop_azurite
+
+    log_path = tmp_path_factory.mktemp("azurite") / "azurite.log"
+    with open(log_path, "wb") as log:
         try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                break
-        except OSError:
-            time.sleep(0.1)
-    else:
-        proc.kill()
-        pytest.fail(f"Azurite did not start; see {workdir / 'azurite.log'}")
-    yield (f"DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey={AZURITE_KEY};"
-           f"BlobEndpoint=http://127.0.0.1:{port}/devstoreaccount1;")
-    proc.terminate()
-    try:
-        proc.wait(timeout=5)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-    log.close()
+            proc, connection_string = start_azurite(log)
+        except AzuriteError as exc:
+            pytest.fail(f"{exc}; see {log_path}")
+        yield connection_string
+        stop_azurite(proc)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -202,10 +173,6 @@ def assert_no_secrets(text: str, secrets: list[str]) -> None:
 def _quiet_sdk_logs() -> None:
     logging.getLogger("azure").setLevel(logging.WARNING)
     logging.getLogger("httpx").setLevel(logging.WARNING)
-
-
-def have_node() -> bool:
-    return shutil.which("node") is not None
 
 
 @pytest.fixture(autouse=True)

@@ -14,14 +14,13 @@ from __future__ import annotations
 import copy
 import json
 import os
-import socket
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
+from tests.azurite import start_azurite, stop_azurite
 from tests.twin import Twin
 from tests.world import (
     APP_ID,
@@ -38,7 +37,6 @@ from tests.world import (
 )
 
 ROOT = Path(__file__).resolve().parent.parent
-AZURITE_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
 
 DEV_APP_ID = "5e6f7a8b-9c0d-4e1f-a2b3-c4d5e6f7a8b9"
 DEV_APP_OBJECT_ID = "6f7a8b9c-0d1e-4f2a-b3c4-d5e6f7a8b9c0"
@@ -98,31 +96,6 @@ STEPS: list[tuple[str, list[str], set[int]]] = [
 ]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def start_azurite(workdir: Path) -> tuple[subprocess.Popen[bytes], str]:
-    binary = ROOT / "node_modules" / ".bin" / "azurite-blob"
-    port = _free_port()
-    proc = subprocess.Popen(
-        [str(binary), "--blobHost", "127.0.0.1", "--blobPort", str(port),
-         "--disableTelemetry", "--skipApiVersionCheck", "--loose", "--inMemoryPersistence"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                break
-        except OSError:
-            time.sleep(0.1)
-    return proc, (f"DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey={AZURITE_KEY};"
-                  f"BlobEndpoint=http://127.0.0.1:{port}/devstoreaccount1;")
-
-
 def banner(text: str) -> None:
     line = "─" * min(100, max(60, len(text) + 4))
     sys.stdout.write(f"\n{line}\n  {text}\n{line}\n")
@@ -132,7 +105,7 @@ def banner(text: str) -> None:
 def main() -> int:
     workdir = Path(tempfile.mkdtemp(prefix="remediator-demo-"))
     twin = Twin(workdir / "twin").start()
-    azurite, storage = start_azurite(workdir / "azurite")
+    azurite, storage = start_azurite()
     failures = 0
     try:
         scenario, targets = demo_scenario()
@@ -161,8 +134,7 @@ def main() -> int:
         banner("Demo finished" + (f" with {failures} unexpected result(s)" if failures else ": every step as expected"))
     finally:
         twin.stop()
-        azurite.terminate()
-        azurite.wait(timeout=10)
+        stop_azurite(azurite)
     return 1 if failures else 0
 
 
