@@ -121,8 +121,9 @@ class ClientFactory:
 
     # -- service clients ---------------------------------------------------------------------------------
 
-    def graph(self, credential: AsyncTokenCredential | None = None) -> GraphServiceClient:
-        key = ("graph", str(id(credential)) if credential else "")
+    def graph(self) -> GraphServiceClient:
+        """Microsoft Graph as the product's own identity (the only identity that ever calls Graph)."""
+        key = ("graph",)
         if key in self._cache:
             return self._cache[key]  # type: ignore[no-any-return]
         import httpx
@@ -133,7 +134,7 @@ class ClientFactory:
         from msgraph.graph_service_client import GraphServiceClient
         from msgraph_core import GraphClientFactory
 
-        auth = AzureIdentityAuthenticationProvider(credential or self.credential, scopes=[self.cloud.graph_scope])
+        auth = AzureIdentityAuthenticationProvider(self.credential, scopes=[self.cloud.graph_scope])
         http_client = GraphClientFactory.create_with_default_middleware(
             client=httpx.AsyncClient(
                 timeout=httpx.Timeout(GRAPH_TIMEOUT_SECONDS, connect=GRAPH_CONNECT_TIMEOUT_SECONDS)
