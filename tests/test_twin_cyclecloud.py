@@ -127,3 +127,59 @@ def test_run_command_executor_applies_account_edit(twin: Twin, world: World) -> 
     code, _, err = twin.run_command_executor(vm, leaky, {"CC_ACCOUNT": "azure"},
                                              {"CC_NEW_SECRET": "wrong-secret-value"})
     assert code == 90  # the twin refuses a script that carries the protected value
+
+
+# -- misbehaving servers (switches the rotation and probe tests rely on) -------------------------------------
+
+
+def _server_switch(twin: Twin, world: World, **switches: bool) -> None:
+    scenario = world.scenario()
+    scenario["cyclecloud_servers"][0].update(switches)
+    twin.load(scenario)
+
+
+def test_masks_secret_fully_shows_no_hint(twin: Twin, world: World, cc_ca: str) -> None:
+    _server_switch(twin, world, masks_secret_fully=True)
+    record = _get(cc_ca).json()
+    assert set(record["AzureRMApplicationSecret"]) == {"*"} and len(record["AzureRMApplicationSecret"]) >= 8
+    record["AzureRMApplicationSecret"] = CURRENT_SECRET
+    answer = requests.put(URL, json=record, auth=(CC_USER, CC_PASSWORD), verify=cc_ca, timeout=10)
+    assert answer.status_code == 200 and set(answer.json()["AzureRMApplicationSecret"]) == {"*"}
+    assert CURRENT_SECRET[:3] not in answer.text
+
+
+def test_ignores_updates_answers_200_and_applies_nothing(twin: Twin, world: World, cc_ca: str) -> None:
+    _server_switch(twin, world, ignores_updates=True)
+    record = _get(cc_ca).json()
+    record["AzureRMApplicationSecret"] = CURRENT_SECRET
+    record["Location"] = "westeurope"
+    answer = requests.put(URL, json=record, auth=(CC_USER, CC_PASSWORD), verify=cc_ca, timeout=10)
+    assert answer.status_code == 200 and answer.json()["Location"] == "westeurope"
+    assert twin.state.cyclecloud_servers[CC_HOST].accounts["azure"]["Location"] == "eastus"
+    assert _get(cc_ca).json()["Location"] == "eastus"
+
+
+def test_ignores_dry_run_applies_the_body_as_a_real_update(twin: Twin, world: World, cc_ca: str) -> None:
+    _server_switch(twin, world, ignores_dry_run=True)
+    record = _get(cc_ca).json()
+    record.pop("AzureRMApplicationSecret")
+    answer = requests.put(URL, params={"dry_run": "true"}, json=record, auth=(CC_USER, CC_PASSWORD), verify=cc_ca,
+                          timeout=10)
+    assert answer.status_code == 200 and "dryRun" not in answer.json()
+    assert twin.state.cyclecloud_servers[CC_HOST].accounts["azure"]["AzureRMApplicationSecret"] == ""  # lost
+    assert [r.operation for r in twin.request_log if r.service == "cyclecloud"] == ["getAccount", "updateAccount"]
+
+
+def test_run_command_honours_the_server_switches(twin: Twin, world: World) -> None:
+    from shared.adapters.cyclecloud.runcommand import edit_script, show_script
+
+    _server_switch(twin, world, masks_secret_fully=True, ignores_updates=True, validates_on_save=False)
+    vm = twin.state.vm(VM_ID)
+    assert vm is not None
+    code, out, _ = twin.run_command_executor(vm, show_script(), {"CC_ACCOUNT": "azure"}, {})
+    assert code == 0 and '"AzureRMApplicationSecret": "***********"' in out
+    server = twin.state.cyclecloud_servers[CC_HOST]
+    code, out, _ = twin.run_command_executor(vm, edit_script(), {"CC_ACCOUNT": "azure"},
+                                             {"CC_NEW_SECRET": "Xyz8Q~some-other-secret-value"})
+    assert code == 0 and "CCR-RESULT edited" in out and "Xyz" not in out
+    assert server.accounts["azure"]["AzureRMApplicationSecret"] == CURRENT_SECRET  # unchanged: nothing applied

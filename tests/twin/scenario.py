@@ -195,6 +195,9 @@ def load_scenario(twin: Twin, source: dict[str, Any] | str | Path) -> None:
                 validates_on_save=raw.get("validates_on_save", True),
                 credential_path=raw.get("credential_path", "/cloud/accounts/{account}"),
                 credential_method=raw.get("credential_method", "PUT"),
+                ignores_dry_run=raw.get("ignores_dry_run", False),
+                masks_secret_fully=raw.get("masks_secret_fully", False),
+                ignores_updates=raw.get("ignores_updates", False),
             )
             for u in raw.get("users", []):
                 server.users[u["name"]] = CycleCloudUser(u["name"], u["password"], u.get("superuser", True))

@@ -290,6 +290,12 @@ class CycleCloudServer:
     validates_on_save: bool = True
     credential_path: str = "/cloud/accounts/{account}"
     credential_method: str = "PUT"
+    # a server that does not know `?dry_run=true` and treats the request as a real update
+    ignores_dry_run: bool = False
+    # read-back shows the secret as all `*` (no 3-character hint), as some versions and proxies do
+    masks_secret_fully: bool = False
+    # the update route answers 200 with the masked record but applies nothing
+    ignores_updates: bool = False
 
 
 # --------------------------------------------------------------------------------------------------------

@@ -10,6 +10,11 @@ REST contract (all paths below the server's context path):
                                               Entra ID first when the server validates on save
 - `{credential_method} {credential_path}?dry_run=true`   validate only, change nothing (`account edit --dry-run`)
 Errors answer `{"code": ..., "message": ...}`.
+
+Misbehaving servers (switches on `CycleCloudServer`, loadable from the scenario): `ignores_dry_run` does not
+know `?dry_run=true` (nor `--dry-run`) and applies the request as a real update, replacing the record with the
+body as sent (PUT semantics: a body without the secret clears it); `masks_secret_fully` shows the secret as all
+`*` (no hint); `ignores_updates` answers an update 200 with the masked record but applies nothing.
 """
 
 from __future__ import annotations
@@ -35,14 +40,19 @@ LOCKOUT_WINDOW = timedelta(seconds=60)
 LOCKOUT_DURATION = timedelta(minutes=5)
 SECRET_FIELD = "AzureRMApplicationSecret"
 MASK_TAIL = "*" * 8
+FULL_MASK = "*" * 11
 STORAGE_READ = "Microsoft.Storage/storageAccounts/read"
 
 
-def masked(record: dict[str, Any]) -> dict[str, Any]:
-    """The record as the server shows it: the secret reduced to its 3-character hint plus a mask."""
+def masked(record: dict[str, Any], *, fully: bool = False) -> dict[str, Any]:
+    """The record as the server shows it: the secret reduced to its 3-character hint plus a mask, or (a server
+    that masks fully) to `*` only."""
     out = copy.deepcopy(record)
     secret = str(out.get(SECRET_FIELD) or "")
-    out[SECRET_FIELD] = secret[:3] + MASK_TAIL if secret.strip() else ""
+    if not secret.strip():
+        out[SECRET_FIELD] = ""
+    else:
+        out[SECRET_FIELD] = FULL_MASK if fully else secret[:3] + MASK_TAIL
     return out
 
 
@@ -128,7 +138,7 @@ class _CycleCloudRouter(Router):
         if request.method == "GET":
             return Route("GET", re.compile(""), "getAccount", s.get_account), params
         if request.method == server.credential_method.upper():
-            if request.query.get("dry_run", "").lower() == "true":
+            if request.query.get("dry_run", "").lower() == "true" and not server.ignores_dry_run:
                 return Route(request.method, re.compile(""), "validateAccount", s.validate_account), params
             return Route(request.method, re.compile(""), "updateAccount", s.update_account), params
         return Route(request.method, re.compile(""), "methodNotAllowed", s.method_not_allowed), params
@@ -199,7 +209,7 @@ class CycleCloudService(Service):
         server = self._server(request)
         self._authenticate(server, request)
         with self.state.lock:
-            return json_response(200, masked(self._account(server, request)))
+            return json_response(200, masked(self._account(server, request), fully=server.masks_secret_fully))
 
     def method_not_allowed(self, request: Request) -> Response:
         server = self._server(request)
@@ -235,10 +245,25 @@ class CycleCloudService(Service):
         return json_response(200, {"dryRun": True, "valid": True, "message": "Validation succeeded; nothing changed."})
 
     def update_account(self, request: Request) -> Response:
+        server = self._server(request)
+        if server.ignores_dry_run and request.query.get("dry_run", "").lower() == "true":
+            return self._replace_account(request)
         server, merged = self._checked_update(request, dry_run=False)
         with self.state.lock:
-            server.accounts[request.params["account"]] = merged
-            return json_response(200, masked(merged))
+            if not server.ignores_updates:
+                server.accounts[request.params["account"]] = merged
+            return json_response(200, masked(merged, fully=server.masks_secret_fully))
+
+    def _replace_account(self, request: Request) -> Response:
+        """A server that ignores `?dry_run=true`: the body replaces the record as sent, secret or not."""
+        server, _ = self._checked_update(request, dry_run=True)
+        body = request.json()
+        replaced = {**body, "Name": request.params["account"]}
+        replaced.setdefault(SECRET_FIELD, "")
+        with self.state.lock:
+            if not server.ignores_updates:
+                server.accounts[request.params["account"]] = replaced
+            return json_response(200, masked(replaced, fully=server.masks_secret_fully))
 
     # -- ARM Run Command on the CycleCloud VM ----------------------------------------------------------------
 
@@ -281,12 +306,14 @@ class CycleCloudService(Service):
             message = validation_error(self.state, record) if server.validates_on_save else None
             if message:
                 return 5, "CCR-RESULT edit-rejected\n", f"Error: {message}\n"
-            if dry_run:
+            if dry_run and not server.ignores_dry_run:
                 return 0, "CCR-RESULT dry-run-ok\n", ""
-            with self.state.lock:
-                server.accounts[account] = record
+            if not server.ignores_updates:
+                with self.state.lock:
+                    server.accounts[account] = record
         result = "edited" if edit else "shown"
-        return 0, f"CCR-ACCOUNT {json.dumps(masked(record))}\nCCR-RESULT {result}\n", ""
+        shown = masked(record, fully=server.masks_secret_fully)
+        return 0, f"CCR-ACCOUNT {json.dumps(shown)}\nCCR-RESULT {result}\n", ""
 
 
 def _as_dict(value: Any) -> dict[str, str]:
