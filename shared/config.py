@@ -20,11 +20,15 @@ from urllib.parse import urlsplit
 
 from .clouds import CLOUDS, AzureCloud
 from .errors import ConfigError
+from .redaction import register_secret
 
 CONTRIBUTOR_ROLE_ID = "b24988ac-6180-42a0-ab88-20f7382dd24c"
 DEFAULT_ROTATION_SCHEDULE = "0 0 3 * * *"  # daily, 03:00 UTC
 DEFAULT_HEALTH_SCHEDULE = "0 0 * * * *"  # hourly
 DEFAULT_STATE_CONTAINER = "remediator"
+DEFAULT_CONTINUATION_QUEUE = "remediator-continuations"  # HTTP API: long operations continue from here
+DEFAULT_HTTP_BUDGET_SECONDS = 30.0  # answer 202 by then, far below the 230 s front-end limit
+OPERATE_ROLE = "CredentialRemediator.Operate"  # REQUIRE_APP_ROLE=true means this app role
 DEFAULT_CREDENTIAL_PATH = "/cloud/accounts/{account}"
 
 _SLUG = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
@@ -33,6 +37,22 @@ _VM_ID = re.compile(
     r"^/subscriptions/[^/]+/resourceGroups/[^/]+/providers/Microsoft\.Compute/virtualMachines/[^/]+$", re.IGNORECASE
 )
 _NCRONTAB_FIELDS = 6
+# Entra client secrets carry `~` (e.g. `Abc8Q~...`) and are 34-40 characters long: pasted into a secret *name*
+# setting they must be described, never echoed
+_CLIENT_SECRET_SHAPE = re.compile(r"^[0-9A-Za-z._~-]{3}\dQ~[0-9A-Za-z._~-]{30,}$")
+# a CycleCloud account name goes into a URL path and a CLI argument: no separators, traversal or options
+_ACCOUNT_FORBIDDEN = re.compile(r"[/?#\\%]|\.\.|[\x00-\x1f\x7f]")
+
+# Role definitions that let their holder grant itself (or anyone) any access: never for the CycleCloud principal
+# unless the operator says so with allow_privileged_roles
+OWNER_ROLE_ID = "8e3af657-a8ff-443c-a75c-2fe8c4bcb635"
+USER_ACCESS_ADMINISTRATOR_ROLE_ID = "18d7d88d-d35e-4fb5-a5c3-7773c20a72d9"
+RBAC_ADMINISTRATOR_ROLE_ID = "f58310d9-a9f6-439a-9e8d-f62e7b41a168"
+PRIVILEGED_BUILTIN_ROLES = {
+    OWNER_ROLE_ID: "Owner",
+    USER_ACCESS_ADMINISTRATOR_ROLE_ID: "User Access Administrator",
+    RBAC_ADMINISTRATOR_ROLE_ID: "Role Based Access Control Administrator",
+}
 
 
 class Mode(StrEnum):
@@ -66,6 +86,9 @@ class CycleCloudConnection:
     credential_method: str = "PUT"
     credential_path: str = DEFAULT_CREDENTIAL_PATH
     timeout_seconds: float = 30.0
+    # the server really honours `?dry_run=true` (REST) / `account edit --dry-run` (Run Command); only then does
+    # the probe send the update request, as a dry run. Otherwise the probe only reads.
+    supports_dry_run: bool = False
 
 
 @dataclass(frozen=True)
@@ -81,6 +104,7 @@ class Target:
     vm_resource_id: str | None = None
     rotation: RotationPolicy = field(default_factory=RotationPolicy)
     prune_unmanaged_roles: bool = False
+    allow_privileged_roles: bool = False  # Owner, User Access Administrator, ... for the CycleCloud principal
 
     @property
     def uses_secret(self) -> bool:
@@ -107,7 +131,11 @@ class Settings:
     health_schedule: str = DEFAULT_HEALTH_SCHEDULE
     auto_remediate: bool = False
     max_concurrency: int = 4
-    http_budget_seconds: float = 200.0
+    http_budget_seconds: float = DEFAULT_HTTP_BUDGET_SECONDS  # HTTP_BUDGET_SECONDS
+    continuation_queue: str = DEFAULT_CONTINUATION_QUEUE  # CONTINUATION_QUEUE, in the Functions storage account
+    continuation_backoff_seconds: float = 30.0  # CONTINUATION_BACKOFF_SECONDS: first delay, doubling to 300 s
+    require_app_role: str | None = None  # REQUIRE_APP_ROLE: the app role changes need (None: function key enough)
+    queue_service_uri: str | None = None  # AzureWebJobsStorage__queueServiceUri (identity-based connection)
 
     def target(self, name: str) -> Target:
         for target in self.targets:
@@ -185,6 +213,38 @@ def _https_url(problems: _Problems, where: str, raw: Any, fix: str) -> str | Non
     return raw.rstrip("/")
 
 
+def _looks_like_client_secret(value: str) -> bool:
+    return bool(_CLIENT_SECRET_SHAPE.match(value.strip())) or ("~" in value and len(value.strip()) >= 30)
+
+
+def _vault_secret_name(problems: _Problems, where: str, raw: Any, what: str) -> str | None:
+    """A Key Vault secret name, or None with a problem added. The value is never echoed when it is not a valid
+    name: a person may have pasted the secret itself (a client secret or a password) instead of its name."""
+    if isinstance(raw, str) and _VAULT_SECRET_NAME.match(raw):
+        return raw
+    if isinstance(raw, str):
+        register_secret(raw)  # defence in depth: mask it should it reach a log line anyway
+        if _looks_like_client_secret(raw):
+            problem = "looks like a client secret value, not a Key Vault secret name (the value is not shown)"
+        else:
+            problem = (f"is not a Key Vault secret name ({len(raw)} characters, not only letters, digits and "
+                       "dashes; the value is not shown in case it is a secret)")
+    else:
+        problem = f"is not a Key Vault secret name (a {type(raw).__name__}, not a string)"
+    problems.add(where, problem, f"set it to the name (1-127 letters, digits and dashes) of the Key Vault secret that "
+                                 f"holds {what}, and store the value itself only in Key Vault")
+    return None
+
+
+def _bool(problems: _Problems, where: str, raw: Any, default: bool) -> bool:
+    if raw is None:
+        return default
+    if not isinstance(raw, bool):
+        problems.add(where, f"{raw!r} is not true or false", "use true or false")
+        return default
+    return raw
+
+
 def _unknown_keys(problems: _Problems, where: str, data: Mapping[str, Any], known: set[str]) -> None:
     for key in sorted(set(data) - known):
         problems.add(f"{where}.{key}", "is not a known setting",
@@ -247,9 +307,14 @@ def _parse_cyclecloud(problems: _Problems, where: str, raw: Any, mode: Mode | No
         problems.add(f"{where}.transport", f"{transport_raw!r} is not a transport", "use 'rest' or 'runcommand'")
         transport = Transport.REST
     account = raw.get("account", "azure")
+    account_fix = "use the account name shown under Configure > Cloud Provider Accounts in CycleCloud (often 'azure')"
     if not isinstance(account, str) or not account.strip():
-        problems.add(f"{where}.account", "is empty", "use the account name shown under Configure > Cloud Provider "
-                                                     "Accounts in CycleCloud (often 'azure')")
+        problems.add(f"{where}.account", "is empty", account_fix)
+        account = "azure"
+    elif _ACCOUNT_FORBIDDEN.search(account) or account.startswith("-") or account != account.strip():
+        problems.add(f"{where}.account", f"{account!r} is not an account name (it may not contain '/', '?', '#', "
+                                         "'\\', '%', '..' or control characters, start with '-', or have surrounding "
+                                         "spaces)", account_fix)
         account = "azure"
     user = raw.get("user", "")
     password_secret = raw.get("password_secret", "")
@@ -260,9 +325,16 @@ def _parse_cyclecloud(problems: _Problems, where: str, raw: Any, mode: Mode | No
         if not password_secret:
             problems.add(f"{where}.password_secret", "is missing",
                          "name the Key Vault secret that holds the CycleCloud user's password")
-        elif not _VAULT_SECRET_NAME.match(str(password_secret)):
-            problems.add(f"{where}.password_secret", f"{password_secret!r} is not a Key Vault secret name",
-                         "use 1-127 letters, digits and dashes")
+        elif _vault_secret_name(problems, f"{where}.password_secret", password_secret,
+                                "the CycleCloud user's password") is None:
+            password_secret = ""
+    elif password_secret and _vault_secret_name(problems, f"{where}.password_secret", password_secret,
+                                                "the CycleCloud user's password") is None:
+        password_secret = ""
+    ca_bundle_secret = raw.get("ca_bundle_secret")
+    if ca_bundle_secret is not None:
+        ca_bundle_secret = _vault_secret_name(problems, f"{where}.ca_bundle_secret", ca_bundle_secret,
+                                              "the PEM of CycleCloud's CA")
     ca_bundle = raw.get("ca_bundle")
     if ca_bundle is not None and (not isinstance(ca_bundle, str) or not Path(ca_bundle).is_file()):
         problems.add(f"{where}.ca_bundle", f"{ca_bundle!r} is not a readable file",
@@ -280,12 +352,13 @@ def _parse_cyclecloud(problems: _Problems, where: str, raw: Any, mode: Mode | No
         path = DEFAULT_CREDENTIAL_PATH
     timeout = _number(problems, f"{where}.timeout_seconds", raw.get("timeout_seconds"), 30.0, minimum=1,
                       integer=False)
+    supports_dry_run = _bool(problems, f"{where}.supports_dry_run", raw.get("supports_dry_run"), False)
     if url is None:
         return None
     return CycleCloudConnection(
         url=url, account=account, user=str(user), password_secret=str(password_secret), ca_bundle=ca_bundle,
-        ca_bundle_secret=raw.get("ca_bundle_secret"), transport=transport, credential_method=method,
-        credential_path=path, timeout_seconds=timeout,
+        ca_bundle_secret=ca_bundle_secret, transport=transport, credential_method=method,
+        credential_path=path, timeout_seconds=timeout, supports_dry_run=supports_dry_run,
     )
 
 
@@ -342,16 +415,25 @@ def _parse_target(problems: _Problems, index: int, raw: Any, seen: set[str]) -> 
                      f"use e.g. [\"{CONTRIBUTOR_ROLE_ID}\"] (Contributor) or the name of the CycleCloud custom role")
     else:
         roles = [r.lower() if is_guid(r) else r for r in roles_raw]
+    allow_privileged = _bool(problems, f"{where}.allow_privileged_roles", raw.get("allow_privileged_roles"), False)
+    if not allow_privileged:
+        for role in roles:
+            privileged = PRIVILEGED_BUILTIN_ROLES.get(role) or next(
+                (name for name in PRIVILEGED_BUILTIN_ROLES.values() if name.lower() == role.strip().lower()), None)
+            if privileged:
+                problems.add(f"{where}.roles", f"'{role}' is {privileged}, a role that can grant any access to anyone; "
+                                               "CycleCloud needs no such right",
+                             "use Contributor or the CycleCloud custom role (see docs/roles.md); if you really mean "
+                             "it, set allow_privileged_roles: true on the target")
 
     secret_name = raw.get("secret_name")
     if mode is Mode.SERVICE_PRINCIPAL:
         if not secret_name:
             problems.add(f"{where}.secret_name", "is missing",
                          "name the Key Vault secret that holds (or will hold) the service principal's client secret")
-        elif not isinstance(secret_name, str) or not _VAULT_SECRET_NAME.match(secret_name):
-            problems.add(f"{where}.secret_name", f"{secret_name!r} is not a Key Vault secret name",
-                         "use 1-127 letters, digits and dashes")
-            secret_name = None
+        else:
+            secret_name = _vault_secret_name(problems, f"{where}.secret_name", secret_name,
+                                             "the service principal's client secret")
 
     cyclecloud = _parse_cyclecloud(problems, f"{where}.cyclecloud", raw.get("cyclecloud"), mode)
     vm_resource_id = raw.get("vm_resource_id")
@@ -380,6 +462,7 @@ def _parse_target(problems: _Problems, index: int, raw: Any, seen: set[str]) -> 
         roles=tuple(roles) or (CONTRIBUTOR_ROLE_ID,),
         secret_name=secret_name if mode is Mode.SERVICE_PRINCIPAL else None,
         cyclecloud=cyclecloud, vm_resource_id=vm_resource_id, rotation=rotation, prune_unmanaged_roles=prune,
+        allow_privileged_roles=allow_privileged,
     )
 
 
@@ -449,6 +532,50 @@ def _storage(problems: _Problems, env: Mapping[str, str]) -> StorageSettings:
     return StorageSettings(connection_string=conn, blob_service_uri=uri, container=container)
 
 
+def _seconds(problems: _Problems, env: Mapping[str, str], key: str, default: float, low: float, high: float) -> float:
+    raw = env.get(key)
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+        if not low <= value <= high:
+            raise ValueError
+    except ValueError:
+        problems.add(key, f"{raw!r} is not a number of seconds from {low:g} to {high:g}", f"use e.g. {default:g}")
+        return default
+    return value
+
+
+def _http_api(problems: _Problems, env: Mapping[str, str]) -> dict[str, Any]:
+    """The HTTP API's settings: budget before a 202, the continuation queue, the app role changes need."""
+    queue = env.get("CONTINUATION_QUEUE") or DEFAULT_CONTINUATION_QUEUE
+    if not re.match(r"^[a-z0-9](?!.*--)[a-z0-9-]{1,61}[a-z0-9]$", queue):
+        problems.add("CONTINUATION_QUEUE", f"{queue!r} is not a storage queue name",
+                     "use 3-63 lowercase letters, digits and single dashes")
+    role = (env.get("REQUIRE_APP_ROLE") or "").strip()
+    if role.lower() in {"", "0", "false", "no", "off"}:
+        required: str | None = None
+    elif role.lower() in {"1", "true", "yes", "on"}:
+        required = OPERATE_ROLE
+    elif re.match(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,119}$", role):
+        required = role
+    else:
+        problems.add("REQUIRE_APP_ROLE", f"{role[:40]!r} is not true, false or an app role value",
+                     f"use true (requires '{OPERATE_ROLE}'), false, or the app role's value")
+        required = None
+    queue_uri = env.get("AzureWebJobsStorage__queueServiceUri") or None
+    account = env.get("AzureWebJobsStorage__accountName")
+    if queue_uri is None and account:
+        queue_uri = f"https://{account}.queue.core.windows.net"
+    return {
+        "http_budget_seconds": _seconds(problems, env, "HTTP_BUDGET_SECONDS", DEFAULT_HTTP_BUDGET_SECONDS, 5, 200),
+        "continuation_queue": queue,
+        "continuation_backoff_seconds": _seconds(problems, env, "CONTINUATION_BACKOFF_SECONDS", 30.0, 1, 300),
+        "require_app_role": required,
+        "queue_service_uri": queue_uri,
+    }
+
+
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     """Read and validate every setting; raise one ConfigError listing all problems."""
     env = os.environ if env is None else env
@@ -500,6 +627,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         health_schedule=_schedule(problems, env, "HEALTH_SCHEDULE", DEFAULT_HEALTH_SCHEDULE),
         auto_remediate=_flag(problems, env, "AUTO_REMEDIATE", False),
         max_concurrency=max_concurrency,
+        **_http_api(problems, env),
     )
     if problems.items:
         raise ConfigError(problems.items)

@@ -120,3 +120,98 @@ def test_unknown_target_names_the_configured_ones() -> None:
     with pytest.raises(TargetNotFoundError) as raised:
         load_settings(World().env()).target("nope")
     assert TARGET in raised.value.reason
+
+
+# -- hardening: secret-looking values, account names, privileged roles, probe dry run --------------------------
+
+PASTED_SECRET = "Abc8Q~pasted-client-secret-value-0123456789"
+PASTED_PASSWORD = "Cc admin password 42!"
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "fragment"),
+    [
+        ("secret_name", PASTED_SECRET, "looks like a client secret value, not a Key Vault secret name"),
+        ("password_secret", PASTED_SECRET, "looks like a client secret value, not a Key Vault secret name"),
+        ("ca_bundle_secret", PASTED_SECRET, "looks like a client secret value, not a Key Vault secret name"),
+        ("password_secret", PASTED_PASSWORD, "is not a Key Vault secret name (21 characters"),
+        ("ca_bundle_secret", "my_ca.pem", "is not a Key Vault secret name (9 characters"),
+    ],
+)
+def test_a_value_pasted_into_a_secret_name_setting_is_described_never_echoed(
+        field: str, value: str, fragment: str, caplog: pytest.LogCaptureFixture) -> None:
+    target = World().target()
+    if field == "secret_name":
+        target[field] = value
+    else:
+        target["cyclecloud"][field] = value
+    with pytest.raises(ConfigError) as raised:
+        load_settings(env_with([target]))
+    problems = [p for p in raised.value.problems if f".{field}:" in p]
+    assert problems and fragment in problems[0], raised.value.problems
+    assert "Key Vault" in problems[0].split(";", 1)[1], "the fix says where the value belongs"
+    text = "\n".join([str(raised.value), repr(raised.value), json.dumps(raised.value.to_dict()), caplog.text])
+    assert value not in text and value[:12] not in text
+
+
+def test_secret_names_that_are_valid_still_load() -> None:
+    target = World().target()
+    target["cyclecloud"]["ca_bundle_secret"] = "cyclecloud-ca"
+    settings = load_settings(env_with([target]))
+    cc = settings.target(TARGET).cyclecloud
+    assert cc is not None and cc.ca_bundle_secret == "cyclecloud-ca" and cc.supports_dry_run is False
+
+
+@pytest.mark.parametrize("account", ["azure/../x", "a?b", "a#b", "..", "-rf", "acc\nount", "acc\x00", "a\\b", "a%2fb",
+                                     " azure"])
+def test_cyclecloud_account_names_that_would_escape_a_path_or_a_command_are_refused(account: str) -> None:
+    target = World().target()
+    target["cyclecloud"]["account"] = account
+    with pytest.raises(ConfigError) as raised:
+        load_settings(env_with([target]))
+    problems = [p for p in raised.value.problems if ".cyclecloud.account:" in p]
+    assert problems and "is not an account name" in problems[0] and "Cloud Provider Accounts" in problems[0]
+    assert "\n" not in problems[0] and "\x00" not in problems[0], "control characters are shown escaped"
+
+
+def test_cyclecloud_account_names_with_spaces_and_dots_are_fine() -> None:
+    target = World().target()
+    target["cyclecloud"]["account"] = "HPC account v1.2"
+    cc = load_settings(env_with([target])).target(TARGET).cyclecloud
+    assert cc is not None and cc.account == "HPC account v1.2"
+
+
+@pytest.mark.parametrize(
+    ("role", "name"),
+    [
+        ("8e3af657-a8ff-443c-a75c-2fe8c4bcb635", "Owner"),
+        ("18D7D88D-D35E-4FB5-A5C3-7773C20A72D9", "User Access Administrator"),
+        ("f58310d9-a9f6-439a-9e8d-f62e7b41a168", "Role Based Access Control Administrator"),
+        ("owner", "Owner"),
+        ("User Access Administrator", "User Access Administrator"),
+    ],
+)
+def test_privileged_roles_are_refused_unless_explicitly_allowed(role: str, name: str) -> None:
+    target = World().target()
+    target["roles"] = [CONTRIBUTOR_ROLE_ID, role]
+    with pytest.raises(ConfigError) as raised:
+        load_settings(env_with([target]))
+    problems = [p for p in raised.value.problems if ".roles:" in p]
+    assert len(problems) == 1 and f"is {name}" in problems[0] and "allow_privileged_roles: true" in problems[0]
+    target["allow_privileged_roles"] = True
+    loaded = load_settings(env_with([target])).target(TARGET)
+    assert loaded.allow_privileged_roles is True and len(loaded.roles) == 2
+
+
+def test_boolean_switches_must_be_booleans() -> None:
+    target = World().target()
+    target["allow_privileged_roles"] = "yes"
+    target["cyclecloud"]["supports_dry_run"] = 1
+    with pytest.raises(ConfigError) as raised:
+        load_settings(env_with([target]))
+    assert any("allow_privileged_roles: 'yes' is not true or false" in p for p in raised.value.problems)
+    assert any("supports_dry_run: 1 is not true or false" in p for p in raised.value.problems)
+    target["allow_privileged_roles"] = False
+    target["cyclecloud"]["supports_dry_run"] = True
+    cc = load_settings(env_with([target])).target(TARGET).cyclecloud
+    assert cc is not None and cc.supports_dry_run is True
