@@ -209,13 +209,74 @@ async def test_persistent_drops_and_unreachable_host(twin: Twin, cc: CycleCloudC
     assert not result.ok
 
 
-async def test_probe_says_when_the_server_serves_a_different_update_method(twin: Twin, cc: CycleCloudClient) -> None:
+def _target_env(monkeypatch: pytest.MonkeyPatch, world: World, cc_ca: str, **cyclecloud: object) -> None:
+    target = world.target(ca_bundle=cc_ca)
+    target["cyclecloud"].update(cyclecloud)
+    monkeypatch.setenv("TARGETS", json.dumps([target]))
+
+
+async def test_probe_says_when_the_server_serves_a_different_update_method(
+        twin: Twin, world: World, cc_ca: str, product_env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
+    _target_env(monkeypatch, world, cc_ca, supports_dry_run=True)
     cc_server(twin).credential_method = "POST"  # this server edits accounts with POST; the target says PUT
-    result = await cc.probe()
+    async for _, cc in _client(product_env):
+        result = await cc.probe()
     check = result.check("update_path")
     assert check.status is CheckStatus.FAILED
     assert "credential_method" in check.fix and "runcommand" in check.fix
     assert cc_server(twin).accounts["azure"]["AzureRMApplicationSecret"] == CURRENT_SECRET
+
+
+async def test_probe_only_reads_unless_the_server_is_declared_to_honour_dry_runs(
+        twin: Twin, world: World, cc_ca: str, product_env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
+    server = cc_server(twin)
+    server.ignores_dry_run = True  # a dry-run request would replace the record and lose the secret
+    before = dict(server.accounts["azure"])
+    async for _, cc in _client(product_env):
+        result = await cc.probe()
+    assert result.ok, result.to_dict()
+    check = result.check("update_path")
+    assert check.status is CheckStatus.SKIPPED and "supports_dry_run" in check.detail
+    assert server.accounts["azure"] == before
+    assert {op for op, _ in cc_requests(twin)} == {"home", "getAccount"}  # GET / and GET the account only
+    assert {r.method for r in twin.request_log if r.service == "cyclecloud"} == {"GET"}
+
+    # declared: the dry run is sent, and on an honest server it validates and changes nothing
+    server.ignores_dry_run = False
+    _target_env(monkeypatch, world, cc_ca, supports_dry_run=True)
+    twin.request_log.clear()
+    async for _, cc in _client(product_env):
+        declared = await cc.probe()
+    assert declared.check("update_path").status is CheckStatus.OK
+    assert "validateAccount" in [op for op, _ in cc_requests(twin)]
+    assert server.accounts["azure"] == before
+
+
+def test_the_account_name_is_one_quoted_path_segment() -> None:
+    from shared.adapters.cyclecloud.rest import RestTransport, account_segment
+    from shared.config import CycleCloudConnection
+
+    async def nothing() -> str | None:
+        return None
+
+    for account, segment in [("azure", "azure"), ("HPC account", "HPC%20account"), ("../admin", "..%2Fadmin"),
+                             ("a?b#c", "a%3Fb%23c"), ("..", "%2E%2E"), (".", "%2E"), ("a.b", "a.b")]:
+        assert account_segment(account) == segment
+        transport = RestTransport("t", CycleCloudConnection(url="https://cc/ctx/", account=account),
+                                  password=nothing, ca_pem=nothing)
+        assert transport.account_url == f"https://cc/ctx/cloud/accounts/{segment}"
+
+
+async def test_an_account_name_with_spaces_reaches_its_account(
+        twin: Twin, world: World, cc_ca: str, product_env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
+    server = cc_server(twin)
+    server.accounts["HPC account"] = {**server.accounts.pop("azure"), "Name": "HPC account"}
+    _target_env(monkeypatch, world, cc_ca, account="HPC account")
+    async for _, cc in _client(product_env):
+        assert (await cc.read_account()).secret_hint == CURRENT_SECRET[:3]
+        await cc.update_secret(add_app_secret(twin))
+    assert server.accounts["HPC account"]["AzureRMApplicationSecret"] == NEW_SECRET
+    assert [r.path for r in twin.request_log if r.operation == "updateAccount"] == ["/cloud/accounts/HPC account"]
 
 
 async def test_cli_probe_prints_the_checklist(twin: Twin, product_env: dict[str, str],

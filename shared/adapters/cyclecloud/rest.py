@@ -4,6 +4,10 @@ CycleCloud publishes no endpoint for account credentials; the path and method ar
 (`credential_path`, `credential_method`) and `probe` checks them on the user's server before rotation relies on
 them. TLS is always verified: against `ca_bundle` (a PEM file), `ca_bundle_secret` (PEM in Key Vault), or the
 system store. `requests` is synchronous, so every call runs in a worker thread.
+
+`probe` only reads (GET) unless the target declares `supports_dry_run`: a server that ignores `?dry_run=true`
+would otherwise apply the probe's update for real. Every authenticated request goes through the login guard
+(login_guard.py), so concurrent callers never send more than one unverified login at a time.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 import requests
 
@@ -35,7 +39,7 @@ from .errors import (
     CycleCloudUnreachableError,
     CycleCloudUpdateRejectedError,
 )
-from .login_guard import LoginGuard, login_guard
+from .login_guard import Admission, LoginGuard, LoginPaused, login_guard
 from .models import SECRET_FIELD, CheckStatus, ProbeCheck, without_secret
 
 logger = logging.getLogger(__name__)
@@ -95,7 +99,7 @@ class RestTransport:
     @property
     def account_url(self) -> str:
         return self.connection.url.rstrip("/") + self.connection.credential_path.replace(
-            "{account}", self.connection.account)
+            "{account}", account_segment(self.connection.account))
 
     @property
     def _where(self) -> str:
@@ -170,13 +174,28 @@ class RestTransport:
 
     # -- one call, bounded retry ----------------------------------------------------------------------------
 
+    async def _admit(self) -> Admission:
+        """Wait for the login guard's permission to send this user's credentials (see login_guard.py)."""
+        assert self._password is not None  # set by _session_for(authenticated=True)
+        try:
+            return await self._guard.admit(self.connection.url, self.connection.user, self._password)
+        except LoginPaused as paused:
+            raise self._paused(paused.seconds) from None
+
     async def _call(self, method: str, url: str, *, authenticated: bool = True, body: Any = None,
                     params: dict[str, str] | None = None, secret: str | None = None) -> _Answer:
         session = await self._session_for(authenticated=authenticated)
-        answer = await asyncio.to_thread(self._send, session, method, url, body, params, secret)
-        if authenticated:
+        if not authenticated:
+            return await asyncio.to_thread(self._send, session, method, url, body, params, secret)
+        admission = await self._admit()
+        try:
+            answer = await asyncio.to_thread(self._send, session, method, url, body, params, secret)
+        except BaseException:
+            admission.release()  # no answer about the login: the next waiting caller may try
+            raise
+        try:
             if answer.status == 401:
-                self._guard.record_failure(self.connection.url, self.connection.user)
+                admission.failed()
                 raise CycleCloudLoginError(
                     f"CycleCloud refused the login of user '{self.connection.user}'.",
                     reason=f"{answer.status}: {scrub(answer.message, secret).rstrip('.')}. The login was not retried: "
@@ -185,6 +204,7 @@ class RestTransport:
                         f"'{self.connection.password_secret}' (or correct cyclecloud.user); the product tries again "
                         "at most once a minute.", target=self.target_name)
             if answer.status == 403 and "lock" in answer.message.lower():
+                admission.failed()  # locked: sending more logins could only extend the lock
                 raise CycleCloudLockedOutError(
                     f"CycleCloud user '{self.connection.user}' is locked out.",
                     reason=scrub(answer.message, secret) + " (5 failed logins within 60 seconds lock a user for "
@@ -192,8 +212,12 @@ class RestTransport:
                     fix="Wait 5 minutes, make sure nothing else logs in with a wrong password (check the password in "
                         f"Key Vault secret '{self.connection.password_secret}'), or unlock the user in CycleCloud "
                         "(Settings > Users).", target=self.target_name)
-            if answer.status < 400:
-                self._guard.record_success(self.connection.url, self.connection.user)
+            if answer.status in RETRYABLE_STATUS:
+                admission.release()  # the server failed before it judged the login
+            else:
+                admission.succeeded()  # any other answer (200, 403 not superuser, 404, ...) means the login worked
+        finally:
+            admission.release()  # no-op when an outcome was recorded above
         return answer
 
     def _send(self, session: requests.Session, method: str, url: str, body: Any, params: dict[str, str] | None,
@@ -346,7 +370,14 @@ class RestTransport:
             return done("account", "update_path", why="not tried: the account could not be read")
         checks["login"] = ProbeCheck("login", CheckStatus.OK, f"logged in as '{self.connection.user}'")
         checks["account"] = ProbeCheck("account", CheckStatus.OK, f"account '{self.connection.account}' found")
-        # 3. the update path, as a dry run with the secret left out: validates, changes nothing
+        # 3. the update path: only where the operator declared that the server honours dry runs. A server that
+        # ignores the query string would apply the request for real, so by default the probe only reads.
+        if not self.connection.supports_dry_run:
+            checks["update_path"] = ProbeCheck(
+                "update_path", CheckStatus.SKIPPED,
+                f"not checked: {self._where} is only sent to rotate (read-only probe; set "
+                "cyclecloud.supports_dry_run: true if this server honours ?dry_run=true)")
+            return list(checks.values())
         try:
             answer = await self._call(self.connection.credential_method, self.account_url,
                                       body=without_secret(record), params={"dry_run": "true"})
@@ -358,6 +389,13 @@ class RestTransport:
             checks["update_path"] = ProbeCheck("update_path", CheckStatus.FAILED, f"{exc.message} {exc.reason}",
                                                exc.fix)
         return list(checks.values())
+
+
+def account_segment(account: str) -> str:
+    """The account name as exactly one URL path segment: quoted, so it never adds segments, a query or a
+    fragment, and never a dot segment that a URL library would resolve (config refuses such names already)."""
+    segment = quote(account, safe="")
+    return segment.replace(".", "%2E") if set(segment) <= {"."} else segment
 
 
 def _retry_after(value: str | None, default: float) -> float:

@@ -26,6 +26,7 @@ import json
 import re
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote, urlsplit
 
 from ..http import HttpError, Request, Response, Route, Router, json_response
 from ..server import Service
@@ -130,11 +131,13 @@ class _CycleCloudRouter(Router):
         s = self.service
         if path == "/" and request.method == "GET":
             return Route("GET", re.compile(""), "home", s.home), {}
+        # the account segment is matched still quoted (as a servlet container does), so `%2F` stays inside it
+        raw = re.sub(r"/{2,}", "/", urlsplit(request.raw_path).path).rstrip("/")[len(context):]
         template = re.escape(server.credential_path).replace(re.escape("{account}"), "(?P<account>[^/]+)")
-        m = re.fullmatch(template, path, re.IGNORECASE)
+        m = re.fullmatch(template, raw, re.IGNORECASE)
         if m is None:
             return None
-        params = {"account": m.group("account")}
+        params = {"account": unquote(m.group("account"))}
         if request.method == "GET":
             return Route("GET", re.compile(""), "getAccount", s.get_account), params
         if request.method == server.credential_method.upper():
