@@ -5,14 +5,19 @@ inside the handlers so a cold start pays only for what the invoked function uses
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Awaitable, Callable
 from typing import Any
+from urllib.parse import urlsplit
 
 import azure.functions as func
 
-from shared import __version__
+from shared import __version__, http_routes
+from shared.caller import Caller, caller_from_headers, require_role
+from shared.config import DEFAULT_CONTINUATION_QUEUE
 from shared.context import AppContext
-from shared.http_contract import JSON, HttpResult, ok, parse_body, run_mapped
+from shared.http_contract import JSON, HttpResult, ok, run_mapped
+from shared.http_request import ParsedRequest, RouteSpec, parse_request
 from shared.redaction import install_filter
 
 app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
@@ -21,6 +26,8 @@ logging.getLogger("azure").setLevel(logging.WARNING)
 install_filter()
 
 _context: AppContext | None = None
+
+Handler = Callable[[AppContext, ParsedRequest, Caller], Awaitable[Any]]
 
 
 def _get_context() -> AppContext:
@@ -36,18 +43,34 @@ def _respond(result: HttpResult) -> func.HttpResponse:
                              headers={"Content-Type": JSON, **result.headers})
 
 
-async def _serve(handler: Callable[[AppContext], Awaitable[Any]]) -> func.HttpResponse:
+async def _serve(req: func.HttpRequest, route: RouteSpec, handler: Handler) -> func.HttpResponse:
+    """Parse and check the request (before any cloud call), then one call into shared/, mapped once."""
+
     async def call() -> HttpResult:
-        result = await handler(_get_context())
-        if isinstance(result, HttpResult):
-            return result
-        return ok(result.to_dict(), status=getattr(result, "http_status", 200))
+        parsed = parse_request(route, url=req.url, body=req.get_body(), route_params=req.route_params,
+                               params=req.params)
+        caller = caller_from_headers(req.headers)
+        ctx = _get_context()
+        if parsed.applies_changes:
+            require_role(caller, ctx.settings.require_app_role, route.name)
+        result = await handler(ctx, parsed, caller)
+        if not isinstance(result, HttpResult):
+            result = ok(result.to_dict(), status=getattr(result, "http_status", 200))
+        if parsed.applies_changes and isinstance(result.body, dict):
+            result.body.setdefault("requestedBy", caller.label)
+        return result
 
-    return _respond(await run_mapped(call))
+    return _respond(await run_mapped(call, route.name))
 
 
-def _budget(ctx: AppContext) -> float:
-    return ctx.settings.http_budget_seconds
+def _base_url(req: func.HttpRequest) -> str:
+    parts = urlsplit(req.url)
+    return f"{parts.scheme}://{parts.netloc}" if parts.scheme and parts.netloc else ""
+
+
+def _target(parsed: ParsedRequest) -> str:
+    assert parsed.target is not None  # routes with {target} always have one after parsing
+    return parsed.target
 
 
 # -- health and discovery -----------------------------------------------------------------------------------
@@ -55,24 +78,54 @@ def _budget(ctx: AppContext) -> float:
 
 @app.route(route="health", methods=["GET"])
 async def health(req: func.HttpRequest) -> func.HttpResponse:
-    async def handler(ctx: AppContext) -> HttpResult:
-        return ok({"status": "ok", "version": __version__, "targets": [t.name for t in ctx.settings.targets]})
+    async def handler(ctx: AppContext, parsed: ParsedRequest, caller: Caller) -> HttpResult:
+        from shared.operations import poisoned_operations
 
-    return await _serve(handler)
+        body: dict[str, Any] = {"status": "ok", "version": __version__,
+                                "targets": [t.name for t in ctx.settings.targets]}
+        try:  # liveness must not fail on storage: say what could not be read instead
+            body["poisonedOperations"] = await poisoned_operations(ctx)
+        except Exception as exc:
+            body["poisonedOperations"] = None
+            body["warnings"] = [f"poisoned operations could not be listed ({getattr(exc, 'code', type(exc).__name__)})"]
+        return ok(body)
+
+    return await _serve(req, http_routes.HEALTH, handler)
 
 
 @app.route(route="openapi.json", methods=["GET"])
 async def openapi(req: func.HttpRequest) -> func.HttpResponse:
-    from shared.openapi import openapi_document
+    async def call() -> HttpResult:  # needs no settings: served even when the configuration is broken
+        from shared.openapi import openapi_document
 
-    return _respond(ok(openapi_document()))
+        parse_request(http_routes.OPENAPI, url=req.url, body=req.get_body(), params=req.params)
+        return ok(openapi_document())
+
+    return _respond(await run_mapped(call, http_routes.OPENAPI.name))
 
 
 @app.route(route="targets", methods=["GET"])
 async def list_targets(req: func.HttpRequest) -> func.HttpResponse:
     from shared.diagnosis import list_targets as list_target_status
 
-    return await _serve(list_target_status)
+    return await _serve(req, http_routes.TARGETS, lambda ctx, parsed, caller: list_target_status(ctx))
+
+
+@app.route(route="operations/{operation_id}", methods=["GET"])
+async def operation(req: func.HttpRequest) -> func.HttpResponse:
+    from shared.errors import BadRequestError
+    from shared.http_request import quoted
+    from shared.operations import operation_status
+    from shared.operations.model import is_operation_id
+
+    async def handler(ctx: AppContext, parsed: ParsedRequest, caller: Caller) -> HttpResult:
+        operation_id = req.route_params.get("operation_id", "")
+        if not is_operation_id(operation_id):
+            raise BadRequestError(f"{quoted(operation_id)} is not an operation id.", code="invalid_operation_id",
+                                  fix="Use the Location header of the 202 answer that started the operation.")
+        return await operation_status(ctx, operation_id)
+
+    return await _serve(req, http_routes.OPERATION, handler)
 
 
 # -- diagnosis ----------------------------------------------------------------------------------------------
@@ -82,11 +135,7 @@ async def list_targets(req: func.HttpRequest) -> func.HttpResponse:
 async def validate(req: func.HttpRequest) -> func.HttpResponse:
     from shared.diagnosis import validate_target
 
-    async def handler(ctx: AppContext) -> Any:
-        parse_body(req.get_body(), {})
-        return await validate_target(ctx, req.route_params["target"])
-
-    return await _serve(handler)
+    return await _serve(req, http_routes.VALIDATE, lambda ctx, parsed, caller: validate_target(ctx, _target(parsed)))
 
 
 @app.timer_trigger(schedule="%HEALTH_SCHEDULE%", arg_name="timer", run_on_startup=False, use_monitor=True)
@@ -109,21 +158,25 @@ async def check_credential_health(timer: func.TimerRequest) -> None:
 
 @app.route(route="targets/{target}/rotate", methods=["POST"])
 async def rotate(req: func.HttpRequest) -> func.HttpResponse:
-    from shared.rotation import rotate_target
+    async def handler(ctx: AppContext, parsed: ParsedRequest, caller: Caller) -> Any:
+        if parsed.options["dry_run"]:
+            from shared.rotation import rotate_target
 
-    async def handler(ctx: AppContext) -> Any:
-        body = parse_body(req.get_body(), {"force": bool, "dry_run": bool})
-        return await rotate_target(ctx, req.route_params["target"], force=body.get("force", False),
-                                   dry_run=body.get("dry_run", False), deadline_seconds=_budget(ctx))
+            return await rotate_target(ctx, _target(parsed), force=parsed.options["force"], dry_run=True,
+                                       deadline_seconds=ctx.settings.http_budget_seconds)
+        from shared.operations import OperationKind, start_operation
 
-    return await _serve(handler)
+        return await start_operation(ctx, OperationKind.ROTATE, _target(parsed), {"force": parsed.options["force"]},
+                                     caller, base_url=_base_url(req))
+
+    return await _serve(req, http_routes.ROTATE, handler)
 
 
 @app.route(route="targets/{target}/rotation", methods=["GET"])
 async def rotation(req: func.HttpRequest) -> func.HttpResponse:
     from shared.rotation import rotation_status
 
-    return await _serve(lambda ctx: rotation_status(ctx, req.route_params["target"]))
+    return await _serve(req, http_routes.ROTATION, lambda ctx, parsed, caller: rotation_status(ctx, _target(parsed)))
 
 
 @app.timer_trigger(schedule="%ROTATION_SCHEDULE%", arg_name="timer", run_on_startup=False, use_monitor=True)
@@ -136,6 +189,19 @@ async def rotate_due_secrets(timer: func.TimerRequest) -> None:
     logger.info("rotation sweep: %s", sweep.summary())
 
 
+# -- long-running operations ----------------------------------------------------------------------------------
+
+
+@app.queue_trigger(arg_name="msg", queue_name=os.environ.get("CONTINUATION_QUEUE") or DEFAULT_CONTINUATION_QUEUE,
+                   connection="AzureWebJobsStorage")
+async def resume_operation(msg: func.QueueMessage) -> None:
+    """A 202's continuation: resume the operation from its journal (host.json: maxDequeueCount 5)."""
+    from shared.operations import resume_operation as resume
+
+    await resume(_get_context(), msg.get_body().decode("utf-8", errors="replace"),
+                 dequeue_count=int(msg.dequeue_count or 1), message_id=msg.id)
+
+
 # -- roles and remediation ----------------------------------------------------------------------------------
 
 
@@ -143,23 +209,24 @@ async def rotate_due_secrets(timer: func.TimerRequest) -> None:
 async def reconcile_roles(req: func.HttpRequest) -> func.HttpResponse:
     from shared.roles import reconcile_target_roles
 
-    async def handler(ctx: AppContext) -> Any:
-        body = parse_body(req.get_body(), {"dry_run": bool})
-        return await reconcile_target_roles(ctx, req.route_params["target"], dry_run=body.get("dry_run", True))
-
-    return await _serve(handler)
+    return await _serve(req, http_routes.RECONCILE, lambda ctx, parsed, caller: reconcile_target_roles(
+        ctx, _target(parsed), dry_run=parsed.options["dry_run"]))
 
 
 @app.route(route="targets/{target}/remediate", methods=["POST"])
 async def remediate(req: func.HttpRequest) -> func.HttpResponse:
-    from shared.remediation import remediate_target
+    async def handler(ctx: AppContext, parsed: ParsedRequest, caller: Caller) -> Any:
+        if parsed.options["dry_run"]:
+            from shared.remediation import remediate_target
 
-    async def handler(ctx: AppContext) -> Any:
-        body = parse_body(req.get_body(), {"dry_run": bool})
-        return await remediate_target(ctx, req.route_params["target"], dry_run=body.get("dry_run", False),
-                                      deadline_seconds=_budget(ctx))
+            return await remediate_target(ctx, _target(parsed), dry_run=True,
+                                          deadline_seconds=ctx.settings.http_budget_seconds)
+        from shared.operations import OperationKind, start_operation
 
-    return await _serve(handler)
+        return await start_operation(ctx, OperationKind.REMEDIATE, _target(parsed), {}, caller,
+                                     base_url=_base_url(req))
+
+    return await _serve(req, http_routes.REMEDIATE, handler)
 
 
 # -- CycleCloud ---------------------------------------------------------------------------------------------
@@ -169,4 +236,4 @@ async def remediate(req: func.HttpRequest) -> func.HttpResponse:
 async def cyclecloud_probe(req: func.HttpRequest) -> func.HttpResponse:
     from shared.adapters.cyclecloud import probe_target
 
-    return await _serve(lambda ctx: probe_target(ctx, req.route_params["target"]))
+    return await _serve(req, http_routes.PROBE, lambda ctx, parsed, caller: probe_target(ctx, _target(parsed)))

@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from azure.mgmt.core import AsyncARMPipelineClient
     from azure.mgmt.resource.subscriptions.aio import SubscriptionClient
     from azure.storage.blob.aio import BlobServiceClient
+    from azure.storage.queue.aio import QueueClient
     from msgraph.graph_service_client import GraphServiceClient
 
 logger = logging.getLogger(__name__)
@@ -235,6 +236,32 @@ class ClientFactory:
                 raise ConfigError([
                     "AzureWebJobsStorage: is not set; set the Functions storage connection "
                     "(AzureWebJobsStorage__blobServiceUri for an identity-based connection)"
+                ])
+            self._keep(key, client)
+        return self._cache[key]  # type: ignore[no-any-return]
+
+    def continuation_queue(self) -> QueueClient:
+        """The queue (CONTINUATION_QUEUE) in the Functions storage account that carries the continuations of long
+        HTTP operations. Messages are base64 text, the Functions queue trigger's default encoding."""
+        key = ("queue", self.settings.continuation_queue)
+        if key not in self._cache:
+            from azure.storage.queue import TextBase64DecodePolicy, TextBase64EncodePolicy
+            from azure.storage.queue.aio import QueueClient
+
+            storage, name = self.settings.storage, self.settings.continuation_queue
+            codec: dict[str, Any] = {"message_encode_policy": TextBase64EncodePolicy(),
+                                     "message_decode_policy": TextBase64DecodePolicy()}
+            if storage.connection_string:
+                client = QueueClient.from_connection_string(storage.connection_string, name, **codec, **SDK_RETRY)
+            elif self.settings.queue_service_uri:
+                client = QueueClient(self.settings.queue_service_uri, name, credential=self.credential, **codec,
+                                     **SDK_RETRY)
+            else:
+                from .errors import ConfigError
+
+                raise ConfigError([
+                    "AzureWebJobsStorage: is not set; set the Functions storage connection "
+                    "(AzureWebJobsStorage__queueServiceUri for an identity-based connection)"
                 ])
             self._keep(key, client)
         return self._cache[key]  # type: ignore[no-any-return]

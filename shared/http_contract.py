@@ -1,17 +1,18 @@
-"""The HTTP contract, in one place: JSON bodies in, JSON out, and the single mapping from domain errors to
-status codes and the error body `{"error": {"code", "message", "target", "details"}}` (same code in the
-`x-ms-error-code` header). A failed credential check is a 200 report, never an error. Unexpected exceptions
-become a 500 with no internals in the body (they are logged, secret-free, with the invocation)."""
+"""The HTTP contract, in one place: JSON out (requests are parsed by `http_request`), and the single mapping
+from domain errors to status codes and the error body `{"error": {"code", "message", "target", "details"}}`
+(same code in the `x-ms-error-code` header). A failed credential check is a 200 report, never an error.
+Unexpected exceptions become a 500 with no internals in the body (logged, secret-free, with the invocation)."""
 
 from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from .errors import BadRequestError, RemediatorError
+from .errors import RemediatorError
+from .http_request import log_safe
 
 logger = logging.getLogger(__name__)
 
@@ -36,43 +37,18 @@ def error_result(exc: RemediatorError) -> HttpResult:
     return HttpResult(exc.status, {"error": exc.to_dict()}, {"x-ms-error-code": exc.code})
 
 
-def parse_body(raw: bytes | None, schema: Mapping[str, type]) -> dict[str, Any]:
-    """Parse a JSON object body whose keys must be in `schema` (name -> type). An empty body is `{}`."""
-    if not raw or not raw.strip():
-        return {}
-    try:
-        data = json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise BadRequestError("The request body is not valid JSON.", reason=str(exc),
-                              fix='Send a JSON object, e.g. {"dry_run": true}.') from None
-    if not isinstance(data, dict):
-        raise BadRequestError("The request body must be a JSON object.", fix='Send e.g. {"dry_run": true}.')
-    problems = []
-    for key, value in data.items():
-        expected = schema.get(key)
-        if expected is None:
-            allowed = ", ".join(sorted(schema)) or "none"
-            problems.append(f"'{key}' is not accepted (allowed: {allowed})")
-        elif (expected is bool and not isinstance(value, bool)) or (expected is not bool and not isinstance(
-                value, expected)):
-            problems.append(f"'{key}' must be {expected.__name__}")
-    if problems:
-        raise BadRequestError("The request body is invalid: " + "; ".join(problems) + ".",
-                              fix="Send only the documented fields (see the OpenAPI document at /api/openapi.json).",
-                              details={"problems": problems})
-    return data
-
-
-async def run_mapped(call: Callable[[], Awaitable[HttpResult]]) -> HttpResult:
-    """Run a handler; map domain errors once; never leak an unexpected exception's text."""
+async def run_mapped(call: Callable[[], Awaitable[HttpResult]], route: str = "") -> HttpResult:
+    """Run a handler; map domain errors once; never leak an unexpected exception's text. A message may quote a
+    (short, escaped) prefix of caller input, so it reaches the log through `log_safe` too."""
     try:
         return await call()
     except RemediatorError as exc:
         log = logger.warning if exc.status < 500 else logger.error
-        log("request failed: %s (%s)", exc.code, exc.message)
+        log("%s failed: %s %s (%s)", route or "request", exc.status, exc.code, log_safe(exc.message, 300),
+            extra={"error_code": exc.code, "http_status": exc.status})
         return error_result(exc)
     except Exception:
-        logger.exception("unexpected failure while handling a request")
+        logger.exception("unexpected failure while handling %s", route or "a request")
         return HttpResult(500, {"error": {"code": "internal_error", "message": "An unexpected error occurred; "
                                           "see the Function's logs for this invocation.", "target": None,
                                           "details": {}}}, {"x-ms-error-code": "internal_error"})

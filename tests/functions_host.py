@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
+from urllib.parse import parse_qsl, urlsplit
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -64,6 +65,10 @@ class HttpReply:
         return json.loads(self.body)
 
 
+class InvocationFailed(RuntimeError):
+    """The function raised: for a queue trigger, the host would deliver the message again."""
+
+
 class FunctionsHost:
     """Index once per test run (FunctionApp.get_functions() works once per app instance)."""
 
@@ -102,19 +107,29 @@ class FunctionsHost:
         response = asyncio.run(self.handle_event.invocation_request(self._envelope(invocation_request=invocation)))
         if response.result.status != 1:
             exc = response.result.exception
-            raise RuntimeError(f"invocation of {name} failed: {exc.message}\n{exc.stack_trace}")
+            raise InvocationFailed(f"invocation of {name} failed: {exc.message}\n{exc.stack_trace}")
         return response
 
     def http(self, name: str, method: str, url: str, *, body: bytes = b"", route_params: dict[str, str] | None = None,
              headers: dict[str, str] | None = None) -> HttpReply:
         P = self.protos
+        # as the host does: the full URL, and the query string parsed into a map (last value wins)
+        query = dict(parse_qsl(urlsplit(url).query, keep_blank_values=True))
         http = P.RpcHttp(method=method, url=url, headers=headers or {"content-type": "application/json"},
-                         body=P.TypedData(bytes=body), params=route_params or {}, query={})
+                         body=P.TypedData(bytes=body), params=route_params or {}, query=query)
         response = self._invoke(name, "req", P.TypedData(http=http))
         out = response.return_value.http
         body_data = out.body
         raw = body_data.bytes if body_data.bytes is not None else (body_data.string or "").encode()
         return HttpReply(int(out.status_code), dict(out.headers or {}), raw)
+
+    def queue(self, name: str, body: str, *, message_id: str, dequeue_count: int) -> None:
+        """Deliver one queue message as the host does (string payload, Id and DequeueCount trigger metadata).
+        Raises InvocationFailed when the function raised (the host would then deliver it again)."""
+        P = self.protos
+        metadata = {"Id": P.TypedData(string=message_id), "DequeueCount": P.TypedData(json=str(dequeue_count)),
+                    "PopReceipt": P.TypedData(string="receipt")}
+        self._invoke(name, "msg", P.TypedData(string=body), trigger_metadata=metadata)
 
     def timer(self, name: str, *, past_due: bool = False) -> None:
         payload = json.dumps({"Schedule": {"AdjustForDST": True},

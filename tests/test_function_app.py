@@ -3,9 +3,12 @@ worker handlers (Python 3.13), with the twin behind it."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
-from tests.functions_host import FunctionsHost
+from shared.operations import MAX_DEQUEUE_COUNT
+from tests.functions_host import ROOT, FunctionsHost
 from tests.twin import Twin
 from tests.world import TARGET
 
@@ -19,6 +22,7 @@ EXPECTED_ROUTES = {
     "reconcile_roles": ("targets/{target}/roles/reconcile", ["POST"]),
     "remediate": ("targets/{target}/remediate", ["POST"]),
     "cyclecloud_probe": ("targets/{target}/cyclecloud/probe", ["POST"]),
+    "operation": ("operations/{operation_id}", ["GET"]),
 }
 EXPECTED_TIMERS = {"rotate_due_secrets": "%ROTATION_SCHEDULE%", "check_credential_health": "%HEALTH_SCHEDULE%"}
 
@@ -29,7 +33,7 @@ def host(functions_host: FunctionsHost) -> FunctionsHost:
 
 
 def test_worker_indexes_every_function(host: FunctionsHost) -> None:
-    assert set(host.metadata) == set(EXPECTED_ROUTES) | set(EXPECTED_TIMERS)
+    assert set(host.metadata) == set(EXPECTED_ROUTES) | set(EXPECTED_TIMERS) | {"resume_operation"}
     for meta in host.metadata.values():
         assert meta.language == "python"
         assert meta.script_file.endswith("function_app.py")
@@ -53,6 +57,14 @@ def test_timer_schedules_come_from_app_settings(host: FunctionsHost, name: str) 
     assert trigger["schedule"] == EXPECTED_TIMERS[name]
     assert trigger["runOnStartup"] is False
     assert trigger["useMonitor"] is True
+
+
+def test_continuations_are_a_queue_trigger_on_the_functions_storage(host: FunctionsHost) -> None:
+    (trigger,) = host.raw_bindings("resume_operation")
+    assert trigger["type"] == "queueTrigger" and trigger["direction"] == "IN"
+    assert trigger["queueName"] == "remediator-continuations" and trigger["connection"] == "AzureWebJobsStorage"
+    queues = json.loads((ROOT / "host.json").read_text())["extensions"]["queues"]
+    assert queues["maxDequeueCount"] == 5 == MAX_DEQUEUE_COUNT and queues["messageEncoding"] == "base64"
 
 
 def test_health_answers_through_the_worker(host: FunctionsHost, product_env: dict[str, str], twin: Twin) -> None:
