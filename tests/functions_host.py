@@ -78,17 +78,23 @@ class FunctionsHost:
         self.handle_event = handle_event
         self.protos = _Protos()
         self.metadata: dict[str, Any] = {}
+        # one event loop for every invocation, as in the worker process: clients the app caches between
+        # invocations stay bound to a live loop
+        self.loop = asyncio.new_event_loop()
+
+    def _run(self, coro: Any) -> Any:
+        return self.loop.run_until_complete(coro)
 
     def _envelope(self, **request: Any) -> Msg:
         return Msg(request=Msg(**request), properties={"protos": self.protos, "host": "127.0.0.1"})
 
     def index(self) -> dict[str, Any]:
         init = Msg(capabilities={}, function_app_directory=str(ROOT))
-        response = asyncio.run(self.handle_event.worker_init_request(self._envelope(worker_init_request=init)))
+        response = self._run(self.handle_event.worker_init_request(self._envelope(worker_init_request=init)))
         if response.result.status != 1:
             exc = response.result.exception
             raise RuntimeError(f"worker failed to index function_app.py: {exc.message}\n{exc.stack_trace}")
-        meta = asyncio.run(self.handle_event.functions_metadata_request(self._envelope()))
+        meta = self._run(self.handle_event.functions_metadata_request(self._envelope()))
         self.metadata = {m.name: m for m in meta.function_metadata_results}
         return self.metadata
 
@@ -104,7 +110,7 @@ class FunctionsHost:
             trace_context=Msg(trace_parent="", trace_state="", attributes={}),
             retry_context=Msg(retry_count=0, max_retry_count=0, exception=None),
         )
-        response = asyncio.run(self.handle_event.invocation_request(self._envelope(invocation_request=invocation)))
+        response = self._run(self.handle_event.invocation_request(self._envelope(invocation_request=invocation)))
         if response.result.status != 1:
             exc = response.result.exception
             raise InvocationFailed(f"invocation of {name} failed: {exc.message}\n{exc.stack_trace}")
