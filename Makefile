@@ -5,11 +5,13 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 AZURITE := node_modules/.bin/azurite-blob
+CHECKOV_VENV := .venv-checkov
+CHECKOV := $(CHECKOV_VENV)/bin/checkov
 PYTEST_ARGS ?=
 
-.PHONY: test demo lint typecheck pytest bench clean setup
+.PHONY: test demo lint typecheck pytest bench clean setup infra-check lock
 
-test: setup lint typecheck pytest
+test: setup lint typecheck infra-check pytest
 
 setup: $(STAMP) $(AZURITE)
 
@@ -33,6 +35,22 @@ typecheck: $(STAMP)
 pytest: $(STAMP) $(AZURITE)
 	$(PY) -m pytest $(PYTEST_ARGS)
 
+# Bicep gate: every .bicep parses (pycep-parser), checkov's policies pass offline (skips and reasons: infra/).
+infra-check: $(STAMP) $(CHECKOV)
+	$(PY) -m infra.gate --checkov $(CHECKOV)
+
+# checkov has its own venv: its pinned dependencies (an older pycep-parser among them) clash with ours.
+$(CHECKOV): infra/checkov-requirements.txt
+	@set -e; python=$$(.ci/find-python); \
+	  [ -x $(CHECKOV_VENV)/bin/python ] || "$$python" -m venv $(CHECKOV_VENV); \
+	  $(CHECKOV_VENV)/bin/pip install --quiet --disable-pip-version-check -r infra/checkov-requirements.txt
+	@touch $@
+
+# The hashed lock the deployment installs from (azd packages it as requirements.txt; infra/scripts/stage_package.py).
+lock: $(STAMP)
+	$(VENV)/bin/pip-compile --quiet --generate-hashes --strip-extras --allow-unsafe --no-emit-index-url \
+	  --no-emit-find-links --output-file requirements.lock requirements.txt
+
 demo: setup
 	$(PY) -m tests.demo
 
@@ -40,4 +58,4 @@ bench: setup
 	$(PY) -m bench
 
 clean:
-	rm -rf $(VENV) node_modules .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) $(CHECKOV_VENV) node_modules .mypy_cache .ruff_cache .pytest_cache
