@@ -254,26 +254,57 @@ _CATALOG: tuple[FindingSpec, ...] = (
     ),
     FindingSpec(
         "role.insufficient", Severity.ERROR, "Effective permissions lack actions CycleCloud needs",
-        "The CycleCloud identity's effective permissions on the subscription (after custom roles, inheritance "
-        "and deny assignments) do not include actions CycleCloud calls, such as "
+        "The CycleCloud identity holds its configured roles, yet its effective permissions on the subscription "
+        "(after deny assignments and notActions) still lack actions CycleCloud calls, such as "
         "Microsoft.Storage/storageAccounts/read.",
         (
             RemediationStep(
-                "Assign Contributor (or the CycleCloud custom role with every listed action) at the subscription.",
-                f"{_SUB_IAM} > Add > Add role assignment > Contributor > Members: {{principal_id}}",
-                "az role assignment create --assignee-object-id {principal_id} --assignee-principal-type "
-                "ServicePrincipal --role Contributor --scope /subscriptions/{subscription_id}",
-            ),
-            RemediationStep(
-                "If a deny assignment removes the actions, ask its owner to exclude the identity.",
+                "Find the deny assignment (or the notActions of a held role) that removes the listed actions and ask "
+                "its owner to exclude the CycleCloud identity.",
                 f"{_SUB_IAM} > Deny assignments",
                 "az rest --url https://management.azure.com/subscriptions/{subscription_id}/providers/"
                 "Microsoft.Authorization/denyAssignments?api-version=2022-04-01",
             ),
+            RemediationStep(
+                "Check what the identity may really do there (the same list CycleCloud gets).",
+                f"{_SUB_IAM} > Check access > {{principal_id}}",
+                "az rest --url https://management.azure.com/subscriptions/{subscription_id}/providers/"
+                "Microsoft.Authorization/permissions?api-version=2022-04-01 (signed in as the CycleCloud identity)",
+            ),
         ),
-        FixAction.RECONCILE_ROLES,
-        "remediate assigns the configured role where it is missing; a custom role that lacks actions or a deny "
-        "assignment needs a person.",
+    ),
+    FindingSpec(
+        "role.custom_role_incomplete", Severity.ERROR, "The custom role lacks actions CycleCloud needs",
+        "The CycleCloud identity holds its configured custom role, but that role's definition does not include "
+        "every action CycleCloud calls, so CycleCloud fails with 'does not have authorization to perform action'.",
+        (
+            RemediationStep(
+                "Add the missing action(s) {missing_actions} to the custom role '{role}' (assigning Contributor "
+                "instead would undo the least-privilege choice).",
+                "Subscriptions > (subscription {subscription_id}) > Access control (IAM) > Roles > {role} > Edit > "
+                "Permissions > Add permissions: {missing_actions} > Review + update",
+                "az role definition list --name \"{role}\" --scope /subscriptions/{subscription_id} --query \"[0]\" "
+                "-o json | jq '.permissions[0].actions += {missing_actions_json}' > role.json && "
+                "az role definition update --role-definition role.json",
+            ),
+            RemediationStep(
+                "Role changes take a few minutes to take effect; then validate again.",
+                "CycleCloud > Configure > Cloud Provider Accounts > {account} > Credentials > Edit > Validate",
+                "python -m shared validate {target}",
+            ),
+        ),
+    ),
+    FindingSpec(
+        "role.propagating", Severity.ERROR, "Role assignment not in effect yet",
+        "The CycleCloud identity's role assignment exists, but Azure does not apply it yet (new assignments take "
+        "one to two minutes, sometimes up to ten), so CycleCloud's calls still fail until it does.",
+        (RemediationStep(
+            "Wait until the time given in the evidence (check_again_at), then validate again; nothing needs to be "
+            "changed.",
+            "CycleCloud > Configure > Cloud Provider Accounts > {account} > Credentials > Edit > Validate "
+            "(after check_again_at)",
+            "python -m shared validate {target}",
+        ),),
     ),
     FindingSpec(
         "role.policy_denied", Severity.ERROR, "Azure Policy denies the role assignment",
@@ -291,11 +322,56 @@ _CATALOG: tuple[FindingSpec, ...] = (
         "The Activity Log shows operations by the CycleCloud identity that Azure refused recently; each entry "
         "names the exact action and resource.",
         (RemediationStep(
-            "Open the failed operations and grant what they name (usually the role above).",
+            "Open the failed operations (newer than the last role or secret change) and fix what they name.",
             "Subscriptions > (subscription {subscription_id}) > Activity log > Status: Failed > Event initiated "
-            "by: {principal_id}",
-            "az monitor activity-log list --subscription {subscription_id} --caller {principal_id} --status Failed "
-            "--offset 7d",
+            "by: {activity_caller}",
+            "az monitor activity-log list --subscription {subscription_id} --caller {activity_caller} --status "
+            "Failed --start-time {activity_since}",
+        ),),
+    ),
+    FindingSpec(
+        "policy.denied_resource", Severity.ERROR, "Azure Policy denied a resource CycleCloud creates",
+        "An Azure Policy assignment denied a resource CycleCloud tried to create (a VM, disk, NIC, public IP...), "
+        "so the cluster cannot grow until the policy allows it or the cluster asks for something the policy "
+        "permits.",
+        (
+            RemediationStep(
+                "Option 1: ask the policy's owner for an exemption covering CycleCloud's resource group.",
+                "Policy > Assignments > {policy_assignment} > Create exemption > Scope: {exemption_scope}",
+                "az policy exemption create --name cyclecloud-{target} --policy-assignment {policy_assignment_id} "
+                "--exemption-category Waiver --scope {exemption_scope}",
+            ),
+            RemediationStep(
+                "Option 2: change the cluster's parameters (VM size, region, image, public IP, tags) to what the "
+                "policy allows.",
+                "Policy > Assignments > {policy_assignment} > Parameters (what is allowed); then CycleCloud > "
+                "Clusters > (cluster) > Edit",
+                "az policy assignment show --name {policy_assignment_name} --scope {policy_assignment_scope} "
+                "--query parameters",
+            ),
+        ),
+    ),
+    FindingSpec(
+        "subscription.not_found", Severity.ERROR, "Subscription not found (SubscriptionNotFound)",
+        "Azure Resource Manager does not know the configured subscription id (usually a typo, or a subscription "
+        "of another tenant or cloud), so nothing can be checked or deployed there.",
+        (
+            RemediationStep(
+                "Find the id of the subscription CycleCloud deploys into and put it in the target's "
+                "subscription_ids (and CycleCloud's account).",
+                "Subscriptions (switch to All directories) > the subscription > Overview > Subscription ID",
+                "az account list --all --query \"[].{{name:name, id:id, tenant:tenantId, state:state}}\" -o table",
+            ),
+        ),
+    ),
+    FindingSpec(
+        "subscription.disabled", Severity.ERROR, "Subscription not active",
+        "The subscription CycleCloud deploys into is not in the Enabled state (disabled, past due or deleted), "
+        "so Azure refuses to create resources in it.",
+        (RemediationStep(
+            "Reactivate the subscription (billing) or move the target to an active subscription.",
+            "Subscriptions > (subscription {subscription_id}) > Overview > Status",
+            "az account show --subscription {subscription_id} --query state",
         ),),
     ),
     # -- managed identity mode ----------------------------------------------------------------------------
@@ -375,6 +451,19 @@ _CATALOG: tuple[FindingSpec, ...] = (
         "remediate pushes the Key Vault secret to CycleCloud and reads it back to verify.",
     ),
     FindingSpec(
+        "cyclecloud.identity_mismatch", Severity.ERROR, "CycleCloud's account names another app or tenant",
+        "CycleCloud's account signs in as a different application or tenant than the target is configured "
+        "for, so one of the two is wrong and pushing a secret cannot reconcile them.",
+        (
+            RemediationStep(
+                "Compare the app registration's Application (client) ID and Directory (tenant) ID with both; "
+                "correct the target's app_id/tenant_id, or CycleCloud's account, whichever is wrong.",
+                f"Microsoft Entra ID > App registrations > (app {{app_id}}) > Overview; {_CC_CREDENTIALS}",
+                "az ad sp show --id {app_id} --query \"{{appId:appId, tenant:appOwnerOrganizationId}}\"",
+            ),
+        ),
+    ),
+    FindingSpec(
         "cyclecloud.update_unsupported", Severity.WARNING, "CycleCloud does not accept the product's updates",
         "CycleCloud answers, but not on the credential update path the product is configured to use, so "
         "rotation could not give CycleCloud a new secret.",
@@ -392,6 +481,19 @@ _CATALOG: tuple[FindingSpec, ...] = (
         "would fail until it is granted.",
         (RemediationStep(
             "Grant the product's identity the role or permission named in the evidence.",
+            "{grant_portal}",
+            "{grant_cli}",
+        ),),
+    ),
+    FindingSpec(
+        "function.cyclecloud_password_unreadable", Severity.WARNING,
+        "The product cannot read the CycleCloud password from Key Vault",
+        "The product could not read its CycleCloud user's password from Key Vault (its own identity or rights "
+        "are the problem, or the secret is missing), so it never contacted CycleCloud's login and cannot update "
+        "CycleCloud.",
+        (RemediationStep(
+            "Give the product's identity read access to the secret (or create the secret with the CycleCloud "
+            "user's password).",
             "{grant_portal}",
             "{grant_cli}",
         ),),

@@ -256,16 +256,14 @@ async def test_reader_instead_of_contributor(run: Callable[..., Any], world: Wor
     scenario = world.scenario()
     sp_assignments(scenario)[0]["role"] = "Reader"
     report = await run(scenario)
-    assert codes(report) == ["role.insufficient", "role.missing"]
+    # one finding, the one remediate fixes: the missing Contributor (no second "insufficient" for the same cause)
+    assert codes(report) == ["role.missing"]
     missing = the(report, "role.missing")
     assert missing["evidence"]["role"] == "Contributor"
     assert [h["role"] for h in missing["evidence"]["held_roles"]] == ["Reader"]
     assert missing["remediate_action"] == "reconcile_roles"
     assert f"--assignee-object-id {SP_OBJECT_ID}" in missing["remediation"][0]["cli"]
     assert f"--scope /subscriptions/{SUBSCRIPTION}" in missing["remediation"][0]["cli"]
-    insufficient = the(report, "role.insufficient")["evidence"]
-    assert "Microsoft.Compute/virtualMachines/write" in insufficient["missing_actions"]
-    assert "Microsoft.Storage/storageAccounts/read" not in insufficient["missing_actions"]  # Reader reads
 
 
 async def test_storage_read_authorization_failure_from_a_custom_role_and_the_activity_log(
@@ -286,10 +284,12 @@ async def test_storage_read_authorization_failure_from_a_custom_role_and_the_act
     }]
     target = {**world.target(cc_ca), "roles": ["CycleCloud Orchestrator"]}
     report = await run(scenario, target=target)
-    assert codes(report) == ["activity.failed_operations", "role.insufficient"]
-    insufficient = the(report, "role.insufficient")["evidence"]
-    assert insufficient["missing_actions"][0] == "Microsoft.Storage/storageAccounts/read"
-    assert all(a.startswith("Microsoft.Storage/") for a in insufficient["missing_actions"])
+    assert codes(report) == ["activity.failed_operations", "role.custom_role_incomplete"]
+    incomplete = the(report, "role.custom_role_incomplete")
+    assert incomplete["evidence"]["missing_actions"][0] == "Microsoft.Storage/storageAccounts/read"
+    assert all(a.startswith("Microsoft.Storage/") for a in incomplete["evidence"]["missing_actions"])
+    assert incomplete["evidence"]["role"] == "CycleCloud Orchestrator" and not incomplete["fixable_by_remediate"]
+    assert "az role definition update" in incomplete["remediation"][0]["cli"]
     activity = the(report, "activity.failed_operations")["evidence"]
     assert activity["events"][0]["operation"] == "Microsoft.Storage/storageAccounts/read"
     assert activity["events"][0]["error_code"] == "AuthorizationFailed"

@@ -56,7 +56,7 @@ def test_remediate_fixes_exactly_the_findings_it_can_fix_safely() -> None:
         "secret.invalid": FixAction.ROTATE, "secret.looks_like_secret_id": FixAction.ROTATE,
         "secret.unknown_credential": FixAction.ROTATE, "secret.missing_in_vault": FixAction.ROTATE,
         "secret.whitespace": FixAction.STORE_TRIMMED_SECRET, "role.missing": FixAction.RECONCILE_ROLES,
-        "role.insufficient": FixAction.RECONCILE_ROLES, "identity.role_missing": FixAction.RECONCILE_ROLES,
+        "identity.role_missing": FixAction.RECONCILE_ROLES,
         "cyclecloud.out_of_sync": FixAction.PUSH_TO_CYCLECLOUD,
     }
 

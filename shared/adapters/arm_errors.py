@@ -32,6 +32,16 @@ _AUTHZ = re.compile(
 _SUB_TENANT = re.compile(r"must match the tenant 'https://sts\.windows\.net/([0-9a-fA-F-]{36})/?'", re.IGNORECASE)
 _TOKEN_TENANT = re.compile(r"wrong issuer 'https://sts\.windows\.net/([0-9a-fA-F-]{36})/?'", re.IGNORECASE)
 _CHALLENGE_TENANT = re.compile(r'authorization_uri="https://[^/"]+/([0-9a-fA-F-]{36})"', re.IGNORECASE)
+_SUBSCRIPTION_IN = re.compile(r"^/subscriptions/([^/]+)", re.IGNORECASE)
+_SUBSCRIPTION_NAMED = re.compile(r"subscription '([^']+)'", re.IGNORECASE)
+# ARM error codes that have a diagnosis finding of their own (shared/findings.py), not a generic `check.failed`
+ARM_CODE_FINDINGS: dict[str, str] = {
+    "SubscriptionNotFound": "subscription.not_found",
+    "InvalidAuthenticationTokenTenant": "tenant.mismatch",
+    "ReadOnlyDisabledSubscription": "subscription.disabled",
+    "SubscriptionNotRegistered": "subscription.disabled",
+    "RequestDisallowedByPolicy": "policy.denied_resource",
+}
 _POLICY_IDS = re.compile(r"Policy identifiers: '(\[.*\])'", re.DOTALL)
 _CHILD_OF_SCOPE = re.compile(r"/providers/Microsoft\.Authorization/roleAssignments/[^/]+$", re.IGNORECASE)
 
@@ -160,7 +170,18 @@ def raise_arm_error(exc: Exception, *, what: str, scope: str | None = None) -> N
             fix="Set the target's tenant_id to the tenant that owns the subscription (Subscriptions > Overview > "
                 "Parent management group / Directory), or move the subscription.",
             details=details) from None
-    if code in ("SubscriptionNotFound", "ResourceNotFound", "RoleDefinitionDoesNotExist", "ParentResourceNotFound",
+    if code == "SubscriptionNotFound":
+        sub = _SUBSCRIPTION_IN.search(scope or "") or _SUBSCRIPTION_NAMED.search(message)
+        details["subscription_id"] = sub.group(1) if sub else None
+        raise NotFoundError(
+            f"{what}: Azure Resource Manager does not know subscription {details['subscription_id'] or '(unknown)'}.",
+            reason=message,
+            fix="Check the subscription id in the target's subscription_ids for a typo: `az account list --all "
+                "--query \"[].{name:name, id:id, tenant:tenantId}\" -o table` lists the ones you can see (a "
+                "subscription of another tenant, or one the product's identity has no role on, is not found "
+                "either).",
+            details=details) from None
+    if code in ("ResourceNotFound", "RoleDefinitionDoesNotExist", "ParentResourceNotFound",
                 "ResourceGroupNotFound") or status == 404:
         raise NotFoundError(f"{what}: not found.", reason=message,
                             fix="Check the ids in the target's configuration (subscription, VM resource id, role).",

@@ -169,13 +169,15 @@ class PolicyAssignmentInfo:
 @dataclass(frozen=True)
 class ActivityEvent:
     timestamp: datetime
-    caller: str
+    caller: str  # what the event names as its caller: a service principal's client id (appId), a user's UPN
     operation: str
     status: str
     resource_id: str
     message: str  # properties.statusMessage, reduced to the error message when it is ARM's JSON error
     error_code: str | None
     correlation_id: str | None
+    object_id: str | None = None  # the caller's object id, from the event's claims (when it carries them)
+    policy: dict[str, Any] | None = field(default=None, hash=False, compare=False)  # a policy denial's assignment
 
 
 # -- parsing helpers -------------------------------------------------------------------------------------------
@@ -223,17 +225,52 @@ def _parse_time(value: str | None) -> datetime:
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
-def _status_message(raw: Any) -> tuple[str, str | None]:
+def _status_message(raw: Any) -> tuple[str, str | None, dict[str, Any] | None]:
+    """(the error message, ARM's error code, the denying policy assignment) of an event's statusMessage."""
     if not isinstance(raw, str):
-        return ("" if raw is None else json.dumps(raw)), None
+        return ("" if raw is None else json.dumps(raw)), None, None
     try:
         body = json.loads(raw)
     except ValueError:
-        return raw, None
+        return raw, None, None
     error = body.get("error") if isinstance(body, dict) else None
     if isinstance(error, dict):
-        return str(error.get("message") or raw), error.get("code")
-    return raw, None
+        return str(error.get("message") or raw), error.get("code"), _policy_of(error)
+    return raw, None, None
+
+
+_POLICY_IDENTIFIERS = re.compile(r"Policy identifiers: '(\[.*\])'", re.DOTALL)
+
+
+def _policy_of(error: dict[str, Any]) -> dict[str, Any] | None:
+    """The policy assignment a `RequestDisallowedByPolicy` error names (additionalInfo first, else the message)."""
+    if error.get("code") != "RequestDisallowedByPolicy":
+        return None
+    for item in error.get("additionalInfo") or []:
+        info = item.get("info") if isinstance(item, dict) else None
+        if isinstance(item, dict) and item.get("type") == "PolicyViolation" and isinstance(info, dict):
+            return {"policy_assignment_id": info.get("policyAssignmentId"),
+                    "policy_assignment_name": info.get("policyAssignmentName"),
+                    "policy_assignment_display_name": info.get("policyAssignmentDisplayName"),
+                    "policy_assignment_scope": info.get("policyAssignmentScope"),
+                    "policy_definition_id": info.get("policyDefinitionId"),
+                    "policy_definition_display_name": info.get("policyDefinitionDisplayName")}
+    match = _POLICY_IDENTIFIERS.search(str(error.get("message") or ""))
+    if match:
+        try:
+            first = json.loads(match.group(1))[0]
+            assignment = first["policyAssignment"]
+            return {"policy_assignment_id": assignment.get("id"), "policy_assignment_name": assignment.get("name"),
+                    "policy_assignment_display_name": assignment.get("name"),
+                    "policy_assignment_scope": str(assignment.get("id") or "").split(
+                        "/providers/Microsoft.Authorization/policyAssignments/")[0] or None,
+                    "policy_definition_id": (first.get("policyDefinition") or {}).get("id")}
+        except (ValueError, KeyError, IndexError, TypeError, AttributeError):
+            pass
+    return {}
+
+
+_OBJECT_ID_CLAIM = "http://schemas.microsoft.com/identity/claims/objectidentifier"
 
 
 def _arm_time(value: datetime) -> str:
@@ -409,8 +446,9 @@ class RbacAdapter:
 
     async def failed_operations(self, subscription_id: str, caller_ids: Iterable[str], since: datetime,
                                 until: datetime | None = None) -> list[ActivityEvent]:
-        """Failed management operations in the Activity Log by any of `caller_ids` (app ids or object ids),
-        newest first."""
+        """Failed management operations in the Activity Log by any of `caller_ids`, newest first. Events name a
+        service principal (managed identities included) by its client id in `caller`; its object id is only in
+        the event's claims, so both are compared."""
         callers = {c.lower() for c in caller_ids}
         window = f"eventTimestamp ge '{_arm_time(since)}'"
         if until is not None:
@@ -423,14 +461,18 @@ class RbacAdapter:
         for item in items:
             status = str((item.get("status") or {}).get("value") or "")
             caller = str(item.get("caller") or "")
-            if status.lower() != "failed" or (callers and caller.lower() not in callers):
+            raw_claims = item.get("claims")
+            claims: dict[str, Any] = raw_claims if isinstance(raw_claims, dict) else {}
+            object_id = str(claims.get(_OBJECT_ID_CLAIM) or claims.get("oid") or "") or None
+            if status.lower() != "failed" or (callers and caller.lower() not in callers
+                                              and (object_id or "").lower() not in callers):
                 continue
-            message, code = _status_message((item.get("properties") or {}).get("statusMessage"))
+            message, code, policy = _status_message((item.get("properties") or {}).get("statusMessage"))
             out.append(ActivityEvent(
                 timestamp=_parse_time(item.get("eventTimestamp")), caller=caller,
                 operation=str((item.get("operationName") or {}).get("value") or ""), status=status,
                 resource_id=str(item.get("resourceId") or ""), message=message, error_code=code,
-                correlation_id=item.get("correlationId"),
+                correlation_id=item.get("correlationId"), object_id=object_id, policy=policy,
             ))
         out.sort(key=lambda e: e.timestamp, reverse=True)
         return out

@@ -9,9 +9,16 @@ from typing import Any
 OK, FAIL, WARN, SKIP = "✔", "✘", "!", "-"
 
 
+class OutputClosed(Exception):
+    """stdout was closed by its reader (`... | head`): stop printing, quietly (see shared/__main__.py)."""
+
+
 def emit(text: str = "") -> None:
-    sys.stdout.write(text + "\n")
-    sys.stdout.flush()
+    try:
+        sys.stdout.write(text + "\n")
+        sys.stdout.flush()
+    except BrokenPipeError:
+        raise OutputClosed from None
 
 
 def emit_json(payload: Any) -> None:

@@ -11,14 +11,16 @@ import argparse
 
 from ..context import AppContext
 from ..diagnosis.report import Report
-from ..findings import Finding
+from ..findings import Finding, FixAction
 from ..remediation import Outcome, RemediationReport, Result, remediate_target
+from ..remediation.model import check_again_at
 from .output import FAIL, OK, SKIP, WARN, emit, emit_json, progress
 
 DEFAULT_TIMEOUT_SECONDS = 600.0  # a person at a terminal can wait longer than the 230-s HTTP limit
 
-_OUTCOME_MARK = {Outcome.APPLIED: OK, Outcome.FAILED: FAIL, Outcome.SKIPPED: SKIP, Outcome.IN_PROGRESS: WARN,
-                 Outcome.DEFERRED: WARN, Outcome.PLANNED: "→"}
+_OUTCOME_MARK = {Outcome.APPLIED: OK, Outcome.NOTHING_TO_DO: SKIP, Outcome.FAILED: FAIL, Outcome.SKIPPED: SKIP,
+                 Outcome.IN_PROGRESS: WARN, Outcome.DEFERRED: WARN, Outcome.PLANNED: "→"}
+_OUTCOME_TEXT = {Outcome.NOTHING_TO_DO: "nothing to do"}
 _SEVERITY_MARK = {"error": FAIL, "warning": WARN, "info": "i"}
 
 
@@ -50,7 +52,8 @@ def render(report: RemediationReport) -> None:
     if not report.actions:
         emit("  (none: nothing remediate can fix)")
     for action in report.actions:
-        emit(f"  {_OUTCOME_MARK[action.outcome]} {action.action.value} [{action.outcome.value}] for "
+        outcome = _OUTCOME_TEXT.get(action.outcome, action.outcome.value)
+        emit(f"  {_OUTCOME_MARK[action.outcome]} {action.action.value} [{outcome}] for "
              f"{', '.join(action.addresses)}")
         emit(f"      {action.message}")
         if action.reason:
@@ -72,11 +75,24 @@ def render(report: RemediationReport) -> None:
                 emit(f"         cli:    {step.cli}")
         emit()
     emit(report.message)
-    if report.result is Result.IN_PROGRESS:
+    at, _ = check_again_at(report.after or report.before)
+    rotating = any(a.action is FixAction.ROTATE and a.outcome in (Outcome.IN_PROGRESS, Outcome.DEFERRED)
+                   for a in report.actions)
+    if report.result is Result.IN_PROGRESS and rotating:
         emit(f"Work continues: `python -m shared rotate {report.target}` shows and resumes the rotation; run "
              f"`python -m shared remediate {report.target}` again to finish.")
+    elif report.result is Result.IN_PROGRESS and at is not None:
+        emit(f"Not healthy yet: Azure is still applying the role assignment. Run `python -m shared validate "
+             f"{report.target}` after {at}; nothing else needs to be done.")
+    elif report.result is Result.IN_PROGRESS:
+        emit(f"Work continues: run `python -m shared remediate {report.target}` again to finish.")
     elif report.result is Result.PLANNED:
-        emit(f"Apply it: python -m shared remediate {report.target}")
+        failed = [a.action.value for a in report.actions if a.outcome is Outcome.FAILED]
+        if failed:
+            emit(f"Do not apply it yet: {', '.join(failed)} already fails in the dry run; fix that first (see its "
+                 f"fix), then run `python -m shared remediate {report.target} --dry-run` again.")
+        else:
+            emit(f"Apply it: python -m shared remediate {report.target}")
 
 
 async def run(args: argparse.Namespace) -> int:

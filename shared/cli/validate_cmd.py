@@ -58,12 +58,14 @@ def render(report: Report) -> list[str]:
              f"{data['duration_ms']:.0f} ms]", ""]
     if not data["findings"]:
         lines += [f"{OK} No problems found.", ""]
+    # the code column fits the longest code shown, so a code never runs into its title
+    code_width = max((len(f["code"]) for f in (*data["findings"], *data["advice"])), default=0) + 2
     for section, items in (("Problems", data["findings"]), ("Advice", data["advice"])):
         if not items:
             continue
         lines.append(f"{section}:")
         for f in items:
-            lines.append(f"{_MARK[f['severity']]} {f['severity']:<8}{f['code']:<28}{f['title']}")
+            lines.append(f"{_MARK[f['severity']]} {f['severity']:<8}{f['code']:<{code_width}}{f['title']}")
             lines.append(f"    {f['detail']}")
             evidence = evidence_line(f["evidence"])
             if evidence:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -62,6 +63,36 @@ def _error_evidence(exc: BaseException) -> dict[str, object]:
     return {"error_code": type(exc).__name__, "message": scrub(str(exc))[:500]}
 
 
+_OID = re.compile(r"(?:oid=|object id ')([0-9a-fA-F-]{36})")
+_COMMAND = re.compile(r"\((az [^)]*)\)")
+_PLACEHOLDER = "<identity object id>"
+_LOOKUP_OID = ("$(az functionapp identity show --name <function-app> --resource-group <rg> --query principalId "
+               "-o tsv)")
+
+
+def grant_lines(exc: RemediatorError) -> dict[str, str]:
+    """A grant as two different lines, a portal path and a command, with the product identity's object id filled
+    in wherever Azure's own error named it (Key Vault's `oid=`, ARM's `object id '...'`)."""
+    match = _OID.search(f"{exc.reason} {exc.message}")
+    oid = match.group(1).lower() if match else None
+    fix = exc.fix or ""
+    command = _COMMAND.search(fix)
+    cli = str(exc.details.get("cli") or (command.group(1) if command else ""))
+    portal = str(exc.details.get("portal") or (fix[:command.start()] + fix[command.end():] if command else fix))
+    portal = re.sub(r"\s+\.", ".", portal).strip()
+    if exc.details.get("permission") and not exc.details.get("portal"):
+        portal = (f"Microsoft Entra ID > Enterprise applications > (the Function app's identity) > Permissions: "
+                  f"{exc.details['permission']} (admin consent); App registrations > (the app) > Owners > Add: "
+                  f"{oid or 'the Function app identity'}")
+    elif exc.details.get("role") and not exc.details.get("portal"):
+        portal = (f"(the resource) > Access control (IAM) > Add role assignment > {exc.details['role']} > Members: "
+                  f"{oid or 'the Function app identity'}")
+    cli = cli.replace(_PLACEHOLDER, oid or _LOOKUP_OID)
+    portal = portal.replace(_PLACEHOLDER, oid or "the Function app identity")
+    return {"grant_portal": portal or "see the evidence", "grant_cli": cli or portal or "see the evidence",
+            **({"identity_object_id": oid} if oid else {})}
+
+
 def _denied_subject(exc: AccessDeniedError, check: Check) -> str:
     """What was denied, worded the same way the product_rights check words it, so the two findings merge."""
     details = exc.details
@@ -72,14 +103,33 @@ def _denied_subject(exc: AccessDeniedError, check: Check) -> str:
     return check.name
 
 
+def _arm_finding(check: Check, exc: RemediatorError, evidence: dict[str, object],
+                 params: dict[str, object]) -> Finding | None:
+    """An ARM error code with a finding of its own (SubscriptionNotFound, InvalidAuthenticationTokenTenant, ...):
+    that finding, about the subscription it names, instead of a generic `check.failed`."""
+    from ..adapters.arm_errors import ARM_CODE_FINDINGS
+    from ..adapters.rbac import subscription_of
+
+    code = ARM_CODE_FINDINGS.get(str(exc.details.get("arm_code") or ""))
+    if code is None:
+        return None
+    sub = str(exc.details.get("subscription_id") or subscription_of(str(exc.details.get("scope") or "")) or "")
+    return make_finding(code, f"While checking '{check.description}', ARM answered {exc.details.get('arm_code')}: "
+                              f"{scrub(exc.message)}",
+                        evidence=evidence, params={**params, "subscription_id": sub or params.get("subscription_id")},
+                        check=check.name, subject=sub or None)
+
+
 def finding_for_error(check: Check, exc: BaseException, params: dict[str, object]) -> Finding:
     """What a check's exception means for the report."""
     evidence = _error_evidence(exc)
     evidence["check"] = check.name
+    if isinstance(exc, RemediatorError):
+        arm = _arm_finding(check, exc, evidence, params)
+        if arm is not None:
+            return arm
     if isinstance(exc, AccessDeniedError):
-        grant_params = dict(params)
-        grant_params.setdefault("grant_portal", exc.details.get("portal") or exc.fix or "see the evidence")
-        grant_params.setdefault("grant_cli", exc.details.get("cli") or exc.fix or "see the evidence")
+        grant_params = {**params, **grant_lines(exc)}
         return make_finding(
             "function.permission_missing",
             f"While checking '{check.description}', the product was refused: {scrub(exc.message)}",

@@ -17,7 +17,16 @@ from typing import Protocol
 from ..diagnosis.report import Report, Status
 from ..errors import LockedError, RemediatorError, ServiceError
 from ..findings import FixAction
-from .model import ActionRecord, FixResult, Outcome, PlannedFix, RemediationReport, Result
+from .model import (
+    ActionRecord,
+    FixResult,
+    Outcome,
+    PlannedFix,
+    RemediationReport,
+    Result,
+    check_again_at,
+    settling,
+)
 from .plan import plan_fixes
 
 logger = logging.getLogger(__name__)
@@ -109,15 +118,23 @@ async def _run_action(fixers: Fixers, fix: PlannedFix, target: str, *, dry_run: 
                                 fix="See the Function's logs for this invocation; then remediate again."))
 
 
+def _settling_only(report: Report | None) -> bool:
+    """Every open finding settles on its own (a role assignment Azure is still applying)."""
+    return report is not None and bool(report.findings) and len(settling(report)) == len(report.findings)
+
+
 def _result(before: Report, after: Report | None, actions: list[ActionRecord], *, dry_run: bool) -> Result:
+    if dry_run:
+        return Result.PLANNED if any(a.outcome is Outcome.PLANNED for a in actions) else (
+            Result.HEALTHY if not before.findings else Result.NEEDS_ATTENTION)
+    if _settling_only(after if after is not None else before):
+        return Result.IN_PROGRESS  # never healthy before Azure applies the role; check again later
     if not actions:
         return Result.HEALTHY if not before.findings else Result.NEEDS_ATTENTION
-    if dry_run:
-        return Result.PLANNED
     if after is None or any(a.outcome in (Outcome.IN_PROGRESS, Outcome.DEFERRED) for a in actions):
         return Result.IN_PROGRESS
     if not after.findings:
-        return Result.FIXED
+        return Result.FIXED if any(a.outcome is Outcome.APPLIED for a in actions) else Result.HEALTHY
     if any(a.outcome is Outcome.APPLIED for a in actions):
         return Result.PARTIALLY_FIXED
     return Result.NEEDS_ATTENTION
@@ -126,18 +143,29 @@ def _result(before: Report, after: Report | None, actions: list[ActionRecord], *
 def _message(target: str, result: Result, before: Report, after: Report | None, actions: list[ActionRecord]) -> str:
     applied = sum(a.outcome is Outcome.APPLIED for a in actions)
     failed = sum(a.outcome is Outcome.FAILED for a in actions)
+    unchanged = sum(a.outcome is Outcome.NOTHING_TO_DO for a in actions)
     left = len((after or before).findings)
+    at, _ = check_again_at(after or before)
     match result:
         case Result.HEALTHY:
             return f"{target} is healthy; nothing to fix."
-        case Result.NEEDS_ATTENTION if not actions:
-            return f"{target} is {before.status.value}, but none of its {left} finding(s) can be fixed " \
-                   "automatically; each lists the steps for a person."
+        case Result.NEEDS_ATTENTION if not applied and not failed:
+            extra = f" ({unchanged} action(s) ran and found nothing to change)" if unchanged else ""
+            return f"{target} is {(after or before).status.value}, but none of its {left} finding(s) can be fixed " \
+                   f"automatically{extra}; each lists the steps for a person."
         case Result.PLANNED:
-            return f"Dry run: {len(actions)} action(s) would be taken for {len(before.findings)} finding(s) of " \
+            planned = sum(a.outcome is Outcome.PLANNED for a in actions)
+            text = f"Dry run: {planned} action(s) would be taken for {len(before.findings)} finding(s) of " \
                    f"{target}; nothing was changed."
+            if failed:
+                text += f" {failed} step(s) of the plan already fail; fix them before applying it."
+            return text
         case Result.FIXED:
             return f"{target} is healthy: {applied} action(s) fixed all {len(before.findings)} finding(s)."
+        case Result.IN_PROGRESS if at is not None and not any(
+                a.outcome in (Outcome.IN_PROGRESS, Outcome.DEFERRED) for a in actions):
+            return f"{target} is not healthy yet: Azure has not applied the role assignment ({applied} action(s) " \
+                   f"applied); validate again after {at}."
         case Result.IN_PROGRESS:
             return f"{target}: work continues after this call ({applied} action(s) applied so far); check the " \
                    "rotation's progress and call remediate again."
@@ -147,18 +175,30 @@ def _message(target: str, result: Result, before: Report, after: Report | None, 
                    "(see needs_attention)."
 
 
-def _next_steps(target: str, result: Result, actions: list[ActionRecord], after: Report | None) -> tuple[str, ...]:
+def _next_steps(target: str, result: Result, actions: list[ActionRecord], after: Report | None,
+                before: Report) -> tuple[str, ...]:
     steps: list[str] = []
+    at, _ = check_again_at(after or before)
     if result is Result.IN_PROGRESS:
         if any(a.action is FixAction.ROTATE and a.outcome is Outcome.IN_PROGRESS for a in actions):
             steps.append(f"GET /api/targets/{target}/rotation shows where the rotation stands.")
-        steps.append(f"POST /api/targets/{target}/remediate again (the rotation timer also resumes the work).")
+        if at is not None:
+            steps.append(f"POST /api/targets/{target}/validate after {at}: Azure applies new role assignments "
+                         "within minutes; nothing needs to be changed.")
+        if any(a.outcome in (Outcome.IN_PROGRESS, Outcome.DEFERRED) for a in actions):
+            steps.append(f"POST /api/targets/{target}/remediate again (the rotation timer also resumes the work).")
         if after is None:
             steps.append(f"POST /api/targets/{target}/validate for the target's current state.")
     elif result is Result.PLANNED:
-        steps.append(f'POST /api/targets/{target}/remediate with {{"dry_run": false}} applies the plan.')
+        if any(a.outcome is Outcome.FAILED for a in actions):
+            steps.append("Fix the failed step(s) of the plan first (see each action's fix), then run the dry run "
+                         "again.")
+        else:
+            steps.append(f'POST /api/targets/{target}/remediate with {{"dry_run": false}} applies the plan.')
     elif result in (Result.PARTIALLY_FIXED, Result.NEEDS_ATTENTION):
         steps.append("Follow the remediation steps of each finding under needs_attention, then validate again.")
+        if at is not None:
+            steps.append(f"A role assignment is still propagating: validate again after {at}.")
     return tuple(steps)
 
 
@@ -229,7 +269,7 @@ async def run_remediation(fixers: Fixers, target: str, *, dry_run: bool, deadlin
         # no work continues: the outcome is only unconfirmed, so say what was done, not "in progress"
         result = Result.PARTIALLY_FIXED if any(a.outcome is Outcome.APPLIED for a in actions) \
             else Result.NEEDS_ATTENTION
-    next_steps = _next_steps(target, result, actions, after)
+    next_steps = _next_steps(target, result, actions, after, before)
     if final_error is not None:
         next_steps = (final_error, *next_steps)
     report = RemediationReport(

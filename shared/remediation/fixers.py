@@ -36,6 +36,20 @@ def _hint(value: str) -> str:
     return value[:HINT_LENGTH]
 
 
+# AADSTS codes that say the target's tenant or app id is wrong: no new secret and no push can help with those
+_IDENTITY_CODES = {"AADSTS90002", "AADSTS700016", "AADSTS900023", "AADSTS7000112"}
+
+
+def _refusal_fix(target: str, refused: dict[str, Any]) -> str:
+    code = str(refused.get("aadsts") or "")
+    if code in _IDENTITY_CODES:
+        return (f"Entra ID refuses the target's identity itself ({code}): check the target's tenant_id and app_id "
+                f"against the app registration's Overview page, correct the configuration, then run `python -m "
+                f"shared validate {target}`. A new secret cannot help.")
+    return f"Rotate the secret: `python -m shared rotate {target} --force` (or remediate again once validate " \
+           "reports the secret itself)."
+
+
 def _rotation_fix(target: str) -> str:
     return (f"See GET /api/targets/{target}/rotation for where it stopped and why; fix that, then remediate again "
             f"(or run `python -m shared rotate {target} --force`).")
@@ -177,8 +191,7 @@ class ProductFixers:
                         Outcome.FAILED, f"Not pushed: Entra ID refuses the secret Key Vault holds, so giving it to "
                                         f"{where} would break CycleCloud; CycleCloud was left as it was.",
                         reason=f"{refused.get('aadsts') or 'refused'}: {refused.get('description', '')}".strip(),
-                        fix=f"Rotate the secret: `python -m shared rotate {name} --force` (or remediate again once "
-                            "validate reports the secret itself).", details={**details, "evidence": refused})
+                        fix=_refusal_fix(name, refused), details={**details, "evidence": refused})
                 details["cyclecloud_account"] = await self._push(target, value)
                 return FixResult(Outcome.APPLIED, f"{where} now holds Key Vault's secret (version "
                                                   f"{stored.properties.version}); read back and verified.",
@@ -224,8 +237,7 @@ class ProductFixers:
                 Outcome.FAILED, "Not stored: Entra ID refuses the trimmed value as well, so the secret is wrong "
                                 "beyond its whitespace; nothing was changed.",
                 reason=f"{refused.get('aadsts') or 'refused'}: {refused.get('description', '')}".strip(),
-                fix=f"Rotate: `python -m shared rotate {target.name} --force` (or remediate again: validate then "
-                    "reports the secret itself).", details={**details, "evidence": refused})
+                fix=_refusal_fix(target.name, refused), details={**details, "evidence": refused})
         if trimmed != stored.value:
             info = await vault.set_secret(target.secret_name, trimmed, tags=dict(stored.properties.tags or {}),
                                           expires_on=stored.properties.expires_on,
@@ -251,7 +263,7 @@ _ROTATION_OUTCOMES = {
     "in_progress": Outcome.IN_PROGRESS,
     "failed": Outcome.FAILED,
     "planned": Outcome.PLANNED,
-    "not_due": Outcome.SKIPPED,
+    "not_due": Outcome.NOTHING_TO_DO,
 }
 
 
@@ -271,8 +283,15 @@ def rotation_fix_result(target: str, status: str, message: str, body: dict[str, 
 def roles_fix_result(result: RoleReconciliation, *, dry_run: bool) -> FixResult:
     """The role reconciliation's result as a fix result (see shared.roles)."""
     body = result.to_dict()
+    changes = {"created": body["summary"].get("created", 0), "removed": body["summary"].get("removed", 0)}
     if dry_run:
-        return FixResult(Outcome.PLANNED, result.message, result.reason, result.fix, body)
-    if result.ok:
-        return FixResult(Outcome.APPLIED, result.message, details=body)
-    return FixResult(Outcome.FAILED, result.message, reason=result.reason, fix=result.fix, details=body)
+        if result.ok and not result.changes_needed:
+            return FixResult(Outcome.NOTHING_TO_DO, f"{result.message} Nothing to create.", details=body)
+        outcome = Outcome.PLANNED if result.ok else Outcome.FAILED
+        return FixResult(outcome, result.message, result.reason, result.fix, body)
+    if not result.ok:
+        return FixResult(Outcome.FAILED, result.message, reason=result.reason, fix=result.fix, details=body)
+    if not any(changes.values()):
+        # every configured assignment was already there: a no-op is never reported as a fix
+        return FixResult(Outcome.NOTHING_TO_DO, f"{result.message} Nothing was changed.", details=body)
+    return FixResult(Outcome.APPLIED, result.message, details=body)

@@ -17,7 +17,8 @@ from ..findings import Finding, FixAction
 class Outcome(StrEnum):
     """What became of one action."""
 
-    APPLIED = "applied"  # done and verified by the module that did it
+    APPLIED = "applied"  # changed something, and the module that did it verified the change
+    NOTHING_TO_DO = "nothing_to_do"  # ran and found nothing to change (never reported as a fix)
     FAILED = "failed"  # tried and refused or errored; `reason` and `fix` say why and what a person does
     SKIPPED = "skipped"  # not tried: an action it depends on failed, or there was nothing to do
     IN_PROGRESS = "in_progress"  # started and resumable (a rotation waiting for propagation); call again
@@ -32,7 +33,7 @@ class Result(StrEnum):
     FIXED = "fixed"  # every fix applied and the target validates healthy
     PARTIALLY_FIXED = "partially_fixed"  # something was fixed, something still needs a person or a retry
     NEEDS_ATTENTION = "needs_attention"  # nothing could be fixed automatically; see `needs_attention`
-    IN_PROGRESS = "in_progress"  # work continues after this call (202)
+    IN_PROGRESS = "in_progress"  # work continues after this call (202): a rotation, or a role still propagating
     PLANNED = "planned"  # dry run
 
 
@@ -81,8 +82,26 @@ class ActionRecord:
         }
 
 
+# Findings that settle on their own (Azure applying a new role assignment): while one is open the target is not
+# healthy, and nothing needs doing but to check again after the time in its evidence.
+SETTLING_CODES = frozenset({"role.propagating"})
+
+
 def _leftover(report: Report) -> tuple[Finding, ...]:
     return tuple(report.findings)
+
+
+def settling(report: Report | None) -> list[Finding]:
+    return [f for f in report.findings if f.code in SETTLING_CODES] if report is not None else []
+
+
+def check_again_at(report: Report | None) -> tuple[str | None, int | None]:
+    """When a settling finding says to look again: (ISO time, seconds from now), the latest of them."""
+    times = [(str(f.evidence.get("check_again_at")), int(f.evidence.get("retry_after_seconds") or 0))
+             for f in settling(report) if f.evidence.get("check_again_at")]
+    if not times:
+        return None, None
+    return max(times)
 
 
 @dataclass(frozen=True)
@@ -141,5 +160,15 @@ class RemediationReport:
             "next": list(self.next_steps),
         }
         if self.result is Result.IN_PROGRESS:
-            body["statusUrl"] = f"/api/targets/{self.target}/rotation"
+            rotating = any(a.action is FixAction.ROTATE and a.outcome in (Outcome.IN_PROGRESS, Outcome.DEFERRED)
+                           for a in self.actions)
+            at, seconds = check_again_at(self.after or self.before)
+            if rotating or at is None:
+                body["statusUrl"] = f"/api/targets/{self.target}/rotation"
+            else:
+                # nothing runs in the background: Azure is applying a role assignment; validate again then
+                body["statusUrl"] = f"/api/targets/{self.target}/validate"
+                body["checkAgainAt"] = at
+            if seconds:
+                body["retryAfterSeconds"] = seconds
         return body

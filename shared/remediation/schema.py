@@ -19,7 +19,8 @@ ACTION_SCHEMA: dict[str, Any] = {
     "properties": {
         "action": {"type": "string", "enum": [a.value for a in FixAction]},
         "outcome": {"type": "string", "enum": [o.value for o in Outcome],
-                    "description": "applied | failed | skipped (a dependency failed, or nothing to do) | "
+                    "description": "applied (changed something, verified) | nothing_to_do (ran, changed "
+                                   "nothing) | failed | skipped (a dependency failed) | "
                                    "in_progress (resumable; call again) | deferred (time budget) | planned (dry run)"},
         "addresses": {"type": "array", "items": {"type": "string"}, "description": "finding codes it fixes"},
         "message": {"type": "string"},
@@ -56,6 +57,15 @@ REMEDIATION_SCHEMA: dict[str, Any] = {
                   "description": "null on a dry run, or when the time budget ran out before the final validation"},
         "needs_attention": {"type": "array", "items": FINDING_SCHEMA},
         "next": {"type": "array", "items": {"type": "string"}, "description": "what to call next, if anything"},
-        "statusUrl": {"type": "string", "description": "with result in_progress (HTTP 202): the rotation's status"},
+        "statusUrl": {"type": "string", "description": "with result in_progress (HTTP 202): where to look: the "
+                                                       "rotation's status, or (a role assignment still "
+                                                       "propagating) the validate route"},
+        "requestedBy": {"type": "string", "description": "HTTP only: who asked (the caller's identity label)"},
+        "operation": {"type": "object", "description": "HTTP 202 only: the operation that continues the work "
+                                                       "(see docs/http.md)"},
+        "checkAgainAt": {"type": "string", "format": "date-time",
+                         "description": "with a role assignment still propagating: when to validate again"},
+        "retryAfterSeconds": {"type": "integer", "minimum": 1,
+                              "description": "seconds until checkAgainAt (for a Retry-After header)"},
     },
 }

@@ -4,6 +4,7 @@ secret it holds, and the stored value never leaves this process."""
 
 from __future__ import annotations
 
+import re
 from typing import TYPE_CHECKING
 
 from ...adapters.cyclecloud import (
@@ -16,8 +17,9 @@ from ...adapters.cyclecloud import (
     CycleCloudUnreachableError,
     open_cyclecloud,
 )
-from ...errors import RemediatorError
+from ...errors import AccessDeniedError, CredentialUnavailableError, NotFoundError, RemediatorError
 from ...findings import Finding, make_finding
+from ...redaction import register_secret, scrub
 from ..runner import CheckSkipped
 from .secret import HINT_LENGTH
 
@@ -67,9 +69,70 @@ def _error_finding(facts: Facts, exc: RemediatorError) -> Finding | None:
                         params=facts.params(), check="cyclecloud", subject=cc.url if cc else None)
 
 
+THE_FUNCTION_IDENTITY = "the Function app's managed identity"
+_OID = re.compile(r"(?:oid=|object id ')([0-9a-fA-F-]{36})")
+
+
+def identity_object_id(*texts: object) -> str | None:
+    """The product identity's object id where Azure's own error names it (Key Vault's `oid=`, ARM's `object id`)."""
+    for text in texts:
+        match = _OID.search(str(text or ""))
+        if match:
+            return match.group(1).lower()
+    return None
+
+
+async def _password_problem(facts: Facts) -> Finding | None:
+    """Can the product read its CycleCloud password from Key Vault? When it cannot, that is the product's own
+    problem: CycleCloud's login was never tried, so it must not be reported as CycleCloud refusing it."""
+    from ...adapters.vault import VaultAdapter
+
+    cc = facts.target.cyclecloud
+    if cc is None or not cc.password_secret or cc.transport.value != "rest":
+        return None
+    await facts.sdk("vault")
+    vault = facts.params().get("vault_name") or "the vault"
+    try:
+        secret = await VaultAdapter(facts.ctx.clients).get_secret(cc.password_secret)
+        register_secret(secret.value)
+        return None
+    except (AccessDeniedError, CredentialUnavailableError, NotFoundError) as exc:
+        error = exc
+    oid = identity_object_id(error.reason, error.message)
+    assignee = oid or "$(az functionapp identity show --name <function-app> --resource-group <rg> --query " \
+                      "principalId -o tsv)"
+    if isinstance(error, NotFoundError):
+        grant = {"grant_portal": f"Key vaults > {vault} > Objects > Secrets > Generate/Import > Name: "
+                                 f"{cc.password_secret} (the CycleCloud user's password)",
+                 "grant_cli": f"az keyvault secret set --vault-name {vault} --name {cc.password_secret} --file "
+                              "<password-file>"}
+        why = f"Key Vault has no secret '{cc.password_secret}'"
+    elif isinstance(error, CredentialUnavailableError):
+        grant = {"grant_portal": "Function App > Settings > Identity > System assigned > Status: On",
+                 "grant_cli": "az functionapp identity assign --name <function-app> --resource-group <rg>"}
+        why = "the product's own identity could not get a token for Key Vault"
+    else:
+        role = str(error.details.get("role") or "Key Vault Secrets User")
+        grant = {"grant_portal": f"Key vaults > {vault} > Access control (IAM) > Add role assignment > {role} > "
+                                 f"Members: {oid or THE_FUNCTION_IDENTITY}",
+                 "grant_cli": f"az role assignment create --role \"{role}\" --assignee-object-id {assignee} "
+                              "--assignee-principal-type ServicePrincipal --scope $(az keyvault show --name "
+                              f"{vault} --query id -o tsv)"}
+        why = f"the product's identity may not read secret '{cc.password_secret}'"
+    return make_finding(
+        "function.cyclecloud_password_unreadable",
+        f"The product could not read CycleCloud user '{cc.user}''s password from Key Vault ({why}), so it never "
+        "tried to log in to CycleCloud: this is the product's own access, not CycleCloud refusing a login.",
+        evidence={"password_secret": cc.password_secret, "error_code": error.code, "reason": scrub(error.reason),
+                  "identity_object_id": oid, "cyclecloud_contacted": False},
+        params={**facts.params(), **grant}, check="cyclecloud", subject=f"password secret {cc.password_secret}",
+    )
+
+
 async def _sync_findings(facts: Facts, account: CycleCloudAccount) -> list[Finding]:
     target = facts.target
     differences: list[str] = []
+    mismatched: list[str] = []  # the account's app or tenant: a configuration question, not a secret to push
     evidence: dict[str, object] = {"account": account.name, "cyclecloud_app_id": account.app_id,
                                    "cyclecloud_tenant_id": account.tenant_id,
                                    "cyclecloud_subscription_ids": list(account.subscription_ids),
@@ -82,9 +145,10 @@ async def _sync_findings(facts: Facts, account: CycleCloudAccount) -> list[Findi
         if account.use_managed_identity:
             differences.append("CycleCloud's account uses the VM's managed identity, not the service principal")
         if target.app_id and account.app_id != target.app_id.lower():
-            differences.append(f"application id is '{account.app_id or '(empty)'}', expected '{target.app_id}'")
+            mismatched.append(f"application id is '{account.app_id or '(empty)'}', the target says "
+                              f"'{target.app_id}'")
         if account.tenant_id and account.tenant_id != target.tenant_id.lower():
-            differences.append(f"tenant id is '{account.tenant_id}', expected '{target.tenant_id}'")
+            mismatched.append(f"tenant id is '{account.tenant_id}', the target says '{target.tenant_id}'")
         try:
             stored = await facts.stored_secret()
         except Exception:  # the secret check reports it; the hints just cannot be compared
@@ -98,8 +162,18 @@ async def _sync_findings(facts: Facts, account: CycleCloudAccount) -> list[Findi
     outside = [s for s in account.subscription_ids if s not in target.subscription_ids]
     if outside:
         evidence["subscriptions_not_in_target"] = outside
-    if not differences:
-        return []
+    findings: list[Finding] = []
+    if mismatched:
+        findings.append(make_finding(
+            "cyclecloud.identity_mismatch",
+            f"CycleCloud account '{account.name}' signs in as another identity than target '{target.name}': "
+            f"{'; '.join(mismatched)}; correct whichever is wrong (pushing a secret cannot).",
+            evidence={**evidence, "differences": mismatched}, params=facts.params(), check="cyclecloud",
+            subject=target.cyclecloud.url if target.cyclecloud else None,
+        ))
+    if not differences or mismatched:
+        # with the identity itself in question a secret comparison means nothing: one finding, the right one
+        return findings
     evidence["differences"] = differences
     return [make_finding(
         "cyclecloud.out_of_sync",
@@ -116,9 +190,13 @@ async def check_cyclecloud(facts: Facts) -> list[Finding]:
         client: CycleCloudClient = await open_cyclecloud(facts.ctx, facts.target)
     except CycleCloudNotConfiguredError as exc:
         raise CheckSkipped(exc.message) from None
+    password_problem = await _password_problem(facts)
     try:
         probe = await client.probe()
         findings = _probe_findings(facts, probe)
+        if password_problem is not None:
+            # the login step failed because the product had no password to send: say that, and only that
+            findings = [f for f in findings if f.code != "cyclecloud.login_failed"] + [password_problem]
         account_ok = any(c.name == "account" and c.status is CheckStatus.OK for c in probe.checks)
         if not account_ok:
             return findings

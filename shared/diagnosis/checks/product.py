@@ -67,7 +67,8 @@ def _grant(role: str, scope: str, why: str) -> dict[str, object]:
     return {
         "grant_portal": f"{scope} > Access control (IAM) > Add role assignment > {role} > Members: the Function "
                         "app's managed identity",
-        "grant_cli": f"az role assignment create --assignee-object-id <function-identity-object-id> "
+        "grant_cli": "az role assignment create --assignee-object-id $(az functionapp identity show --name "
+                     "<function-app> --resource-group <rg> --query principalId -o tsv) "
                      f"--assignee-principal-type ServicePrincipal --role \"{role}\" --scope {scope}",
         "role_to_grant": role,
         "why": why,
@@ -88,8 +89,9 @@ async def check_product_rights(facts: Facts) -> list[Finding]:
     params = facts.params()
 
     def denied(exc: AccessDeniedError, what: str, subject: str, role: str) -> Finding:
-        grant = {"grant_portal": exc.details.get("portal") or exc.fix or role,
-                 "grant_cli": exc.details.get("cli") or exc.fix or role}
+        from ..runner import grant_lines
+
+        grant = grant_lines(exc)
         return make_finding(
             "function.permission_missing", f"The product's identity may not {what}: {exc.message}",
             evidence={"permission": subject, "role_to_grant": role, "reason": exc.reason, "fix": exc.fix},

@@ -13,9 +13,11 @@ Two views, because each catches what the other misses:
 from __future__ import annotations
 
 import asyncio
+import json
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
-from ...adapters.rbac import PermissionEntry, PermissionSet, RoleAssignmentInfo, scope_covers
+from ...adapters.rbac import PermissionEntry, PermissionSet, RoleAssignmentInfo, RoleDefinitionInfo, scope_covers
 from ...errors import RemediatorError
 from ...findings import Finding, make_finding
 from ..required_actions import REQUIRED_ACTIONS
@@ -23,10 +25,16 @@ from ..runner import CheckSkipped
 from .subscriptions import per_subscription
 
 if TYPE_CHECKING:
-    from ...adapters.rbac import RoleDefinitionInfo
     from ..facts import Facts
 
 MAX_LISTED_ACTIONS = 40
+# Azure applies new role assignments within one to two minutes, occasionally up to ten (Microsoft's RBAC
+# troubleshooting guide); an assignment older than the limit that still has no effect is not propagation.
+PROPAGATION_TYPICAL = timedelta(minutes=2)
+PROPAGATION_LIMIT = timedelta(minutes=30)
+MIN_RECHECK = timedelta(seconds=60)
+MI_PROPAGATION_SOURCE = ("the assignment's age: a managed identity's effective permissions cannot be read from here, "
+                         "so a just-created assignment is assumed to apply only after the typical two minutes")
 
 
 async def _role_name(facts: Facts, sub: str, role_id: str) -> str:
@@ -108,7 +116,60 @@ async def _assigned_permissions(facts: Facts, sub: str, principal: str) -> Permi
         PermissionEntry(r.actions, r.not_actions, r.data_actions, r.not_data_actions) for r in roles))
 
 
+def _iso(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _propagating(facts: Facts, sub: str, principal: str, covering: list[RoleAssignmentInfo],
+                 missing: list[str], source: str, *, limit: timedelta = PROPAGATION_LIMIT) -> Finding | None:
+    """The assignment exists but Azure does not apply it yet: CycleCloud still fails, and will stop failing on its
+    own. None when no covering assignment is younger than `limit`, i.e. propagation is not the explanation."""
+    now = facts.now
+    young = [a for a in covering if a.created_on is not None and now - a.created_on < limit]
+    if not young:
+        return None
+    newest = max(a.created_on for a in young if a.created_on is not None)
+    check_again = max(newest + PROPAGATION_TYPICAL, now + MIN_RECHECK)
+    scope = f"/subscriptions/{sub}"
+    first = missing[0] if missing else REQUIRED_ACTIONS[0]
+    facts.observations["check_again_at"] = _iso(check_again)
+    return make_finding(
+        "role.propagating",
+        f"The role assignment on subscription {sub} was created {max(0, int((now - newest).total_seconds()))} s "
+        "ago and "
+        f"Azure does not apply it yet: CycleCloud still gets \"does not have authorization to perform action "
+        f"'{first}' over scope '{scope}'\"; check again after {_iso(check_again)}.",
+        evidence={"subscription_id": sub, "scope": scope, "principal_id": principal,
+                  "assignment_created_at": _iso(newest), "check_again_at": _iso(check_again),
+                  "retry_after_seconds": max(1, int((check_again - now).total_seconds())),
+                  "missing_actions": missing[:MAX_LISTED_ACTIONS], "missing_count": len(missing), "source": source},
+        params={**facts.params(), "subscription_id": sub, "principal_id": principal},
+        check="permissions", subject=scope,
+    )
+
+
+async def _held_configured_roles(facts: Facts, sub: str,
+                                 covering: list[RoleAssignmentInfo]) -> list[RoleDefinitionInfo] | None:
+    """The configured roles' definitions when the identity holds every one of them there; None when one is
+    missing (the roles check reports that, and `remediate` assigns it)."""
+    wanted: list[RoleDefinitionInfo] = list(await asyncio.gather(*(facts.role(sub, r) for r in facts.target.roles)))
+    held = {a.role_definition_id for a in covering}
+    if any(r.id not in held for r in wanted):
+        return None
+    return wanted
+
+
+def _grants(role: RoleDefinitionInfo, action: str) -> bool:
+    return PermissionSet("", (PermissionEntry(role.actions, role.not_actions),)).allows(action)
+
+
 async def check_permissions(facts: Facts) -> list[Finding]:
+    """Ground truth: what the CycleCloud identity may really do, compared with the actions CycleCloud calls.
+
+    With a token from the stored secret (service principal), ARM's permissions API answers for CycleCloud's own
+    principal, exactly as CycleCloud will experience it. An assignment that exists but is not applied yet
+    (propagation) is `role.propagating`, never "nothing to report"; a held custom role that lacks actions is
+    `role.custom_role_incomplete`, naming the actions and the role to edit."""
     target = facts.target
     if facts.is_managed_identity:
         principal = await facts.principal_id()
@@ -126,25 +187,68 @@ async def check_permissions(facts: Facts) -> list[Finding]:
             permissions = await _assigned_permissions(facts, sub, principal)
         else:
             permissions = await (await facts.arm()).permissions(sub, credential)
-        if not permissions.entries:
-            return []  # no role at all there: the roles check reports what to assign
         missing = permissions.missing(REQUIRED_ACTIONS)
         if not missing:
+            if facts.is_managed_identity:
+                # no token to ask ARM with: a just-created assignment is assumed not to apply yet
+                held_now, _ = await _covering(facts, sub, principal)
+                young = _propagating(facts, sub, principal, held_now, [], MI_PROPAGATION_SOURCE,
+                                     limit=PROPAGATION_TYPICAL)
+                return [young] if young is not None else []
             return []
+        covering: list[RoleAssignmentInfo] = []
+        if principal:
+            covering, _ = await _covering(facts, sub, principal)
+        if not covering:
+            return []  # no role at all there: the roles check reports what to assign
+        held = await _held_configured_roles(facts, sub, covering)
+        if held is None:
+            return []  # a configured role is missing: role.missing says so and remediate assigns it
+        granted_by_definition = [a for a in missing if any(_grants(r, a) for r in held)]
+        if granted_by_definition or not permissions.entries:
+            # the definitions grant it, ARM does not (yet): a new assignment still propagating...
+            propagating = _propagating(facts, sub, principal, covering, missing, source)
+            if propagating is not None:
+                return [propagating]
         scope = f"/subscriptions/{sub}"
-        first = missing[0]
-        return [make_finding(
-            "role.insufficient",
-            f"On subscription {sub} the CycleCloud identity may not perform {len(missing)} of the "
-            f"{len(REQUIRED_ACTIONS)} actions CycleCloud needs, e.g. '{first}'; CycleCloud fails with "
-            f"\"does not have authorization to perform action '{first}' over scope '{scope}'\".",
-            evidence={"subscription_id": sub, "scope": scope, "principal_id": principal or None,
-                      "missing_actions": missing[:MAX_LISTED_ACTIONS], "missing_count": len(missing),
-                      "checked_actions": len(REQUIRED_ACTIONS), "source": source,
-                      "permission_entries": len(permissions.entries)},
-            params={**facts.params(), "subscription_id": sub, "principal_id": principal or "<principal-id>"},
-            check="permissions", subject=scope,
-        )]
+        params = {**facts.params(), "subscription_id": sub, "principal_id": principal or "<principal-id>"}
+        lacking = [a for a in missing if a not in granted_by_definition]
+        findings: list[Finding] = []
+        for role in held:
+            role_missing = [a for a in lacking if not _grants(role, a)]
+            if role.role_type.lower() != "customrole" or not role_missing or any(
+                    _grants(other, a) for other in held if other is not role for a in role_missing):
+                continue
+            shown = role_missing[:MAX_LISTED_ACTIONS]
+            findings.append(make_finding(
+                "role.custom_role_incomplete",
+                f"The custom role '{role.name}' held on subscription {sub} does not include {len(role_missing)} "
+                f"action(s) CycleCloud needs, e.g. '{role_missing[0]}'; CycleCloud fails with \"does not have "
+                f"authorization to perform action '{role_missing[0]}' over scope '{scope}'\".",
+                evidence={"subscription_id": sub, "scope": scope, "principal_id": principal or None,
+                          "role": role.name, "role_id": role.id, "missing_actions": shown,
+                          "missing_count": len(role_missing), "source": source},
+                params={**params, "role": role.name, "missing_actions": ", ".join(shown),
+                        "missing_actions_json": json.dumps(shown)},
+                check="permissions", subject=f"{role.name} on {scope}",
+            ))
+            lacking = [a for a in lacking if a not in role_missing]
+        remaining = lacking + granted_by_definition
+        if remaining:
+            first = remaining[0]
+            findings.append(make_finding(
+                "role.insufficient",
+                f"On subscription {sub} the CycleCloud identity holds its configured role(s) but may not perform "
+                f"{len(remaining)} of the {len(REQUIRED_ACTIONS)} actions CycleCloud needs, e.g. '{first}' (a deny "
+                f"assignment or notActions removes them); CycleCloud fails with \"does not have authorization to "
+                f"perform action '{first}' over scope '{scope}'\".",
+                evidence={"subscription_id": sub, "scope": scope, "principal_id": principal or None,
+                          "missing_actions": remaining[:MAX_LISTED_ACTIONS], "missing_count": len(remaining),
+                          "checked_actions": len(REQUIRED_ACTIONS), "source": source,
+                          "permission_entries": len(permissions.entries)},
+                params=params, check="permissions", subject=scope,
+            ))
+        return findings
 
     return await per_subscription(target.subscription_ids, one)
 

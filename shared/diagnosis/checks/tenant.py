@@ -6,8 +6,8 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING
 
-from ...errors import TenantMismatchError
-from ...findings import Finding, make_finding
+from ...errors import NotFoundError, TenantMismatchError
+from ...findings import Finding, Severity, make_finding
 
 if TYPE_CHECKING:
     from ..facts import Facts
@@ -30,8 +30,28 @@ async def check_tenant(facts: Facts) -> list[Finding]:
                 f"configured for tenant {target.tenant_id}.",
                 evidence=evidence, params={**params, "subscription_id": sub}, check="tenant", subject=sub,
             )]
+        except NotFoundError as exc:
+            if exc.details.get("arm_code") != "SubscriptionNotFound":
+                raise
+            evidence.update(arm_code="SubscriptionNotFound", arm_message=exc.reason,
+                            configured_subscription_ids=list(target.subscription_ids))
+            return [make_finding(
+                "subscription.not_found",
+                f"Azure Resource Manager does not know subscription {sub} (SubscriptionNotFound): check target "
+                f"'{target.name}''s subscription_ids for a typo; `az account list --all` shows the ids you can use.",
+                evidence=evidence, params={**params, "subscription_id": sub}, check="tenant", subject=sub,
+            )]
         evidence.update(subscription_tenant_id=info.tenant_id, subscription_name=info.display_name,
                         subscription_state=info.state)
+        if info.state and info.state.lower() not in ("enabled", ""):
+            severity = Severity.WARNING if info.state.lower() in ("warned", "pastdue") else Severity.ERROR
+            return [make_finding(
+                "subscription.disabled",
+                f"Subscription {sub} ('{info.display_name}') is {info.state}, so Azure refuses to create CycleCloud's "
+                "resources in it.",
+                evidence=evidence, params={**params, "subscription_id": sub}, check="tenant", subject=sub,
+                severity=severity,
+            )]
         if info.tenant_id and info.tenant_id != target.tenant_id.lower():
             return [make_finding(
                 "tenant.mismatch",

@@ -24,7 +24,9 @@ Modelling choices (documented because they are simplifications of the real servi
 - New assignments get `created_at`, so `propagation.role_assignment_seconds` delays their effect.
 - Management groups are not modelled: ancestors of a subscription are the root scope `/` only.
 - Failed writes (authorization, policy) are appended to the Activity Log with the caller's client id as
-  `caller`, as the Activity Log records service principals.
+  `caller`, as the Activity Log records service principals; the object id is only in the event's `claims`.
+  Scenario events (`activity_log`) can carry any ARM error as `message` (e.g. a `RequestDisallowedByPolicy`
+  for a VM that CycleCloud tried to create).
 - Run Commands execute synchronously on PUT through `twin.run_command_executor` when set (the CycleCloud
   twin installs one), else exit 127 `bash: cyclecloud: command not found`. The PUT answers 201 with an
   `Azure-AsyncOperation` URL (status `Succeeded`) so azure-mgmt-compute's ARM poller completes. Protected
@@ -523,14 +525,26 @@ class ArmService(Service):
             out.append(self._event_body(event))
         return json_response(200, {"value": out, "nextLink": None})
 
-    @staticmethod
-    def _event_body(event: ActivityLogEvent) -> dict[str, Any]:
+    def _claims(self, caller: str) -> dict[str, str]:
+        """The token claims Azure copies into an event: for a service principal (managed identities included) the
+        client id is `appid` (also the event's `caller`) and the object id is only here."""
+        with self.state.lock:
+            principal = next((p for p in self.state.principals.values()
+                              if (p.app_id or "").lower() == caller.lower() or p.object_id == caller.lower()), None)
+            if principal is None:
+                return {}
+            return {"appid": (principal.app_id or "").lower(), "idtyp": "app",
+                    "http://schemas.microsoft.com/identity/claims/objectidentifier": principal.object_id,
+                    "http://schemas.microsoft.com/identity/claims/tenantid": principal.tenant_id}
+
+    def _event_body(self, event: ActivityLogEvent) -> dict[str, Any]:
         event_id = new_guid()
         rg = _RG_IN_SCOPE.match(event.resource_id)
         failed = event.status.lower() == "failed"
         return {
             "authorization": {"action": event.operation_name, "scope": event.resource_id},
-            "caller": event.caller, "channels": "Operation", "correlationId": event.correlation_id,
+            "caller": event.caller, "claims": self._claims(event.caller), "channels": "Operation",
+            "correlationId": event.correlation_id,
             "eventDataId": event_id, "eventName": {"value": "EndRequest", "localizedValue": "End request"},
             "category": {"value": "Administrative", "localizedValue": "Administrative"},
             "eventTimestamp": event.timestamp.strftime("%Y-%m-%dT%H:%M:%S.%f") + "Z",
