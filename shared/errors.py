@@ -114,6 +114,13 @@ class ServiceError(RemediatorError):
     status = 502
 
 
+class RequestRejectedError(ServiceError):
+    """A cloud service refused the request itself (a 4xx other than throttling): retrying will not help."""
+
+    code = "request_rejected"
+    status = 502
+
+
 class AuthenticationError(RemediatorError):
     """Entra ID refused a token request. `details` carries the parsed AADSTS evidence."""
 

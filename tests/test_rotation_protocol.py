@@ -69,19 +69,20 @@ async def test_due_secret_is_rotated_through_every_step(twin: Twin, cc_ca: str, 
     text = " | ".join(outcome.steps)
     for step in ("intent:", "create:", "test:", "push:", "commit:"):
         assert step in text
-    assert any("retired replaced credential " + KEY_ID in m for m in outcome.maintenance)
+    # the replaced credential was created by a person, not the product: it is kept (and said so), never removed
+    assert [k["keyId"] for k in outcome.kept] == [KEY_ID] and "did not create" in outcome.kept[0]["reason"]
+    assert not any("retired" in m for m in outcome.maintenance)
     snap = check_invariants(twin, settled=True, initial_key_ids=INITIAL)
-    # the old credential is gone (grace 0), exactly one product credential remains
-    assert [c["key_id"] for c in snap.credentials] == [outcome.new_key_id]
+    assert [c["key_id"] for c in snap.credentials] == [KEY_ID, outcome.new_key_id]
     newest = snap.newest_enabled_main()
     assert newest is not None
     assert set(newest["tags"]) >= {"keyId", "appId", "tenantId", "operationId", "rotatedAt"}
     assert newest["tags"]["operationId"] == outcome.operation_id
-    cred_end = snap.credentials[0]["end"]
+    cred_end = snap.credentials[1]["end"]
     assert newest["expires"] == cred_end
     assert abs((cred_end - datetime.now(UTC)) - timedelta(days=90)) < timedelta(minutes=5)
-    # the old main version is disabled with its credential; the pending value is disabled after commit
-    assert [v["enabled"] for v in snap.main] == [False, True]
+    # the old main version stays enabled with its (kept) credential; the pending value is disabled after commit
+    assert [v["enabled"] for v in snap.main] == [True, True]
     assert [v["enabled"] for v in snap.pending] == [False] and snap.pending[0]["tags"]["state"] == "committed"
     assert outcome.to_dict()["status"] == "rotated"
     async with AppContext.from_environment() as ctx:
@@ -96,17 +97,22 @@ async def test_due_secret_is_rotated_through_every_step(twin: Twin, cc_ca: str, 
 async def test_replaced_credential_is_kept_for_the_grace_period_then_retired(twin: Twin, cc_ca: str, azurite: str,
                                                                              monkeypatch: pytest.MonkeyPatch) -> None:
     setup(twin, cc_ca, azurite, monkeypatch, World(secret_end="now+10d"), rotation={"grace_hours": 0.0006})
-    outcome = await rotate()
-    assert outcome.status is RotationStatus.ROTATED and outcome.retire_after
-    snap = check_invariants(twin, settled=True, initial_key_ids=INITIAL)
-    assert {c["key_id"] for c in snap.credentials} == {KEY_ID, outcome.new_key_id}
-    assert secret_works(twin, CURRENT_SECRET)  # the old secret still works during the grace period
+    first = await rotate()  # K0 (a person's) -> K1 (the product's): K0 is kept, it is not the product's
+    assert first.status is RotationStatus.ROTATED and first.retire_after is None
+    second = await rotate(force=True)  # K1 -> K2: K1 is the product's, retired after the grace period
+    assert second.status is RotationStatus.ROTATED and second.retire_after
+    assert second.previous_key_id == first.new_key_id
+    snap = check_invariants(twin, settled=True, initial_key_ids=INITIAL | {str(first.new_key_id)})
+    assert {c["key_id"] for c in snap.credentials} == {KEY_ID, first.new_key_id, second.new_key_id}
+    k1_value = snap.main[-2]["value"]
+    assert secret_works(twin, k1_value)  # the replaced secret still works during the grace period
     await asyncio.sleep(2.3)
     again = await rotate()
     assert again.status is RotationStatus.NOT_DUE
-    assert any("retired replaced credential " + KEY_ID in m for m in again.maintenance)
-    snap = check_invariants(twin, settled=True, initial_key_ids=INITIAL)
-    assert [c["key_id"] for c in snap.credentials] == [outcome.new_key_id]
+    assert any(f"retired replaced credential {first.new_key_id}" in m for m in again.maintenance)
+    snap = check_invariants(twin, settled=True, initial_key_ids=INITIAL | {str(first.new_key_id)})
+    assert [c["key_id"] for c in snap.credentials] == [KEY_ID, second.new_key_id]
+    assert [v["enabled"] for v in snap.main] == [True, False, True]  # K1's version disabled with its credential
 
 
 async def test_expired_secret_is_rotated_without_needing_the_old_one(twin: Twin, cc_ca: str, azurite: str,
@@ -152,12 +158,39 @@ async def test_lifetime_is_clamped_to_the_app_management_policy(twin: Twin, cc_c
 
     setup(twin, cc_ca, azurite, monkeypatch, World(secret_end="now+10d"), edit=limit,
           rotation={"lifetime_days": 180})
+    twin.clock.advance(-120)  # Entra's clock two minutes behind ours: a lifetime of exactly 60 days is refused
     outcome = await rotate()
     assert outcome.status is RotationStatus.ROTATED, outcome.to_dict()
-    assert any("using 60 days instead of 180" in w for w in outcome.warnings)
+    assert any("using 59 days instead of 180" in w and "rotation.lifetime_days" in w for w in outcome.warnings)
     snap = check_invariants(twin, settled=True, initial_key_ids=INITIAL)
-    end = snap.credentials[0]["end"]
-    assert timedelta(days=59) < end - datetime.now(UTC) <= timedelta(days=60)
+    end = snap.credentials[-1]["end"]
+    assert timedelta(days=58) < end - datetime.now(UTC) <= timedelta(days=59)
+    assert requests_of(twin, "graph", "addPassword") == 2  # refused once, then within the policy
+    # the learned maximum is saved: the next rotation asks for 59 days at once, and is not refused again
+    again = await rotate(force=True)
+    assert again.status is RotationStatus.ROTATED, again.to_dict()
+    assert requests_of(twin, "graph", "addPassword") == 3
+    # 59-day secrets are due 29 days before expiry (half their life), not rotate_before_days=30: no churn
+    assert any("due 29 days before expiry" in w for w in again.warnings)
+    assert (await rotate()).status is RotationStatus.NOT_DUE
+
+
+async def test_policy_maximum_at_or_below_the_lead_time_does_not_rotate_on_every_run(
+        twin: Twin, cc_ca: str, azurite: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    def limit(scenario: dict[str, Any]) -> None:
+        scenario["applications"][0]["max_password_lifetime_days"] = 20
+        scenario["principals"][0]["graph_app_roles"].append("Policy.Read.ApplicationConfiguration")
+
+    setup(twin, cc_ca, azurite, monkeypatch, World(secret_end="now+10d"), edit=limit,
+          rotation={"lifetime_days": 90, "rotate_before_days": 30})
+    assert (await rotate()).status is RotationStatus.ROTATED
+    for _ in range(2):  # a 19-day secret is not "due within 30 days" on every run
+        outcome = await rotate()
+        assert outcome.status is RotationStatus.NOT_DUE, outcome.to_dict()
+    assert requests_of(twin, "graph", "addPassword") == 2
+    async with AppContext.from_environment() as ctx:
+        plan = (await rotate_target(ctx, TARGET, dry_run=True)).plan
+    assert plan is not None and plan["leadDays"] == 9 and plan["lifetimeDays"] == 19
 
 
 async def test_policy_limit_that_cannot_be_read_is_reported_exactly(twin: Twin, cc_ca: str, azurite: str,

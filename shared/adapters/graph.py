@@ -23,6 +23,7 @@ from ..errors import (
     NotFoundError,
     PolicyDeniedError,
     RemediatorError,
+    RequestRejectedError,
     ServiceError,
 )
 from ..redaction import register_secret, scrub
@@ -192,7 +193,7 @@ def _raise_mapped(exc: Exception, *, action: str, app: str, write: bool) -> NoRe
                 reason=graph, fix="Try again later; Graph may be throttling or degraded (status.azure.com).",
                 target=app, details={"graph_code": code, "status": status},
             ) from None
-        raise ServiceError(
+        raise RequestRejectedError(
             f"Microsoft Graph rejected the request to {action} app registration {app}.",
             reason=graph, fix="See the reason; this is usually a configuration problem in the tenant.",
             target=app, details={"graph_code": code, "status": status}, code="graph_request_rejected",
@@ -320,9 +321,10 @@ class GraphAdapter:
                 target=app_object_id, details=details, code="password_addition_blocked",
             )
         limit = details["max_lifetime_days"]
-        fix = (f"Set the target's rotation.secret_lifetime_days to {limit} or less." if limit is not None else
-               "Lower the target's rotation.secret_lifetime_days below the policy's maximum; grant the Function's "
-               f"identity {POLICY_READ_PERMISSION} so the app can read the maximum itself.")
+        fix = (f"Set the target's rotation.lifetime_days below {limit} (the product already retries with the "
+               "policy's maximum less a day)." if limit is not None else
+               "Lower the target's rotation.lifetime_days below the policy's maximum; grant the Function's "
+               f"identity {POLICY_READ_PERMISSION} so the product can read the maximum itself.")
         return PolicyDeniedError(
             f"An app management policy refuses the requested client secret lifetime on app registration "
             f"{app_object_id}.",

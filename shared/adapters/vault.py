@@ -20,6 +20,7 @@ from ..errors import (
     CredentialUnavailableError,
     NotFoundError,
     RemediatorError,
+    RequestRejectedError,
     ServiceError,
 )
 from ..redaction import register_secret, scrub
@@ -141,7 +142,7 @@ class VaultAdapter:
                 target=name, details={**details, "role": SECRETS_ROLE}, code="access_denied",
             ) from None
         if isinstance(exc, HttpResponseError) and status is not None and status < 500 and status != 429:
-            raise ServiceError(
+            raise RequestRejectedError(
                 f"Key Vault {vault} rejected the request to {action} secret {name}.", reason=evidence,
                 fix="See the reason.", target=name, details=details, code="vault_request_rejected",
             ) from None
@@ -200,6 +201,18 @@ class VaultAdapter:
             await self._client.delete_secret(name, _polling_interval=0.5)
         except Exception as exc:
             self._raise_mapped(exc, action="delete", name=name)
+
+    async def is_deleted(self, name: str) -> bool:
+        """True when the secret is soft-deleted (recoverable), False when there is no deleted secret by that name."""
+        try:
+            await self._client.get_deleted_secret(name)
+        except Exception as exc:
+            from azure.core.exceptions import ResourceNotFoundError
+
+            if isinstance(exc, ResourceNotFoundError):
+                return False
+            self._raise_mapped(exc, action="look for the deleted", name=name)
+        return True
 
     async def recover_deleted_secret(self, name: str) -> SecretVersionInfo:
         try:

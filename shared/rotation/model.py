@@ -12,6 +12,7 @@ from enum import StrEnum
 from typing import Any
 
 HISTORY_LIMIT = 20  # finished operations kept in the journal (the journal is read on every run)
+OPERATION_IDS_LIMIT = 200  # every operation id this target started: what proves a credential is this target's
 MARKER = "ccremediator"  # prefix of the displayName of every credential the product creates
 
 
@@ -100,6 +101,8 @@ class Operation:
     last_error: StepError | None = None
     finished_at: str | None = None
     result: str | None = None  # for history: "committed", "abandoned"
+    push_confirmed: bool | None = None  # False: CycleCloud's read-back showed no hint (masked), so unconfirmed
+    requested_by: str | None = None  # who asked (the timer, a caller's identity, the CLI's user)
 
     def advance(self, stage: RotationStage, **changes: Any) -> Operation:
         return replace(self, stage=stage, updated_at=to_iso(utcnow()) or "", last_error=None, **changes)
@@ -129,6 +132,7 @@ class Retirement:
     key_id: str
     after: str
     operation_id: str
+    kept_because: str | None = None  # why the last attempt kept it (the removal rule could not be established)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -144,6 +148,9 @@ class Journal:
     adopted_key_id: str | None = None  # the credential adopted on first contact
     history: tuple[dict[str, Any], ...] = ()
     events: tuple[dict[str, Any], ...] = ()  # maintenance done outside an operation (orphans, retirements)
+    operation_ids: tuple[str, ...] = ()  # every operation this target started, newest first
+    # an app management policy's maximum secret lifetime, learned from a refusal: later rotations start there
+    policy_max_lifetime_days: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -154,6 +161,8 @@ class Journal:
             "adopted_key_id": self.adopted_key_id,
             "history": list(self.history),
             "events": list(self.events),
+            "operation_ids": list(self.operation_ids),
+            "policy_max_lifetime_days": self.policy_max_lifetime_days,
         }
 
     @classmethod
@@ -162,11 +171,28 @@ class Journal:
         return cls(
             target=str(data.get("target", "")),
             current=Operation.from_dict(current) if isinstance(current, dict) else None,
-            retirements=tuple(Retirement(**r) for r in data.get("retirements", [])),
+            retirements=tuple(Retirement(**{k: v for k, v in r.items() if k in Retirement.__dataclass_fields__})
+                              for r in data.get("retirements", [])),
             adopted_key_id=data.get("adopted_key_id"),
             history=tuple(data.get("history", [])),
             events=tuple(data.get("events", [])),
+            operation_ids=tuple(str(i) for i in data.get("operation_ids", [])),
+            policy_max_lifetime_days=data.get("policy_max_lifetime_days"),
         )
+
+    @property
+    def own_operations(self) -> frozenset[str]:
+        """Every operation id this journal shows this target started: a credential whose displayName carries one
+        of these is this target's; any other `ccremediator` credential belongs to someone else."""
+        ids = set(self.operation_ids) | {str(h.get("id")) for h in self.history if h.get("id")}
+        ids |= {r.operation_id for r in self.retirements}
+        if self.current is not None:
+            ids.add(self.current.id)
+        return frozenset(ids)
+
+    def start(self, op: Operation) -> Journal:
+        """Record a new operation (INTENT): it becomes current and its id is this target's for good."""
+        return replace(self, current=op, operation_ids=(op.id, *self.operation_ids)[:OPERATION_IDS_LIMIT])
 
     def with_current(self, op: Operation | None) -> Journal:
         return replace(self, current=op)
@@ -201,6 +227,9 @@ class RotationOutcome:
     maintenance: list[str] = field(default_factory=list)
     error: dict[str, Any] | None = None
     plan: dict[str, Any] | None = None
+    kept: list[dict[str, str]] = field(default_factory=list)  # credentials kept, each with why
+    findings: list[dict[str, str]] = field(default_factory=list)  # code, message, fix: what a person should do
+    push_confirmed: bool | None = None
 
     @property
     def http_status(self) -> int:
@@ -223,6 +252,9 @@ class RotationOutcome:
             "warnings": list(self.warnings),
             "maintenance": list(self.maintenance),
             "error": self.error,
+            "kept": list(self.kept),
+            "findings": list(self.findings),
+            "pushConfirmed": self.push_confirmed,
         }
         if self.plan is not None:
             body["plan"] = self.plan

@@ -64,9 +64,11 @@ def identify_current(credentials: Iterable[AppCredential], stored: StoredSecretF
 
 
 def decide(now: datetime, policy: RotationPolicy, credentials: Iterable[AppCredential],
-           stored: StoredSecretFacts | None, *, force: bool) -> Decision:
+           stored: StoredSecretFacts | None, *, force: bool, lead_days: int | None = None) -> Decision:
     """Due when forced, when there is no usable stored secret, when it matches no credential, or when its
-    credential is expired or expires within `rotate_before_days`. Recovering needs no old secret."""
+    credential is expired or expires within `lead_days` (default `rotate_before_days`; see effective_lead_days).
+    Recovering needs no old secret."""
+    lead = policy.rotate_before_days if lead_days is None else lead_days
     current = identify_current(credentials, stored)
     if force:
         return Decision(True, "forced", current)
@@ -81,21 +83,25 @@ def decide(now: datetime, policy: RotationPolicy, credentials: Iterable[AppCrede
         return Decision(False, "the current credential never expires", current)
     if end <= now:
         return Decision(True, f"the current credential expired on {end:%Y-%m-%d %H:%M} UTC", current)
-    rotate_on = end - timedelta(days=policy.rotate_before_days)
+    rotate_on = end - timedelta(days=lead)
     if rotate_on <= now:
         days = (end - now).total_seconds() / 86400
         return Decision(True, f"the current credential expires in {days:.1f} days (on {end:%Y-%m-%d}), within "
-                              f"{policy.rotate_before_days} days", current, rotate_on)
+                              f"{lead} days", current, rotate_on)
     return Decision(False, f"the current credential expires on {end:%Y-%m-%d}; rotation is due on "
                            f"{rotate_on:%Y-%m-%d}", current, rotate_on)
 
 
-def find_orphans(credentials: Iterable[AppCredential], key_ids_in_vault: set[str],
-                 protected: Iterable[str | None] = ()) -> list[AppCredential]:
-    """Credentials the product created (displayName marker) whose value is in no Key Vault secret: their value
-    is lost, so nobody can use them. Never one without the marker, never one in `protected`."""
-    keep = {k.lower() for k in protected if k} | {k.lower() for k in key_ids_in_vault}
-    return [c for c in credentials if operation_of(c.display_name) and c.key_id.lower() not in keep]
+def find_orphans(credentials: Iterable[AppCredential], own_operations: frozenset[str], held_in_vault: set[str],
+                 in_flight_key_id: str | None = None) -> list[AppCredential]:
+    """This target's credentials (displayName marker with one of its operation ids) whose value is in no Key Vault
+    version of its main secret (enabled or not) nor in the pending value of the operation in progress: nobody was
+    ever given their value. They are candidates only: removal.py decides, with evidence read now."""
+    held = {k.lower() for k in held_in_vault if k}
+    in_flight = (in_flight_key_id or "").lower()
+    return [c for c in credentials
+            if operation_of(c.display_name) in own_operations and c.key_id.lower() not in held
+            and c.key_id.lower() != in_flight]
 
 
 def new_credential_end(now: datetime, lifetime_days: int) -> datetime:
@@ -105,11 +111,21 @@ def new_credential_end(now: datetime, lifetime_days: int) -> datetime:
 
 def clamp_lifetime(requested_days: int, policy_max_days: int | None) -> int | None:
     """The lifetime to retry with after an app management policy refused `requested_days`, or None when the
-    policy's maximum is unknown (the caller then reports exactly that). A day is kept in hand so the clock
-    skew between us and Entra cannot push the end date past the limit."""
+    policy's maximum is unknown (the caller then reports exactly that). A day is kept in hand: Entra measures
+    the lifetime from ITS clock, and ours may run seconds to minutes ahead of it."""
     if policy_max_days is None or policy_max_days <= 0:
         return None
-    clamped = min(requested_days, policy_max_days)
-    if clamped == requested_days:
-        clamped -= 1
-    return max(clamped, 1)
+    return max(1, min(requested_days, policy_max_days - 1))
+
+
+def effective_lifetime_days(policy: RotationPolicy, policy_max_days: int | None) -> int:
+    """The lifetime a new secret asks for: the configured one, clamped below a policy maximum learned before
+    (so a known limit is not refused again on every run)."""
+    return clamp_lifetime(policy.lifetime_days, policy_max_days) or policy.lifetime_days
+
+
+def effective_lead_days(policy: RotationPolicy, lifetime_days: int) -> int:
+    """How many days before expiry a credential is due: `rotate_before_days`, but at most half the lifetime a
+    new secret gets, so a short lifetime (say a policy maximum at or below `rotate_before_days`) does not make
+    every new secret due at once and rotate on every run."""
+    return max(1, min(policy.rotate_before_days, lifetime_days // 2))

@@ -1,13 +1,16 @@
 """The staged rotation protocol: plan -> intent -> create -> test -> push -> commit -> retire.
 
 Every step is safe to re-run and the journal (store.py) says which step runs next, so a run that dies at any
-point is finished by the next one. Key Vault layout (docs/rotation.md has the full table):
+point is finished by the next one. Key Vault layout (layout.py; docs/rotation.md has the full table):
 
 - `<secret_name>`          the main secret. Its newest version is always the value CycleCloud holds; each
                            version is tagged keyId/appId/tenantId/operationId/rotatedAt and expires with its
                            credential. Older versions stay enabled until their credential is retired.
 - `<secret_name>-pending`  a new value between create and commit (tagged keyId/operationId/state=pending);
                            the version is disabled once committed. Consumers never read it.
+
+Nothing is removed here except through `remove_unused`, which applies removal.py's rule to evidence read just
+before (usage.py): a credential goes only when this target created it and nothing can be shown to use it.
 """
 
 from __future__ import annotations
@@ -16,24 +19,36 @@ import asyncio
 import logging
 import uuid
 from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import timedelta
 from typing import Any
 
-from ..adapters.graph import AppRegistration, GraphAdapter, NewSecret
+from ..adapters.graph import AppCredential, AppRegistration, GraphAdapter, NewSecret
 from ..adapters.vault import SecretVersionInfo, StoredSecret, VaultAdapter
 from ..config import Target
 from ..context import AppContext
 from ..errors import (
+    ConflictError,
     CycleCloudError,
+    LockedError,
     NotFoundError,
     PolicyDeniedError,
     RemediatorError,
-    RotationError,
+    RequestRejectedError,
     ServiceError,
 )
 from ..redaction import register_secret
 from .deadline import Deadline
+from .layout import (
+    PENDING_SUFFIX,
+    TAG_APP_ID,
+    TAG_KEY_ID,
+    TAG_OPERATION_ID,
+    TAG_ROTATED_AT,
+    TAG_STATE,
+    TAG_TENANT_ID,
+    pending_name,
+)
 from .model import (
     Journal,
     Operation,
@@ -48,24 +63,65 @@ from .model import (
     to_iso,
     utcnow,
 )
-from .policy import StoredSecretFacts, clamp_lifetime, decide, find_orphans, new_credential_end
+from .policy import (
+    StoredSecretFacts,
+    clamp_lifetime,
+    decide,
+    effective_lead_days,
+    effective_lifetime_days,
+    find_orphans,
+    new_credential_end,
+)
+from .removal import removal_verdict
 from .store import JournalStore, TargetLock, VersionedJournal
+from .usage import gather_usage, secret_versions
 
 logger = logging.getLogger(__name__)
 
-PENDING_SUFFIX = "-pending"
+__all__ = ["PENDING_SUFFIX", "RotationRun", "pending_name"]
+
 # ARM action whose grant the authorization probe reports on (the one CycleCloud's own error names)
 PROBE_ACTION = "Microsoft.Storage/storageAccounts/read"
 TEST_SPACING_SECONDS = 1.0  # between consecutive successful probes
 TEST_BACKOFF_START, TEST_BACKOFF_MAX = 1.0, 15.0
 RESERVE_AFTER_TEST_SECONDS = 25.0  # time kept for push + commit when the test step waits inside a deadline
 TRANSIENT_ATTEMPTS = 3  # whole-run retries (from the journal) after a transient upstream failure
+RESTARTS = 2  # fresh starts after an operation in flight was found dead (its value or credential gone)
+# Graph may answer from a replica that has not seen a write of the last seconds: a read that contradicts what
+# this target's own journal or Key Vault tags say is read again after these waits before anything is decided
+STALE_READ_WAITS = (2.0, 4.0)
+KEY_ID_GONE = "keyId tag names a credential the app no longer has"
 
 Progress = Callable[[str], None]
 
 
-def pending_name(secret_name: str) -> str:
-    return f"{secret_name}{PENDING_SUFFIX}"
+@dataclass(frozen=True)
+class MainSecret:
+    """The main secret as read at the start of a run: every version (oldest first) and whether it is
+    soft-deleted."""
+
+    versions: list[SecretVersionInfo]
+    deleted: bool
+
+    @property
+    def newest(self) -> SecretVersionInfo | None:
+        return self.versions[-1] if self.versions else None
+
+    @property
+    def newest_enabled(self) -> SecretVersionInfo | None:
+        return next((v for v in reversed(self.versions) if v.enabled), None)
+
+    def key_ids(self) -> set[str]:
+        return {v.tags[TAG_KEY_ID] for v in self.versions if v.tags.get(TAG_KEY_ID)}
+
+
+class OperationClosed(Exception):
+    """The operation in flight was closed because its value or credential is gone; the run starts over
+    (`force` when CycleCloud already held the lost value, so Key Vault and CycleCloud are brought together)."""
+
+    def __init__(self, *, force: bool) -> None:
+        super().__init__("operation closed")
+        self.force = force
 
 
 class StepStopped(Exception):
@@ -78,7 +134,7 @@ class RotationRun:
     """One call's worth of work on one target, holding its lock."""
 
     def __init__(self, ctx: AppContext, target: Target, store: JournalStore, lock: TargetLock | None,
-                 deadline: Deadline, progress: Progress | None = None) -> None:
+                 deadline: Deadline, progress: Progress | None = None, requested_by: str | None = None) -> None:
         self.ctx = ctx
         self.target = target
         self.policy = target.rotation
@@ -86,6 +142,7 @@ class RotationRun:
         self.lock = lock
         self.deadline = deadline
         self._progress = progress
+        self.requested_by = requested_by
         self.graph = GraphAdapter(ctx.clients)
         self.vault = VaultAdapter(ctx.clients)
         self.secret_name = target.secret_name or ""
@@ -95,6 +152,8 @@ class RotationRun:
         self.steps: list[str] = []
         self.warnings: list[str] = []
         self.maintenance: list[str] = []
+        self.kept: list[dict[str, str]] = []
+        self.findings: list[dict[str, str]] = []
         self._value: str | None = None  # the new secret, in memory only
 
     # -- small helpers ------------------------------------------------------------------------------------
@@ -104,6 +163,15 @@ class RotationRun:
         logger.info("rotation %s: %s", self.target.name, text)
         if self._progress:
             self._progress(text)
+
+    def warn(self, text: str) -> None:
+        if text not in self.warnings:
+            self.warnings.append(text)
+            logger.warning("rotation %s: %s", self.target.name, text)
+
+    def finding(self, code: str, message: str, fix: str) -> None:
+        if all(f["code"] != code for f in self.findings):
+            self.findings.append({"code": code, "message": message, "fix": fix})
 
     def _check_lock(self) -> None:
         if self.lock is not None:
@@ -125,18 +193,18 @@ class RotationRun:
         fields: dict[str, Any] = {
             "stage": op.stage if op else None, "operation_id": op.id if op else None,
             "new_key_id": op.new_key_id if op else None, "previous_key_id": op.previous_key_id if op else None,
-            "expires_on": op.new_end if op else None,
+            "expires_on": op.new_end if op else None, "push_confirmed": op.push_confirmed if op else None,
         }
         fields.update(extra)
         return RotationOutcome(self.target.name, status, message, steps=self.steps, warnings=self.warnings,
-                               maintenance=self.maintenance, **fields)
+                               maintenance=self.maintenance, kept=self.kept, findings=self.findings, **fields)
 
     async def fail_step(self, stage: RotationStage, exc: RemediatorError | str, message: str) -> StepStopped:
         """Record why `stage` stopped (the journal keeps the operation at that stage) and end the run."""
         code = exc.code if isinstance(exc, RemediatorError) else "rotation_step_failed"
         text = str(exc)
         error = StepError(stage.value, code, text, to_iso(utcnow()) or "")
-        if self.op is not None and self.vj is not None:
+        if self.op is not None and self.vj is not None and self.journal.current is not None:
             try:
                 await self.save(self.journal.with_current(self.op.failed(error)))
             except RemediatorError:
@@ -144,25 +212,39 @@ class RotationRun:
         self.note(f"{stage.value} stopped: {code}")
         return StepStopped(self.outcome(RotationStatus.FAILED, message, error=error.to_dict()))
 
+    async def close_operation(self, reason: str, *, force_restart: bool = False) -> OperationClosed:
+        """Close the operation in flight for good (history: abandoned) so the next pass starts a fresh one; its
+        credential, if any, becomes an orphan of this target that the removal rule decides about."""
+        op = self.op
+        assert op is not None
+        error = StepError(op.stage.value, "operation_closed", reason, to_iso(utcnow()) or "")
+        journal = self.journal.finish(op.failed(error), "abandoned").log_event(
+            "operation_closed", operation_id=op.id, key_id=op.new_key_id, reason=reason)
+        await self.save(journal)
+        self.op, self._value = None, None
+        self.warn(f"operation {op.id} was closed: {reason}; a fresh operation starts")
+        return OperationClosed(force=force_restart)
+
     # -- reading the world ----------------------------------------------------------------------------------
 
     async def read_versions(self, name: str) -> list[SecretVersionInfo]:
         try:
-            versions = await self.vault.list_versions(name)
+            return await self.vault.list_versions(name)
         except NotFoundError:
             return []
-        return sorted(versions, key=lambda v: (v.created_on is not None, v.created_on or utcnow()))
 
-    async def read_main(self, versions: list[SecretVersionInfo] | None = None) -> StoredSecret | None:
-        """The main secret's newest ENABLED version (what consumers get and CycleCloud holds), or None."""
-        if versions is None:
-            versions = await self.read_versions(self.secret_name)
-        newest = next((v for v in reversed(versions) if v.enabled), None)
+    async def read_main_secret(self) -> MainSecret:
+        versions, deleted = await secret_versions(self.vault, self.secret_name)
+        return MainSecret(versions, deleted)
+
+    async def read_stored(self, main: MainSecret) -> StoredSecret | None:
+        """The main secret's newest ENABLED version (what consumers get and CycleCloud should hold), or None."""
+        newest = main.newest_enabled
         if newest is None:
             return None
         try:
             return await self.vault.get_secret(self.secret_name, newest.version)
-        except NotFoundError:
+        except (NotFoundError, ConflictError):  # deleted or disabled since the list: nothing usable
             return None
 
     @staticmethod
@@ -172,67 +254,157 @@ class RotationRun:
         value = stored.value
         register_secret(value)
         return StoredSecretFacts(
-            key_id_tag=(stored.properties.tags or {}).get("keyId"),
-            hint=value[:3], has_whitespace=value != value.strip(),
-            operation_id_tag=(stored.properties.tags or {}).get("operationId"),
+            key_id_tag=stored.properties.tags.get(TAG_KEY_ID), hint=value[:3],
+            has_whitespace=value != value.strip(), operation_id_tag=stored.properties.tags.get(TAG_OPERATION_ID),
         )
+
+    async def reread_app(self, app: AppRegistration, why: str, still_wrong: Callable[[AppRegistration], bool]
+                         ) -> AppRegistration:
+        """Read the app again (after a pause) while `still_wrong`: Graph may answer from a stale replica."""
+        for wait in STALE_READ_WAITS:
+            if not still_wrong(app):
+                break
+            self.note(f"Graph's answer looks stale ({why}); reading again in {wait:.0f} s")
+            await asyncio.sleep(min(wait, max(0.0, self.deadline.remaining() / 4)))
+            app = await self.graph.get_application_by_object_id(app.object_id)
+        return app
 
     # -- the run ----------------------------------------------------------------------------------------------
 
     async def execute(self, *, force: bool) -> RotationOutcome:
-        """Run from the journal; after a transient upstream failure re-run from the journal (bounded)."""
-        for attempt in range(1, TRANSIENT_ATTEMPTS + 1):
+        """Run from the journal. A transient upstream failure re-runs from the journal (bounded); a dead operation
+        starts over (bounded); any other domain error is recorded in the journal with its stage and ends the run."""
+        attempts = restarts = 0
+        while True:
+            attempts += 1
             try:
                 return await self._run(force=force)
             except StepStopped as stopped:
                 return stopped.outcome
+            except OperationClosed as closed:
+                restarts += 1
+                force = force or closed.force
+                if restarts > RESTARTS:
+                    return self.outcome(RotationStatus.FAILED, "Operations kept dying before they finished; see "
+                                                               "the warnings and the journal's history.")
+            except LockedError:
+                raise
+            except ConflictError as exc:
+                if exc.code == "journal_conflict":
+                    raise
+                return await self._stopped(exc)
+            except RequestRejectedError as exc:  # a permanent refusal: retrying cannot help
+                return await self._stopped(exc)
             except ServiceError as exc:
-                if attempt == TRANSIENT_ATTEMPTS or self.deadline.remaining() < 10:
-                    stage = self.op.stage if self.op else RotationStage.PLAN
-                    gave_up = await self.fail_step(stage, exc, f"An upstream service kept failing at stage "
-                                                               f"'{stage.value}'; the next run resumes there.")
-                    return gave_up.outcome
-                wait = min(2.0 * attempt, self.deadline.remaining() / 4)
+                if attempts >= TRANSIENT_ATTEMPTS or self.deadline.remaining() < 10:
+                    return await self._stopped(exc, "An upstream service kept failing at stage '{stage}'; the next "
+                                                    "run resumes there.")
+                wait = min(2.0 * attempts, self.deadline.remaining() / 4)
                 self.note(f"transient failure ({exc.code}); resuming from the journal in {wait:.0f} s")
                 await asyncio.sleep(wait)
-        raise AssertionError("unreachable")
+            except RemediatorError as exc:
+                return await self._stopped(exc)
+
+    async def _stopped(self, exc: RemediatorError, message: str = "Stage '{stage}' stopped: {reason}") -> \
+            RotationOutcome:
+        """Record an operation's failure with its stage; before any operation exists, the error is the answer."""
+        if self.op is None and not isinstance(exc, ServiceError):
+            raise exc
+        stage = self.op.stage if self.op else RotationStage.PLAN
+        text = message.format(stage=stage.value, reason=exc.message)
+        return (await self.fail_step(stage, exc, text)).outcome
 
     async def _run(self, *, force: bool) -> RotationOutcome:
         self.vj = await self.store.read(self.target.name)
         self.op = self.journal.current
         app = await self.graph.get_application(self.target.app_id or "")
-        main_versions = await self.read_versions(self.secret_name)
-        main = await self.read_main(main_versions)
+        main = await self.read_main_secret()
         pending_versions = await self.read_versions(self.pending_name)
-        app = await self.maintain(app, main, main_versions, pending_versions)
+        app = await self.maintain(app, main, pending_versions)
 
         op = self.journal.current
-        if op is None:
-            decision = decide(utcnow(), self.policy, app.credentials, self.facts(main), force=force)
-            journal = self.journal
-            if journal.adopted_key_id is None and decision.current.credential is not None:
-                journal = journal.log_event("adopted", key_id=decision.current.credential.key_id,
-                                            how=decision.current.how)
-                journal = replace(journal, adopted_key_id=decision.current.credential.key_id)
-                self.maintenance.append(f"adopted credential {decision.current.credential.key_id} "
-                                        f"(matched by {decision.current.how})")
-            if not decision.due:
-                if journal != self.journal:
-                    await self.save(journal)
-                return self.outcome(RotationStatus.NOT_DUE, f"Not due: {decision.reason}.", due=False,
-                                    reason=decision.reason,
-                                    previous_key_id=decision.current.credential.key_id
-                                    if decision.current.credential else None)
-            now = to_iso(utcnow()) or ""
-            op = Operation(id=str(uuid.uuid4()), stage=RotationStage.CREATE, started_at=now, updated_at=now,
-                           reason=decision.reason,
-                           previous_key_id=decision.current.credential.key_id if decision.current.credential else None)
-            self.op = op
-            await self.save(journal.with_current(op))  # INTENT: the operation id is durable before addPassword
-            self.note(f"intent: operation {op.id} ({decision.reason})")
-        else:
+        if op is not None:
             self.note(f"resuming operation {op.id} at stage '{op.stage.value}'")
+            app = await self.check_alive(op, app)
+            return await self.advance(app, pending_versions)
+
+        stopped = self.secret_needs_a_person(main, force=force)
+        if stopped is not None:
+            return stopped
+        stored = self.facts(await self.read_stored(main))
+        lifetime = effective_lifetime_days(self.policy, self.journal.policy_max_lifetime_days)
+        lead = effective_lead_days(self.policy, lifetime)
+        if lead != self.policy.rotate_before_days:
+            self.warn(f"rotation is due {lead} days before expiry, not rotate_before_days="
+                      f"{self.policy.rotate_before_days}: new secrets live only {lifetime} days (rotation.lifetime_days"
+                      + (f" or the app management policy's maximum of {self.journal.policy_max_lifetime_days} days"
+                         if self.journal.policy_max_lifetime_days else "") + ")")
+        decision = decide(utcnow(), self.policy, app.credentials, stored, force=force, lead_days=lead)
+        if decision.due and KEY_ID_GONE in decision.reason and stored is not None:
+            # our own tag names a credential Graph does not list: right after a rotation that is a stale replica
+            app = await self.reread_app(app, f"credential {stored.key_id_tag} is missing",
+                                        lambda a: a.credential(stored.key_id_tag or "") is None)
+            decision = decide(utcnow(), self.policy, app.credentials, stored, force=force, lead_days=lead)
+        journal = self.journal
+        if journal.adopted_key_id is None and decision.current.credential is not None:
+            journal = journal.log_event("adopted", key_id=decision.current.credential.key_id,
+                                        how=decision.current.how)
+            journal = replace(journal, adopted_key_id=decision.current.credential.key_id)
+            self.maintenance.append(f"adopted credential {decision.current.credential.key_id} "
+                                    f"(matched by {decision.current.how})")
+        if not decision.due:
+            if journal != self.journal:
+                await self.save(journal)
+            return self.outcome(RotationStatus.NOT_DUE, f"Not due: {decision.reason}.", due=False,
+                                reason=decision.reason,
+                                previous_key_id=decision.current.credential.key_id
+                                if decision.current.credential else None)
+        now = to_iso(utcnow()) or ""
+        op = Operation(id=str(uuid.uuid4()), stage=RotationStage.CREATE, started_at=now, updated_at=now,
+                       reason=decision.reason, lifetime_days=lifetime,
+                       lifetime_clamped_by_policy=lifetime != self.policy.lifetime_days,
+                       previous_key_id=decision.current.credential.key_id if decision.current.credential else None,
+                       requested_by=self.requested_by)
+        self.op = op
+        await self.save(journal.start(op))  # INTENT: the operation id is durable before addPassword
+        self.note(f"intent: operation {op.id} ({decision.reason})")
         return await self.advance(app, pending_versions)
+
+    def secret_needs_a_person(self, main: MainSecret, *, force: bool) -> RotationOutcome | None:
+        """A main secret a person soft-deleted or whose newest version a person disabled: what consumers use
+        cannot be told, so no new rotation starts (unless forced) and nothing is removed."""
+        vault = self.vault.vault_name
+        if main.deleted:
+            self.finding("secret.deleted", f"Key Vault secret '{self.secret_name}' is soft-deleted: consumers cannot "
+                         "read the secret CycleCloud uses, and the product removes no credential meanwhile.",
+                         f"Recover it: az keyvault secret recover --vault-name {vault} --name {self.secret_name} "
+                         "(or rotate with force, which recovers it when the product may).")
+        elif main.newest is not None and not main.newest.enabled:
+            self.finding("secret.disabled", f"The newest version of Key Vault secret '{self.secret_name}' is "
+                         "disabled: consumers get an older value, and the product removes no credential meanwhile.",
+                         f"Re-enable it: az keyvault secret set-attributes --vault-name {vault} --name "
+                         f"{self.secret_name} --version {main.newest.version} --enabled true (or rotate with force "
+                         "to write a fresh secret).")
+        else:
+            return None
+        if force:
+            return None
+        finding = self.findings[-1]
+        return self.outcome(RotationStatus.FAILED, f"{finding['message']} {finding['fix']}",
+                            error={"stage": RotationStage.PLAN.value, "code": finding["code"],
+                                   "message": finding["message"], "at": to_iso(utcnow())})
+
+    async def check_alive(self, op: Operation, app: AppRegistration) -> AppRegistration:
+        """The operation in flight is dead when a person removed its new credential: close it and start over."""
+        if not op.new_key_id or op.stage not in (RotationStage.TEST, RotationStage.PUSH, RotationStage.COMMIT):
+            return app
+        key_id = op.new_key_id
+        app = await self.reread_app(app, f"credential {key_id} of the operation in progress is missing",
+                                    lambda a: a.credential(key_id) is None)
+        if app.credential(key_id) is None:
+            raise await self.close_operation(f"its new credential {key_id} was removed from the app registration",
+                                             force_restart=op.stage is RotationStage.COMMIT)
+        return app
 
     async def advance(self, app: AppRegistration, pending_versions: list[SecretVersionInfo]) -> RotationOutcome:
         assert self.op is not None
@@ -245,137 +417,193 @@ class RotationRun:
             elif stage is RotationStage.PUSH:
                 await self.push()
             elif stage is RotationStage.COMMIT:
-                committed = await self.commit()
+                committed = await self.commit(app)
                 try:
-                    await self.retire_due(app.object_id)
+                    await self.remove_unused(app, [], self.due_retirements())
                 except RemediatorError as exc:  # the rotation is done; the journal keeps the retirement for later
-                    self.warnings.append(f"retiring the replaced credential failed ({exc.code}); the next run "
-                                         "retries it")
+                    self.warn(f"retiring the replaced credential failed ({exc.code}); the next run retries it")
                 return committed
             else:  # an operation is never stored at another stage; treat it as finished
                 await self.save(self.journal.finish(self.op, "abandoned"))
                 return self.outcome(RotationStatus.FAILED, f"The journal held an operation at stage "
                                                            f"'{stage.value}'; it was closed.")
 
-    # -- maintenance (every run, before any new work) ---------------------------------------------------------
+    # -- maintenance and removal (every run, before any new work) ----------------------------------------------
 
-    async def maintain(self, app: AppRegistration, main: StoredSecret | None, main_versions: list[SecretVersionInfo],
+    def due_retirements(self) -> list[Retirement]:
+        now = utcnow()
+        return [r for r in self.journal.retirements if (from_iso(r.after) or now) <= now]
+
+    def orphans(self, app: AppRegistration, main: MainSecret, pending_versions: list[SecretVersionInfo]
+                ) -> list[AppCredential]:
+        current = self.journal.current
+        live_pending = {v.tags.get(TAG_KEY_ID, "") for v in pending_versions
+                        if v.enabled and current is not None and v.tags.get(TAG_OPERATION_ID) == current.id}
+        return find_orphans(app.credentials, self.journal.own_operations, main.key_ids() | live_pending,
+                            current.new_key_id if current else None)
+
+    async def maintain(self, app: AppRegistration, main: MainSecret,
                        pending_versions: list[SecretVersionInfo]) -> AppRegistration:
-        """Disable stale pending values, remove orphan credentials, retire replaced credentials that are due."""
+        """Disable stale pending values, then remove orphan credentials and retire replaced ones, each only as
+        the removal rule allows."""
         current_op = self.journal.current
         for version in pending_versions:
-            tags = version.tags or {}
-            if version.enabled and (current_op is None or tags.get("operationId") != current_op.id):
+            if version.enabled and (current_op is None or version.tags.get(TAG_OPERATION_ID) != current_op.id):
                 self._check_lock()
                 await self.vault.update_properties(self.pending_name, version.version, enabled=False,
-                                                   tags={**tags, "state": "stale"})
-                self.maintenance.append(f"disabled stale pending value of operation {tags.get('operationId')}")
-        live_pending = {
-            (v.tags or {}).get("keyId", "") for v in pending_versions
-            if v.enabled and current_op is not None and (v.tags or {}).get("operationId") == current_op.id
-        }
-        in_vault = {(v.tags or {}).get("keyId", "") for v in main_versions if v.enabled} | live_pending
-        main_key = (main.properties.tags or {}).get("keyId") if main else None
-        protected = [main_key, *(r.key_id for r in self.journal.retirements)]
-        orphans = find_orphans(app.credentials, {k for k in in_vault if k}, protected)
-        journal = self.journal
+                                                   tags={**version.tags, TAG_STATE: "stale"})
+                self.maintenance.append(f"disabled stale pending value of operation "
+                                        f"{version.tags.get(TAG_OPERATION_ID)}")
+        return await self.remove_unused(app, self.orphans(app, main, pending_versions), self.due_retirements())
+
+    async def remove_unused(self, app: AppRegistration, orphans: list[AppCredential],
+                            retirements: list[Retirement]) -> AppRegistration:
+        """Remove the orphans and the due retirements that the removal rule allows, on evidence read now; keep
+        and report the others. Returns the app as Graph lists it afterwards (re-read after any removal, so
+        nothing later in the run decides on a list that no longer holds)."""
+        if not orphans and not retirements:
+            return app
+        evidence = await gather_usage(self.ctx, self.target, self.vault, self.store)
+        own = self.journal.own_operations
+        in_flight = self.journal.current.new_key_id if self.journal.current else None
+        journal, removed = self.journal, 0
         for orphan in orphans:
+            why = removal_verdict(orphan, own, evidence, in_flight)
+            if why is not None:
+                self.keep(orphan.key_id, f"orphan of operation {operation_of(orphan.display_name)} kept: {why}")
+                continue
             self._check_lock()
-            removed = await self.graph.remove_password(app.object_id, orphan.key_id)
+            gone = await self.graph.remove_password(app.object_id, orphan.key_id)
+            removed += 1
             journal = journal.log_event("orphan_removed", key_id=orphan.key_id,
-                                        operation_id=operation_of(orphan.display_name), removed=removed)
+                                        operation_id=operation_of(orphan.display_name), removed=gone)
             self.maintenance.append(f"removed orphan credential {orphan.key_id} (its value never reached Key Vault)")
-        if orphans:
+        for retirement in retirements:
+            credential = app.credential(retirement.key_id)
+            kept_because: str | None = None
+            if credential is not None:
+                kept_because = removal_verdict(credential, own, evidence, in_flight)
+            if kept_because is not None:
+                self.keep(retirement.key_id, f"replaced credential kept: {kept_because}")
+                journal = replace(journal, retirements=tuple(
+                    replace(r, kept_because=kept_because) if r.key_id == retirement.key_id else r
+                    for r in journal.retirements))
+                continue
+            if credential is not None:
+                self._check_lock()
+                gone = await self.graph.remove_password(app.object_id, retirement.key_id)
+                removed += 1
+                await self.disable_main_versions_of(retirement.key_id)
+                journal = journal.log_event("retired", key_id=retirement.key_id,
+                                            operation_id=retirement.operation_id, removed=gone)
+                self.maintenance.append(f"retired replaced credential {retirement.key_id}")
+            else:
+                journal = journal.log_event("retirement_dropped", key_id=retirement.key_id,
+                                            operation_id=retirement.operation_id, why="already gone from the app")
+            journal = replace(journal, retirements=tuple(r for r in journal.retirements
+                                                          if r.key_id != retirement.key_id))
+        if journal != self.journal:
             await self.save(journal)
-            gone = {o.key_id for o in orphans}
-            app = AppRegistration(app.object_id, app.app_id, app.display_name,
-                                  tuple(c for c in app.credentials if c.key_id not in gone))
-        await self.retire_due(app.object_id, main_versions)
+        if removed:
+            app = await self.graph.get_application_by_object_id(app.object_id)
         return app
 
-    async def retire_due(self, app_object_id: str, main_versions: list[SecretVersionInfo] | None = None) -> None:
-        now = utcnow()
-        due = [r for r in self.journal.retirements if (from_iso(r.after) or now) <= now]
-        if not due:
-            return
-        if main_versions is None:
-            main_versions = await self.read_versions(self.secret_name)
-        newest = next((v for v in reversed(main_versions) if v.enabled), None)
-        in_use = (newest.tags or {}).get("keyId") if newest else None
-        journal = self.journal
-        for retirement in due:
-            if retirement.key_id == in_use:  # never remove what CycleCloud holds, whatever the journal says
-                self.warnings.append(f"did not retire {retirement.key_id}: it is the credential in use")
-            else:
-                self._check_lock()
-                removed = await self.graph.remove_password(app_object_id, retirement.key_id)
-                for version in main_versions:
-                    if version.enabled and (version.tags or {}).get("keyId") == retirement.key_id:
-                        await self.vault.update_properties(self.secret_name, version.version, enabled=False)
-                journal = journal.log_event("retired", key_id=retirement.key_id,
-                                            operation_id=retirement.operation_id, removed=removed)
-                self.maintenance.append(f"retired replaced credential {retirement.key_id}")
-            journal = replace(journal, retirements=tuple(
-                r for r in journal.retirements if r.key_id != retirement.key_id))
-        await self.save(journal)
+    def keep(self, key_id: str, why: str) -> None:
+        self.kept.append({"keyId": key_id, "reason": why})
+        self.warn(f"kept credential {key_id}: {why}")
+
+    async def disable_main_versions_of(self, key_id: str) -> None:
+        for version in await self.read_versions(self.secret_name):
+            if version.enabled and version.tags.get(TAG_KEY_ID) == key_id:
+                await self.vault.update_properties(self.secret_name, version.version, enabled=False)
 
     # -- create ---------------------------------------------------------------------------------------------
 
     async def create(self, app: AppRegistration, pending_versions: list[SecretVersionInfo]) -> None:
         op = self.op
         assert op is not None
-        # resume: the value may have reached Key Vault before the journal recorded it
+        # resume: the value may have reached Key Vault before the journal recorded it (the tag is ours: trust it
+        # over a Graph list that may be stale)
         for version in pending_versions:
-            tags = version.tags or {}
-            if version.enabled and tags.get("operationId") == op.id:
-                cred = next((c for c in app.credentials if c.key_id == tags.get("keyId")), None)
-                if cred is not None:
-                    self.op = op.advance(RotationStage.TEST, new_key_id=cred.key_id, new_hint=cred.hint,
-                                         new_end=to_iso(cred.end), pending_version=version.version)
-                    await self.save(self.journal.with_current(self.op))
-                    self.note(f"create: found the pending value of credential {cred.key_id} in Key Vault")
-                    return
-        lifetime = op.lifetime_days or self.policy.lifetime_days
+            if version.enabled and version.tags.get(TAG_OPERATION_ID) == op.id and version.tags.get(TAG_KEY_ID):
+                key_id = version.tags[TAG_KEY_ID]
+                app = await self.reread_app(app, f"new credential {key_id} is missing",
+                                            lambda a, k=key_id: a.credential(k) is None)  # type: ignore[misc]
+                cred = app.credential(key_id)
+                if cred is None:
+                    raise await self.close_operation(f"its new credential {key_id} was removed before the test")
+                self.op = op.advance(RotationStage.TEST, new_key_id=cred.key_id, new_hint=cred.hint,
+                                     new_end=to_iso(cred.end), pending_version=version.version)
+                await self.save(self.journal.with_current(self.op))
+                self.note(f"create: found the pending value of credential {cred.key_id} in Key Vault")
+                return
+        lifetime = op.lifetime_days or effective_lifetime_days(self.policy, self.journal.policy_max_lifetime_days)
         clamped = op.lifetime_clamped_by_policy
         self._check_lock()
         try:
             new = await self.graph.add_password(app.object_id, credential_display_name(op.id),
                                                 new_credential_end(utcnow(), lifetime))
         except PolicyDeniedError as exc:
-            max_days = exc.details.get("max_lifetime_days")
-            blocked = exc.code == "password_addition_blocked"
-            shorter = None if blocked else clamp_lifetime(
-                lifetime, int(max_days) if isinstance(max_days, int | float) else None)
-            if shorter is None:
-                why = ("blocks new client secrets on this app" if blocked else
-                       "limits their lifetime, and the limit could not be read")
-                raise (await self.fail_step(RotationStage.CREATE, exc,
-                                            f"Entra ID refused a new client secret: an app management policy {why}."
-                                            )) from None
-            self.warnings.append(f"an app management policy limits secret lifetime; using {shorter} days instead of "
-                                 f"{lifetime}")
-            lifetime, clamped = shorter, True
-            try:
-                new = await self.graph.add_password(app.object_id, credential_display_name(op.id),
-                                                    new_credential_end(utcnow(), lifetime))
-            except PolicyDeniedError as again:
-                raise (await self.fail_step(RotationStage.CREATE, again,
-                                            "Entra ID refused a new client secret because of an app management "
-                                            "policy.")) from None
+            new, lifetime = await self._create_within_policy(app, exc, lifetime)
+            clamped = True
         register_secret(new.value)
         await self._store_pending(app, new, lifetime, clamped)
+        await self._remove_duplicates(app, new)
+
+    async def _create_within_policy(self, app: AppRegistration, exc: PolicyDeniedError, lifetime: int
+                                    ) -> tuple[NewSecret, int]:
+        """An app management policy refused the lifetime: learn its maximum (kept in the journal, so later runs
+        start below it) and try once more with a day in hand for the clock skew between us and Entra."""
+        op = self.op
+        assert op is not None
+        max_days = exc.details.get("max_lifetime_days")
+        blocked = exc.code == "password_addition_blocked"
+        known = int(max_days) if isinstance(max_days, int | float) and not blocked else None
+        shorter = clamp_lifetime(lifetime, known)
+        if shorter is None or shorter >= lifetime:
+            why = ("blocks new client secrets on this app" if blocked else
+                   f"limits their lifetime to {known} days" if known else
+                   "limits their lifetime, and the limit could not be read")
+            raise (await self.fail_step(RotationStage.CREATE, exc,
+                                        f"Entra ID refused a new client secret: an app management policy {why}."
+                                        )) from None
+        self.warn(f"an app management policy limits secret lifetime to {known} days; using {shorter} days "
+                  f"instead of {lifetime} (set rotation.lifetime_days to {shorter} to make this the plan)")
+        self.op = replace(op, lifetime_days=shorter, lifetime_clamped_by_policy=True)
+        await self.save(replace(self.journal, policy_max_lifetime_days=known).with_current(self.op))
+        self._check_lock()
+        try:
+            return await self.graph.add_password(app.object_id, credential_display_name(op.id),
+                                                 new_credential_end(utcnow(), shorter)), shorter
+        except PolicyDeniedError as again:
+            raise (await self.fail_step(RotationStage.CREATE, again,
+                                        "Entra ID refused a new client secret because of an app management "
+                                        "policy.")) from None
+
+    async def _remove_duplicates(self, app: AppRegistration, new: NewSecret) -> None:
+        """addPassword has no idempotency key: a POST that succeeded but was answered 5xx and retried (by the SDK
+        or by us) leaves extra credentials with this operation's displayName, whose values nobody received.
+        Keep the one whose value is in Key Vault; the others go through the removal rule like any orphan."""
+        name = credential_display_name(self.op.id if self.op else "")
+        listed = await self.graph.get_application_by_object_id(app.object_id)
+        duplicates = [c for c in listed.credentials if c.display_name == name and c.key_id != new.credential.key_id]
+        if duplicates:
+            self.note(f"create: addPassword created {len(duplicates) + 1} credentials; keeping "
+                      f"{new.credential.key_id} (its value is in Key Vault)")
+            await self.remove_unused(listed, duplicates, [])
 
     async def _store_pending(self, app: AppRegistration, new: NewSecret, lifetime: int, clamped: bool) -> None:
         op = self.op
         assert op is not None
         key_id = new.credential.key_id
-        tags = {"keyId": key_id, "operationId": op.id, "appId": self.target.app_id or "",
-                "tenantId": self.target.tenant_id, "state": "pending"}
+        tags = {TAG_KEY_ID: key_id, TAG_OPERATION_ID: op.id, TAG_APP_ID: self.target.app_id or "",
+                TAG_TENANT_ID: self.target.tenant_id, TAG_STATE: "pending"}
         try:
             info = await self.vault.set_secret(self.pending_name, new.value, tags=tags, expires_on=new.credential.end,
                                                content_type="client-secret; pending rotation")
         except RemediatorError as exc:
-            # the value exists only in memory: take the credential back so no unusable secret stays live
+            # the value exists only in memory: take the credential back so no unusable secret stays live (nobody
+            # else can hold a value that was never stored, and the credential is this operation's own)
             try:
                 await self.graph.remove_password(app.object_id, key_id)
                 self.note(f"create: Key Vault refused the new value; removed credential {key_id}")
@@ -392,23 +620,27 @@ class RotationRun:
         self.note(f"create: credential {key_id} added (ends {to_iso(new.credential.end)}); value stored as pending")
 
     async def pending_value(self) -> str:
-        """The new value: from memory, else from the pending Key Vault secret (resume)."""
+        """The new value: from memory, else from the pending Key Vault secret (resume). A value that is gone
+        (purged, deleted or disabled by a person) closes the operation: nothing can finish it."""
         if self._value is not None:
             return self._value
         op = self.op
         assert op is not None
         stored: StoredSecret | None = None
+        what = "missing"
         if op.pending_version:
             try:
                 stored = await self.vault.get_secret(self.pending_name, op.pending_version)
             except NotFoundError:
-                stored = None
-        if stored is None or (stored.properties.tags or {}).get("keyId") != op.new_key_id:
-            raise (await self.fail_step(op.stage, RotationError(
-                "The pending value of this rotation is no longer in Key Vault.",
-                reason=f"Secret '{self.pending_name}' version {op.pending_version} is missing or changed.",
-                fix="Run the rotation again: the operation is closed and its credential removed as an orphan.",
-            ), "The new value was lost from Key Vault; the operation was abandoned.")) from None
+                what = "deleted or purged"
+            except ConflictError as exc:
+                if exc.code != "secret_disabled":
+                    raise
+                what = "disabled"
+        if stored is None or stored.properties.tags.get(TAG_KEY_ID) != op.new_key_id:
+            raise await self.close_operation(
+                f"its pending value (Key Vault secret '{self.pending_name}' version {op.pending_version}) is {what}",
+                force_restart=op.stage is RotationStage.COMMIT)
         register_secret(stored.value)
         self._value = stored.value
         return stored.value
@@ -489,56 +721,116 @@ class RotationRun:
         assert op is not None
         value = await self.pending_value()
         self._check_lock()
+        applied = False
         try:
             client = await open_cyclecloud(self.ctx, self.target)
             try:
                 await client.update_secret(value)
-                await client.verify(app_id=self.target.app_id or "", tenant_id=self.target.tenant_id,
-                                    secret_hint=value[:3])
+                applied = True
+                account = await client.verify(app_id=self.target.app_id or "", tenant_id=self.target.tenant_id,
+                                              secret_hint=value[:3])
             finally:
                 await client.close()
         except CycleCloudError as exc:
+            if applied:
+                message = ("CycleCloud accepted the new secret, but reading the account back failed or showed "
+                           "something else, so it may or may not hold the new secret. Both the old and the new "
+                           "secret work and nothing is retired; the next run pushes and checks again.")
+            else:
+                message = ("CycleCloud did not accept the new secret. It keeps its old secret, which still works; "
+                           "Key Vault's main secret is unchanged. The next run retries the push.")
+            raise (await self.fail_step(RotationStage.PUSH, exc, message)) from None
+        except (ServiceError, LockedError):
+            raise
+        except RemediatorError as exc:  # e.g. the CycleCloud password secret is missing from Key Vault
             raise (await self.fail_step(RotationStage.PUSH, exc,
-                                        "CycleCloud did not accept the new secret. It keeps its old secret, which "
-                                        "still works; Key Vault's main secret is unchanged. The next run retries "
-                                        "the push.")) from None
-        self.op = op.advance(RotationStage.COMMIT)
+                                        f"The push to CycleCloud could not be made: {exc.message} CycleCloud keeps "
+                                        "its old secret; the next run retries the push.")) from None
+        confirmed = account.secret_hint is not None
+        self.op = op.advance(RotationStage.COMMIT, push_confirmed=confirmed)
         await self.save(self.journal.with_current(self.op))
-        self.note("push: CycleCloud holds the new secret and verified it")
+        if confirmed:
+            self.note("push: CycleCloud holds the new secret and verified it")
+        else:
+            self.note("push: CycleCloud accepted the new secret; its read-back shows no hint, so it is unconfirmed")
+            self.finding("push.unconfirmed", "CycleCloud's account read-back shows no hint of its secret, so the push "
+                         "of the new secret is unconfirmed. The replaced credential is kept until CycleCloud shows "
+                         "the new secret's hint.",
+                         "Check Settings > Cloud Provider Accounts in CycleCloud (or `python -m shared cyclecloud "
+                         f"probe {self.target.name}`); a server that masks the whole secret never confirms a push.")
 
     # -- commit ---------------------------------------------------------------------------------------------
 
-    async def commit(self) -> RotationOutcome:
+    async def commit(self, app: AppRegistration) -> RotationOutcome:
         op = self.op
         assert op is not None
         versions = await self.read_versions(self.secret_name)
         newest = next((v for v in reversed(versions) if v.enabled), None)
-        if newest is None or (newest.tags or {}).get("operationId") != op.id:
-            value = await self.pending_value()
-            tags = {"keyId": op.new_key_id or "", "appId": self.target.app_id or "", "tenantId": self.target.tenant_id,
-                    "operationId": op.id, "rotatedAt": to_iso(utcnow()) or ""}
-            self._check_lock()
-            await self.vault.set_secret(self.secret_name, value, tags=tags, expires_on=from_iso(op.new_end),
-                                        content_type="client-secret")
+        if newest is None or newest.tags.get(TAG_OPERATION_ID) != op.id:
+            await self._write_main(await self.pending_value())
         if op.pending_version:
             try:
                 await self.vault.update_properties(self.pending_name, op.pending_version, enabled=False, tags={
-                    "keyId": op.new_key_id or "", "operationId": op.id, "state": "committed"})
+                    TAG_KEY_ID: op.new_key_id or "", TAG_OPERATION_ID: op.id, TAG_STATE: "committed"})
             except NotFoundError:
                 pass
         retire_after = utcnow() + timedelta(hours=self.policy.grace_hours)
         journal = self.journal
+        replaced = app.credential(op.previous_key_id) if op.previous_key_id else None
+        scheduled = False
         if op.previous_key_id and op.previous_key_id != op.new_key_id:
-            journal = replace(journal, retirements=(
-                *journal.retirements, Retirement(op.previous_key_id, to_iso(retire_after) or "", op.id)))
+            if replaced is not None and operation_of(replaced.display_name) not in journal.own_operations:
+                end = to_iso(replaced.end) or "its end date"
+                self.keep(op.previous_key_id, f"the product did not create it, so it is not removed; it stays valid "
+                                              f"until {end}. Remove it by hand once nothing else uses it: az ad app "
+                                              f"credential delete --id {self.target.app_id} --key-id "
+                                              f"{op.previous_key_id}")
+                journal = journal.log_event("kept_not_created", key_id=op.previous_key_id, operation_id=op.id)
+            else:
+                scheduled = True
+                journal = replace(journal, retirements=(
+                    *journal.retirements, Retirement(op.previous_key_id, to_iso(retire_after) or "", op.id)))
         done = op.advance(RotationStage.RETIRE)
         self.op = done
         await self.save(journal.finish(done, "committed"))
         self.note(f"commit: Key Vault secret '{self.secret_name}' now holds credential {op.new_key_id}")
-        if op.previous_key_id:
+        message = f"Rotated: CycleCloud and Key Vault hold credential {op.new_key_id}."
+        if scheduled:
             message = (f"Rotated: CycleCloud and Key Vault hold credential {op.new_key_id}; the replaced credential "
-                       f"{op.previous_key_id} is removed after {to_iso(retire_after)}.")
-        else:
-            message = f"Rotated: CycleCloud and Key Vault hold credential {op.new_key_id}."
+                       f"{op.previous_key_id} is removed after {to_iso(retire_after)} once nothing uses it.")
+        if op.push_confirmed is False:
+            message = (f"Rotated, unconfirmed: Key Vault holds credential {op.new_key_id} and CycleCloud accepted it, "
+                       "but its read-back shows no hint, so the replaced credential is kept until CycleCloud shows the "
+                       "new one.")
         return self.outcome(RotationStatus.ROTATED, message, due=True, reason=op.reason,
-                            retire_after=to_iso(retire_after) if op.previous_key_id else None)
+                            retire_after=to_iso(retire_after) if scheduled else None)
+
+    async def _write_main(self, value: str) -> None:
+        """The new value as the main secret's newest version. A main secret a person soft-deleted is recovered
+        first (CycleCloud already holds the new value, so consumers must find it again), or the step stops with
+        the reason recorded."""
+        op = self.op
+        assert op is not None
+        tags = {TAG_KEY_ID: op.new_key_id or "", TAG_APP_ID: self.target.app_id or "",
+                TAG_TENANT_ID: self.target.tenant_id, TAG_OPERATION_ID: op.id, TAG_ROTATED_AT: to_iso(utcnow()) or ""}
+        self._check_lock()
+        try:
+            await self.vault.set_secret(self.secret_name, value, tags=tags, expires_on=from_iso(op.new_end),
+                                        content_type="client-secret")
+            return
+        except ConflictError as exc:
+            if exc.code != "secret_deleted_recoverable":
+                raise
+        try:
+            await self.vault.recover_deleted_secret(self.secret_name)
+        except RemediatorError as exc:
+            raise (await self.fail_step(RotationStage.COMMIT, exc,
+                                        f"Key Vault secret '{self.secret_name}' is soft-deleted and the product could "
+                                        "not recover it. CycleCloud holds the new secret, which works. Recover the "
+                                        f"secret (az keyvault secret recover --vault-name {self.vault.vault_name} "
+                                        f"--name {self.secret_name}) and run the rotation again: it finishes the "
+                                        "commit.")) from None
+        self.warn(f"Key Vault secret '{self.secret_name}' was soft-deleted; the product recovered it to commit")
+        self._check_lock()
+        await self.vault.set_secret(self.secret_name, value, tags=tags, expires_on=from_iso(op.new_end),
+                                    content_type="client-secret")

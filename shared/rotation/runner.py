@@ -12,10 +12,13 @@ from ..config import Target
 from ..context import AppContext
 from ..errors import BadRequestError, RemediatorError
 from .deadline import Deadline
-from .model import Journal, RotationOutcome, RotationStatus, from_iso, operation_of, utcnow
-from .policy import decide, find_orphans
-from .protocol import Progress, RotationRun, pending_name
+from .layout import pending_name
+from .model import Journal, RotationOutcome, RotationStatus, operation_of, utcnow
+from .policy import decide, effective_lead_days, effective_lifetime_days
+from .protocol import Progress, RotationRun
+from .removal import removal_verdict
 from .store import JournalStore, TargetLock
+from .usage import gather_usage
 
 logger = logging.getLogger(__name__)
 
@@ -49,12 +52,14 @@ def _store(ctx: AppContext) -> JournalStore:
 
 
 async def rotate_target(ctx: AppContext, target_name: str, *, force: bool = False, dry_run: bool = False,
-                        deadline_seconds: float = 200.0, on_progress: Progress | None = None) -> RotationOutcome:
+                        deadline_seconds: float = 200.0, on_progress: Progress | None = None,
+                        requested_by: str | None = None) -> RotationOutcome:
     """Run (or resume) the target's rotation until it is done, must wait, or `deadline_seconds` is near.
 
     Returns the outcome: `http_status` 200 (done: rotated, not due, or failed with the reason) or 202 (in
     progress: the journal holds the stage and the next call resumes). Raises LockedError (409) while another
-    caller rotates the target. `dry_run` reads only and returns the plan."""
+    caller rotates the target. `dry_run` reads only and returns the plan. `requested_by` (who asked: a caller's
+    identity, "timer", the CLI's user) is recorded in the operation it starts."""
     target = rotatable_target(ctx, target_name)
     if dry_run:
         return await plan_rotation(ctx, target, force=force)
@@ -62,7 +67,7 @@ async def rotate_target(ctx: AppContext, target_name: str, *, force: bool = Fals
     store = _store(ctx)
     lock = TargetLock(store, target.name)
     await lock.acquire()
-    run = RotationRun(ctx, target, store, lock, deadline, on_progress)
+    run = RotationRun(ctx, target, store, lock, deadline, on_progress, requested_by)
     try:
         async with asyncio.timeout(deadline.remaining()):
             outcome = await run.execute(force=force)
@@ -79,55 +84,70 @@ async def rotate_target(ctx: AppContext, target_name: str, *, force: bool = Fals
 
 
 async def plan_rotation(ctx: AppContext, target: Target, *, force: bool) -> RotationOutcome:
-    """Dry run: what a real run would do now. Reads only; takes no lock; writes nothing."""
+    """Dry run: what a real run would do now, decided by the same rules. Reads only; takes no lock; writes
+    nothing (reading the journal never creates the state container)."""
     run = RotationRun(ctx, target, _store(ctx), None, Deadline(60))
-    vj = await run.store.read(target.name)
-    app = await GraphAdapter(ctx.clients).get_application(target.app_id or "")
-    main_versions = await run.read_versions(run.secret_name)
-    main = await run.read_main(main_versions)
-    pending_versions = await run.read_versions(run.pending_name)
-    journal = vj.journal
+    run.vj = await run.store.read(target.name)
+    journal = run.journal
     current_op = journal.current
-    live_pending = {(v.tags or {}).get("keyId", "") for v in pending_versions
-                    if v.enabled and current_op and (v.tags or {}).get("operationId") == current_op.id}
-    in_vault = {(v.tags or {}).get("keyId", "") for v in main_versions if v.enabled} | live_pending
-    main_key = (main.properties.tags or {}).get("keyId") if main else None
-    orphans = find_orphans(app.credentials, {k for k in in_vault if k},
-                           [main_key, *(r.key_id for r in journal.retirements)])
-    now = utcnow()
-    retire = [r.key_id for r in journal.retirements if (from_iso(r.after) or now) <= now]
-    decision = decide(now, target.rotation, app.credentials, run.facts(main), force=force)
+    app = await GraphAdapter(ctx.clients).get_application(target.app_id or "")
+    main = await run.read_main_secret()
+    pending_versions = await run.read_versions(run.pending_name)
+    orphans = run.orphans(app, main, pending_versions)
+    due = run.due_retirements()
+    kept: dict[str, str] = {}
+    if orphans or due:
+        evidence = await gather_usage(ctx, target, run.vault, run.store)
+        in_flight = current_op.new_key_id if current_op else None
+        for cred in [*orphans, *(c for r in due if (c := app.credential(r.key_id)) is not None)]:
+            why = removal_verdict(cred, journal.own_operations, evidence, in_flight)
+            if why is not None:
+                kept[cred.key_id] = why
     steps: list[str] = [f"remove orphan credential {o.key_id} (operation {operation_of(o.display_name)})"
-                        for o in orphans]
-    steps += [f"retire replaced credential {k}" for k in retire]
+                        for o in orphans if o.key_id not in kept]
+    steps += [f"retire replaced credential {r.key_id}" for r in due if r.key_id not in kept]
+    steps += [f"keep credential {key}: {why}" for key, why in kept.items()]
+    lifetime = effective_lifetime_days(target.rotation, journal.policy_max_lifetime_days)
+    lead = effective_lead_days(target.rotation, lifetime)
+    stored = run.facts(await run.read_stored(main))
+    decision = decide(utcnow(), target.rotation, app.credentials, stored, force=force, lead_days=lead)
+    blocked = run.secret_needs_a_person(main, force=force)
     if current_op is not None:
         steps.append(f"resume operation {current_op.id} at stage '{current_op.stage.value}'")
-        due = True
+        due_now = True
+    elif blocked is not None:
+        steps.append(f"stop: {blocked.message}")
+        due_now = False
     elif decision.due:
         steps += ["intent: record a new operation id in the journal",
-                  f"create: add a client secret ({target.rotation.lifetime_days} days) and store it as "
-                  f"'{run.pending_name}'",
+                  f"create: add a client secret ({lifetime} days) and store it as '{run.pending_name}'",
                   f"test: {target.rotation.test_successes} consecutive token + ARM authorization successes",
                   "push: update CycleCloud's account and verify",
                   f"commit: new version of '{run.secret_name}'",
-                  f"retire: remove the replaced credential after {target.rotation.grace_hours:g} hours"]
-        due = True
+                  f"retire: remove the replaced credential after {target.rotation.grace_hours:g} hours, if the "
+                  "product created it and nothing uses it then"]
+        due_now = True
     else:
-        due = False
+        due_now = False
     current = decision.current.credential
     plan: dict[str, Any] = {
-        "due": due, "reason": decision.reason,
+        "due": due_now, "reason": decision.reason,
         "currentKeyId": current.key_id if current else None,
         "currentMatchedBy": decision.current.how,
         "currentExpires": current.end.isoformat() if current and current.end else None,
         "rotateOn": decision.rotate_on.isoformat() if decision.rotate_on else None,
+        "leadDays": lead, "lifetimeDays": lifetime,
         "resume": {"operationId": current_op.id, "stage": current_op.stage.value} if current_op else None,
-        "orphans": [o.key_id for o in orphans], "retire": retire, "steps": steps,
+        "orphans": [o.key_id for o in orphans if o.key_id not in kept],
+        "retire": [r.key_id for r in due if r.key_id not in kept],
+        "kept": [{"keyId": k, "reason": why} for k, why in kept.items()],
+        "steps": steps,
     }
     message = "Dry run: " + ("; ".join(steps) if steps else f"nothing to do ({decision.reason})") + "."
-    return RotationOutcome(target.name, RotationStatus.PLANNED, message, due=due, reason=decision.reason,
+    return RotationOutcome(target.name, RotationStatus.PLANNED, message, due=due_now, reason=decision.reason,
                            plan=plan, operation_id=current_op.id if current_op else None,
-                           stage=current_op.stage if current_op else None)
+                           stage=current_op.stage if current_op else None, findings=run.findings,
+                           warnings=run.warnings)
 
 
 @dataclass
@@ -157,17 +177,11 @@ class RotationState:
 
 
 async def rotation_status(ctx: AppContext, name: str) -> RotationState:
+    """The journal and whether a run holds the lock. Reads only: never creates the state container."""
     target = rotatable_target(ctx, name)
     store = _store(ctx)
     vj = await store.read(target.name)
-    locked = False
-    try:
-        container = await store.container()
-        props = await container.get_blob_client(store.lock_blob(target.name)).get_blob_properties()
-        locked = props.lease.state == "leased"
-    except Exception:
-        locked = False
-    return RotationState(target.name, vj.journal, locked)
+    return RotationState(target.name, vj.journal, await store.is_locked(target.name))
 
 
 @dataclass
@@ -200,7 +214,8 @@ async def rotate_all_due(ctx: AppContext, *, deadline_seconds: float = SWEEP_DEA
             return
         async with gate:
             try:
-                outcome = await rotate_target(ctx, target.name, deadline_seconds=deadline_seconds)
+                outcome = await rotate_target(ctx, target.name, deadline_seconds=deadline_seconds,
+                                              requested_by="timer")
                 result.outcomes[target.name] = outcome.to_dict()
             except RemediatorError as exc:
                 logger.warning("rotation of %s failed: %s", target.name, exc.code)

@@ -95,10 +95,27 @@ class JournalStore:
         data: dict[str, Any] = json.loads(raw)
         return VersionedJournal(Journal.from_dict(data), downloader.properties.etag)
 
+    async def is_locked(self, target: str) -> bool:
+        """Whether a run holds the target's lease. Reads only (a missing container or blob: not locked)."""
+        blob = self._service.get_container_client(self._container_name).get_blob_client(self.lock_blob(target))
+        try:
+            props = await blob.get_blob_properties()
+        except ResourceNotFoundError:
+            return False
+        except (HttpResponseError, ServiceRequestError, ServiceResponseError) as exc:
+            raise _storage_error(exc, "read the rotation lock") from None
+        return bool(props.lease.state == "leased")
+
     async def write(self, current: VersionedJournal, journal: Journal) -> VersionedJournal:
         """Replace the journal if nobody changed it since `current` was read (or create it if absent)."""
         blob = (await self.container()).get_blob_client(self.journal_blob(journal.target))
         data = json.dumps(journal.to_dict(), indent=1, sort_keys=True).encode("utf-8")
+        changed = ConflictError(
+            f"The rotation journal of '{journal.target}' was changed by someone else.",
+            reason="Its ETag no longer matches the version this run read.",
+            fix="Run the rotation again; it re-reads the journal and resumes.", target=journal.target,
+            code="journal_conflict",
+        )
         try:
             if current.etag is None:
                 result = await blob.upload_blob(data, overwrite=True, match_condition=MatchConditions.IfMissing)
@@ -106,18 +123,10 @@ class JournalStore:
                 result = await blob.upload_blob(data, overwrite=True, etag=current.etag,
                                                 match_condition=MatchConditions.IfNotModified)
         except (ResourceModifiedError, ResourceExistsError):
-            raise ConflictError(
-                f"The rotation journal of '{journal.target}' was changed by someone else.",
-                reason="Its ETag no longer matches the version this run read.",
-                fix="Run the rotation again; it re-reads the journal and resumes.", target=journal.target,
-            ) from None
+            raise changed from None
         except HttpResponseError as exc:
             if exc.status_code == 412:
-                raise ConflictError(
-                    f"The rotation journal of '{journal.target}' was changed by someone else.",
-                    reason="Its ETag no longer matches the version this run read.",
-                    fix="Run the rotation again; it re-reads the journal and resumes.", target=journal.target,
-                ) from None
+                raise changed from None
             raise _storage_error(exc, "write the rotation journal") from None
         except (ServiceRequestError, ServiceResponseError) as exc:
             raise _storage_error(exc, "write the rotation journal") from None

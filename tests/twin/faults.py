@@ -24,6 +24,7 @@ class Fault:
     delay: float = 0.0
     drop: bool = False
     hold: bool = False
+    after: bool = False  # let the service do the work first, then answer with the fault (a 5xx after success)
     times: int | None = 1  # how many matching requests it affects (None = every one)
     nth: int | None = None  # only the n-th request overall (twin-wide sequence number)
     skip: int = 0  # let this many matching requests through first

@@ -236,6 +236,10 @@ class Twin:
         request.seq = self.next_seq()
         response: Response | None = None
         fault = self.faults.pick(request)
+        if fault is not None and fault.after and matched is not None:
+            # the request takes effect, then the caller sees the fault (a POST that succeeded but answered 5xx)
+            with contextlib.suppress(HttpError):
+                matched[0].handler(request)
         if fault is not None:
             response = self.faults.apply(fault, request)
         if response is None:

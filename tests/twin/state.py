@@ -110,6 +110,22 @@ class Application:
     # app management policy: maximum password lifetime (None = unrestricted)
     max_password_lifetime_days: int | None = None
     password_addition_blocked: bool = False
+    # (when, the credential list before that write): what a stale Graph replica still answers for a while
+    credential_writes: list[tuple[datetime, list[PasswordCredential]]] = field(default_factory=list)
+
+    def record_credential_write(self, at: datetime) -> None:
+        self.credential_writes.append((at, list(self.password_credentials)))
+        del self.credential_writes[:-20]
+
+    def credentials_as_read(self, now: datetime, stale_seconds: float) -> list[PasswordCredential]:
+        """The list a read at `now` returns: with read-after-write staleness, the list as it was before the first
+        write of the last `stale_seconds` (Graph replicas catch up within seconds)."""
+        if stale_seconds > 0:
+            cutoff = now - timedelta(seconds=stale_seconds)
+            for at, before in self.credential_writes:
+                if at > cutoff:
+                    return before
+        return self.password_credentials
 
 
 @dataclass
@@ -310,6 +326,8 @@ class Propagation:
     principal_replication_seconds: float = 0.0
     # ARM answers PrincipalNotFound even when principalType is set while the principal is this young
     principal_not_found_seconds: float = 0.0
+    # Graph reads of an application may answer with its credentials as they were before a write this recent
+    graph_stale_read_seconds: float = 0.0
 
 
 BUILTIN_ROLES = [

@@ -160,7 +160,8 @@ class GraphService(Service):
             "publisherDomain": self.state.tenants[app.tenant_id].domain if app.tenant_id in self.state.tenants
             else None,
             "keyCredentials": [],
-            "passwordCredentials": [c.to_graph() for c in app.password_credentials],
+            "passwordCredentials": [c.to_graph() for c in app.credentials_as_read(
+                self.state.now(), self.state.propagation.graph_stale_read_seconds)],
         }
 
     def _sp_json(self, sp: Principal) -> dict[str, Any]:
@@ -259,6 +260,7 @@ class GraphService(Service):
                 key_id=new_guid(), secret_hash=hash_secret(value), hint=value[:3],
                 display_name=requested.get("displayName"), start=start, end=end, created_at=now,
             )
+            app.record_credential_write(now)
             app.password_credentials.append(credential)
             body = credential.to_graph()
         body["secretText"] = value
@@ -281,6 +283,7 @@ class GraphService(Service):
                 # Graph's exact answer for an unknown keyId is not documented; the twin answers like a missing
                 # resource (see docs/twin.md), which adapters must treat as "already gone".
                 raise self._missing(request, key_id)
+            app.record_credential_write(self.state.now())
             app.password_credentials = remaining
         return empty(204)
 

@@ -1,0 +1,130 @@
+"""Evidence for the removal rule (removal.py), read just before anything is removed: which credentials the
+newest main Key Vault version, CycleCloud (read now) and every other target on the same app registration hold,
+and what could not be established. Reads only; each failure to read becomes "cannot tell", never "unused"."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from ..adapters.vault import SecretVersionInfo, VaultAdapter
+from ..config import Target
+from ..context import AppContext
+from ..errors import NotFoundError, RemediatorError
+from .layout import TAG_KEY_ID, pending_name
+from .removal import UsageEvidence
+from .store import JournalStore
+
+logger = logging.getLogger(__name__)
+
+UNTAGGED_READS_LIMIT = 5  # untagged versions of another target's secret whose value (hint) is read
+
+
+def sharing_targets(ctx: AppContext, target: Target) -> list[Target]:
+    """The other configured targets whose credential lives on the same app registration."""
+    app_id, tenant = (target.app_id or "").lower(), target.tenant_id.lower()
+    return [t for t in ctx.settings.targets
+            if t.name != target.name and t.uses_secret and t.secret_name
+            and (t.app_id or "").lower() == app_id and t.tenant_id.lower() == tenant]
+
+
+async def secret_versions(vault: VaultAdapter, name: str) -> tuple[list[SecretVersionInfo], bool]:
+    """(versions oldest first, soft-deleted?). A secret that never existed is ([], False)."""
+    try:
+        return await vault.list_versions(name), False
+    except NotFoundError:
+        return [], await vault.is_deleted(name)
+
+
+async def gather_usage(ctx: AppContext, target: Target, vault: VaultAdapter, store: JournalStore) -> UsageEvidence:
+    evidence = UsageEvidence()
+    await asyncio.gather(
+        _newest_main_version(vault, target.secret_name or "", evidence),
+        _cyclecloud_now(ctx, target, evidence),
+        *(_other_target(vault, store, other, evidence) for other in sharing_targets(ctx, target)),
+    )
+    return evidence
+
+
+async def _newest_main_version(vault: VaultAdapter, name: str, evidence: UsageEvidence) -> None:
+    holder = f"the newest version of Key Vault secret '{name}'"
+    try:
+        versions, deleted = await secret_versions(vault, name)
+        if deleted:
+            evidence.cannot_tell(f"Key Vault secret '{name}' is soft-deleted, so what its consumers use cannot be "
+                                 f"read (recover it: az keyvault secret recover --vault-name {vault.vault_name} "
+                                 f"--name {name})")
+            return
+        if not versions:
+            return
+        newest = versions[-1]
+        if not newest.enabled:
+            evidence.cannot_tell(f"the newest version of Key Vault secret '{name}' is disabled, so what its "
+                                 "consumers use cannot be told (re-enable it, or store the secret CycleCloud uses as "
+                                 "a new version)")
+            return
+        key_id = newest.tags.get(TAG_KEY_ID)
+        if key_id:
+            evidence.hold_key(key_id, holder)
+        else:  # written by someone else (a rollback, Terraform): only its value's hint says which credential
+            evidence.hold_hint((await vault.get_secret(name, newest.version)).value[:3], holder + " (untagged)")
+    except RemediatorError as exc:
+        evidence.cannot_tell(f"Key Vault secret '{name}' could not be read ({exc.code})")
+
+
+async def _cyclecloud_now(ctx: AppContext, target: Target, evidence: UsageEvidence) -> None:
+    from ..adapters.cyclecloud import open_cyclecloud
+
+    try:
+        client = await open_cyclecloud(ctx, target)
+        try:
+            account = await client.read_account()
+        finally:
+            await client.close()
+    except RemediatorError as exc:
+        evidence.cannot_tell(f"CycleCloud's account could not be read now ({exc.code})")
+        return
+    if account.use_managed_identity or account.app_id != (target.app_id or "").lower():
+        return  # CycleCloud authenticates some other way: it holds no credential of this app
+    if account.secret_hint is None:
+        evidence.cannot_tell(f"CycleCloud account '{account.name}' shows no hint of its secret (a masked "
+                             "read-back), so which credential it holds cannot be told")
+        return
+    evidence.hold_hint(account.secret_hint, f"CycleCloud account '{account.name}'")
+
+
+async def _other_target(vault: VaultAdapter, store: JournalStore, other: Target, evidence: UsageEvidence) -> None:
+    main = other.secret_name or ""
+    reads = 0
+    for name in (main, pending_name(main)):
+        holder = f"target '{other.name}' (Key Vault secret '{name}')"
+        try:
+            versions, deleted = await secret_versions(vault, name)
+            if deleted:
+                evidence.cannot_tell(f"Key Vault secret '{name}' of target '{other.name}', which shares this app "
+                                     "registration, is soft-deleted and cannot be read")
+            for version in versions:
+                key_id = version.tags.get(TAG_KEY_ID)
+                if key_id:
+                    evidence.hold_key(key_id, holder)
+                elif name == main and version.enabled and reads < UNTAGGED_READS_LIMIT:
+                    reads += 1
+                    evidence.hold_hint((await vault.get_secret(name, version.version)).value[:3], holder)
+                elif name == main:
+                    evidence.cannot_tell(f"an untagged version of Key Vault secret '{name}' of target "
+                                         f"'{other.name}' cannot be read")
+        except RemediatorError as exc:
+            evidence.cannot_tell(f"Key Vault secret '{name}' of target '{other.name}' could not be read "
+                                 f"({exc.code})")
+    try:
+        journal = (await store.read(other.name)).journal
+    except RemediatorError as exc:
+        evidence.cannot_tell(f"the rotation journal of target '{other.name}' could not be read ({exc.code})")
+        return
+    holder = f"target '{other.name}' (its rotation journal)"
+    if journal.current is not None:
+        evidence.hold_key(journal.current.new_key_id, holder)
+        evidence.hold_key(journal.current.previous_key_id, holder)
+    evidence.hold_key(journal.adopted_key_id, holder)
+    for retirement in journal.retirements:
+        evidence.hold_key(retirement.key_id, holder)
