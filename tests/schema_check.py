@@ -1,51 +1,63 @@
-"""A small JSON Schema checker for the subset the product's documented schemas use (type, enum, const,
-required, properties, additionalProperties, items, minimum), so tests can hold real documents to them."""
+"""Holding documents to their JSON Schemas with `jsonschema` (Draft 2020-12, the dialect OpenAPI 3.1 embeds),
+`format` included (date-time, uri-reference, uuid ...), and holding HTTP replies to the OpenAPI document:
+`validate_response` finds the operation's schema for the status and checks the body and the documented headers."""
 
 from __future__ import annotations
 
+import json
+from functools import cache
 from typing import Any
 
-_TYPES: dict[str, tuple[type, ...]] = {
-    "object": (dict,), "array": (list,), "string": (str,), "boolean": (bool,), "null": (type(None),),
-    "integer": (int,), "number": (int, float),
-}
+from jsonschema import Draft202012Validator, FormatChecker
+
+FORMATS = FormatChecker()
 
 
-def _is(value: Any, kind: str) -> bool:
-    if kind in ("integer", "number") and isinstance(value, bool):
-        return False
-    return isinstance(value, _TYPES[kind])
-
-
-def errors(value: Any, schema: dict[str, Any], path: str = "$") -> list[str]:
-    out: list[str] = []
-    kinds = schema.get("type")
-    if kinds is not None:
-        kinds = [kinds] if isinstance(kinds, str) else kinds
-        if not any(_is(value, k) for k in kinds):
-            return [f"{path}: {value!r} is not of type {kinds}"]
-    if "enum" in schema and value not in schema["enum"]:
-        out.append(f"{path}: {value!r} not in {schema['enum']}")
-    if "const" in schema and value != schema["const"]:
-        out.append(f"{path}: {value!r} != {schema['const']!r}")
-    if "minimum" in schema and _is(value, "number") and value < schema["minimum"]:
-        out.append(f"{path}: {value!r} < {schema['minimum']}")
-    if isinstance(value, dict):
-        for key in schema.get("required", []):
-            if key not in value:
-                out.append(f"{path}: missing {key!r}")
-        props = schema.get("properties", {})
-        for key, item in value.items():
-            if key in props:
-                out += errors(item, props[key], f"{path}.{key}")
-            elif schema.get("additionalProperties") is False:
-                out.append(f"{path}: unexpected {key!r}")
-    if isinstance(value, list) and "items" in schema:
-        for i, item in enumerate(value):
-            out += errors(item, schema["items"], f"{path}[{i}]")
-    return out
+def errors(value: Any, schema: dict[str, Any]) -> list[str]:
+    validator = Draft202012Validator(schema, format_checker=FORMATS)
+    return [f"$.{'.'.join(str(p) for p in e.absolute_path)}: {e.message[:300]}"
+            for e in sorted(validator.iter_errors(value), key=lambda e: list(map(str, e.absolute_path)))]
 
 
 def validate_json(value: Any, schema: dict[str, Any]) -> None:
+    Draft202012Validator.check_schema(schema)
     problems = errors(value, schema)
     assert not problems, "schema violations:\n" + "\n".join(problems[:20])
+
+
+@cache
+def _document() -> str:
+    from shared.openapi import openapi_document
+
+    return json.dumps(openapi_document())
+
+
+def response_schema(path: str, method: str, status: int) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The body schema (made self-contained: the document's components ride along for `$ref`) and the
+    documented headers of one response."""
+    doc = json.loads(_document())
+    operation = doc["paths"][path][method.lower()]
+    response = operation["responses"].get(str(status))
+    assert response is not None, f"{method} {path} does not document status {status}"
+    if "$ref" in response:
+        response = doc["components"]["responses"][response["$ref"].rsplit("/", 1)[1]]
+    schema = dict(response["content"]["application/json"]["schema"])
+    schema["components"] = doc["components"]
+    return schema, response.get("headers", {})
+
+
+def validate_response(path: str, method: str, status: int, body: Any, headers: dict[str, str] | None = None) -> None:
+    """A reply as OpenAPI describes it: the status is documented, the body matches, required headers are there
+    and match their schemas."""
+    schema, documented = response_schema(path, method, status)
+    validate_json(body, schema)
+    lowered = {k.lower(): v for k, v in (headers or {}).items()}
+    for name, spec in documented.items():
+        if spec.get("$ref"):
+            spec = json.loads(_document())["components"]["headers"][spec["$ref"].rsplit("/", 1)[1]]
+        value = lowered.get(name.lower())
+        if value is None:
+            assert not spec.get("required"), f"{method} {path} {status}: header {name} missing"
+            continue
+        kind = spec.get("schema", {}).get("type")
+        validate_json(int(value) if kind == "integer" else value, spec.get("schema", {}))
