@@ -58,7 +58,17 @@ param stateContainerName string = 'remediator'
 @description('Storage queue for continuations of long operations (CONTINUATION_QUEUE).')
 param continuationQueueName string = 'remediator-continuations'
 
-@description('Require the operator app role on calls that change Azure (REQUIRE_APP_ROLE). Needs authClientId.')
+@description('Seconds an HTTP call works before it answers 202 and continues through the queue (HTTP_BUDGET_SECONDS; the front end cuts calls at 230 s).')
+@minValue(5)
+@maxValue(200)
+param httpBudgetSeconds int = 30
+
+@description('First delay of a queued continuation, doubling up to 300 s (CONTINUATION_BACKOFF_SECONDS).')
+@minValue(1)
+@maxValue(300)
+param continuationBackoffSeconds int = 30
+
+@description('Require the operator app role CredentialRemediator.Operate on calls that change Azure (REQUIRE_APP_ROLE). Needs authClientId: without App Service Authentication nobody could hold the role.')
 param requireAppRole bool = false
 
 @description('Name of a Key Vault secret (in the product\'s vault) holding a Teams workflow or Slack webhook URL for notifications. Empty: no notifications.')
@@ -249,6 +259,8 @@ module api 'app/api.bicep' = {
       MAX_CONCURRENCY: string(maxConcurrency)
       STATE_CONTAINER: stateContainerName
       CONTINUATION_QUEUE: continuationQueueName
+      HTTP_BUDGET_SECONDS: string(httpBudgetSeconds)
+      CONTINUATION_BACKOFF_SECONDS: string(continuationBackoffSeconds)
       REQUIRE_APP_ROLE: string(requireAppRole)
       NOTIFY_WEBHOOK_URL: notifyWebhookReference
       NOTIFY_FORMAT: notifyFormat
