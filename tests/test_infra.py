@@ -7,7 +7,10 @@ from __future__ import annotations
 import ast
 import importlib.metadata
 import json
+import os
 import re
+import shutil
+import subprocess
 import sys
 from collections.abc import Iterator
 from functools import cache
@@ -495,3 +498,77 @@ def test_the_local_settings_sample_shows_every_setting_and_is_valid() -> None:
     settings = load_settings(values)  # the example is a configuration the product accepts
     assert len(settings.targets) >= 2
     assert {t.mode.value for t in settings.targets} == {"service_principal", "managed_identity"}
+
+
+# -- 6. the Entra admin's Graph script is idempotent (run against a stand-in `az` that keeps state) -------
+
+FAKE_AZ = r'''
+import json, os, re, sys
+state_path = os.environ["FAKE_AZ_STATE"]
+state = json.load(open(state_path))
+args = sys.argv[1:]
+state["calls"].append(args)
+def opt(name):
+    return args[args.index(name) + 1] if name in args else ""
+query = opt("--query")
+out = ""
+GRAPH_SP = "9a1b2c3d-0000-4000-8000-00000000000a"
+ROLES = {"Application.ReadWrite.OwnedBy": "18a4783c-866b-4cc7-a460-3d5e5662c884",
+         "Policy.Read.ApplicationConfiguration": "37730810-e9ba-4e46-b07e-8ca78d182097"}
+if args[:2] == ["cloud", "show"]:
+    out = "https://graph.microsoft.com/"
+elif args[:3] == ["ad", "sp", "show"] and query == "id":
+    out = GRAPH_SP
+elif args[:3] == ["ad", "sp", "show"]:
+    out = ROLES.get(re.search(r"value=='([^']+)'", query).group(1), "")
+elif args[:1] == ["rest"] and opt("--method") == "GET":
+    role = re.search(r"appRoleId=='([^']+)'", query).group(1)
+    out = str(sum(1 for a in state["assignments"] if a["appRoleId"] == role and a["resourceId"] == GRAPH_SP))
+elif args[:1] == ["rest"] and opt("--method") == "POST":
+    state["assignments"].append(json.loads(opt("--body")))
+elif args[:4] == ["ad", "app", "owner", "list"]:
+    owner = re.search(r"id=='([^']+)'", query).group(1)
+    out = str(sum(1 for o in state["owners"].get(opt("--id"), []) if o == owner))
+elif args[:4] == ["ad", "app", "owner", "add"]:
+    state["owners"].setdefault(opt("--id"), []).append(opt("--owner-object-id"))
+else:
+    sys.exit("fake az: unexpected call " + " ".join(args))
+json.dump(state, open(state_path, "w"))
+print(out)
+'''
+
+
+def _run_grant_script(tmp_path: Path, *extra: str) -> tuple[str, dict[str, Any]]:
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir(exist_ok=True)
+    az = bin_dir / "az"
+    az.write_text(f"#!{sys.executable}\n{FAKE_AZ}")
+    az.chmod(0o755)
+    state_path = tmp_path / "state.json"
+    if not state_path.exists():
+        state_path.write_text(json.dumps({"calls": [], "assignments": [], "owners": {}}))
+    env = {"PATH": f"{bin_dir}:/usr/bin:/bin", "FAKE_AZ_STATE": str(state_path), "HOME": str(tmp_path)}
+    script = INFRA / "scripts/grant-graph-permissions.sh"
+    done = subprocess.run([shutil.which("bash") or "/bin/bash", str(script), *extra],
+                          capture_output=True, text=True, env={**env, "LANG": os.environ.get("LANG", "C")},
+                          timeout=60, check=False)
+    assert done.returncode == 0, done.stderr
+    return done.stdout, json.loads(state_path.read_text())
+
+
+def test_the_graph_grant_script_grants_once_and_then_changes_nothing(tmp_path: Path) -> None:
+    identity, app = "4f0e2d1c-1111-4222-8333-944455556666", "2d4e6f80-1a3b-4c5d-8e9f-0a1b2c3d4e5f"
+    args = ("--identity-object-id", identity, "--app-id", app)
+    out, state = _run_grant_script(tmp_path, "--dry-run", *args)
+    assert state["assignments"] == [] and state["owners"] == {} and out.count("+ az") == 3
+    out, state = _run_grant_script(tmp_path, *args)
+    assert {a["appRoleId"] for a in state["assignments"]} == {"18a4783c-866b-4cc7-a460-3d5e5662c884",
+                                                              "37730810-e9ba-4e46-b07e-8ca78d182097"}
+    assert all(a["principalId"] == identity for a in state["assignments"])
+    assert state["owners"] == {app: [identity]}
+    calls_before = len(state["calls"])
+    out, state = _run_grant_script(tmp_path, *args)
+    assert "+ az" not in out and out.count("already") == 3
+    assert len(state["assignments"]) == 2 and state["owners"] == {app: [identity]}
+    writes = [c for c in state["calls"][calls_before:] if "POST" in c or c[:4] == ["ad", "app", "owner", "add"]]
+    assert writes == []
