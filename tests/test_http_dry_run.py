@@ -16,6 +16,7 @@ from shared import http_routes
 from shared.cli import main as cli_main
 from tests.functions_host import FunctionsHost
 from tests.rotation_support import apply_env, rotation_env
+from tests.schema_check import validate_response
 from tests.test_remediation_twin import without_contributor
 from tests.twin import Twin
 from tests.world import TARGET, World
@@ -51,6 +52,7 @@ def three_ways(host: FunctionsHost, capsys: pytest.CaptureFixture[str], function
                   host.http(function, "POST", url, body=b'{"dry_run": true}', route_params=params),
                   host.http(function, "POST", url + "?dry_run=TRUE", body=b'{"dry_run": true}', route_params=params)):
         assert reply.status == 200, reply.body[:500]
+        validate_response(f"/targets/{{target}}/{route}", "post", 200, reply.json(), reply.headers)
         bodies.append(reply.json())
     capsys.readouterr()
     cli_main([*cli, TARGET, "--dry-run", "--json"])
@@ -92,6 +94,7 @@ def test_reconcile_plans_by_default_and_the_query_can_say_so_too(
     default = functions_host.http("reconcile_roles", "POST", url, route_params={"target": TARGET})
     explicit = functions_host.http("reconcile_roles", "POST", url + "?dry_run=true", route_params={"target": TARGET})
     assert default.status == explicit.status == 200
+    validate_response("/targets/{target}/roles/reconcile", "post", 200, default.json(), default.headers)
     assert default.json()["dry_run"] is True and explicit.json()["dry_run"] is True
     assert default.json()["summary"] == explicit.json()["summary"]
     assert writes(twin) == []
@@ -103,6 +106,7 @@ def test_query_and_body_that_disagree_are_refused_before_anything_runs(
     reply = functions_host.http("remediate", "POST", f"http://localhost/api/targets/{TARGET}/remediate?dry_run=true",
                                 body=b'{"dry_run": false}', route_params={"target": TARGET})
     assert reply.status == 400 and reply.json()["error"]["code"] == "conflicting_option"
+    validate_response("/targets/{target}/remediate", "post", 400, reply.json(), reply.headers)
     assert twin.request_log == []
 
 

@@ -22,6 +22,7 @@ from ..errors import LockedError, RemediatorError
 from ..http_contract import HttpResult, ok
 from ..http_request import log_safe
 from .model import (
+    MAX_BACKOFF_SECONDS,
     MAX_CONTINUATIONS,
     MAX_DEQUEUE_COUNT,
     ContinuationMessage,
@@ -50,18 +51,28 @@ def _queue(ctx: AppContext) -> ContinuationQueue:
 
 
 async def _run(ctx: AppContext, kind: OperationKind, target: str, options: dict[str, bool],
-               deadline_seconds: float) -> tuple[int, dict[str, Any]]:
-    """One bounded run of the work (never a dry run: dry runs finish at once and are not operations)."""
+               deadline_seconds: float, requested_by: str) -> tuple[int, dict[str, Any]]:
+    """One bounded run of the work (never a dry run: dry runs finish at once and are not operations). The
+    rotation journals `requested_by` itself; for remediation the operation record and log fields carry it."""
     if kind is OperationKind.ROTATE:
         from ..rotation import rotate_target
 
         outcome = await rotate_target(ctx, target, force=options.get("force", False), dry_run=False,
-                                      deadline_seconds=deadline_seconds)
+                                      deadline_seconds=deadline_seconds, requested_by=requested_by)
         return outcome.http_status, outcome.to_dict()
     from ..remediation import remediate_target
 
     report = await remediate_target(ctx, target, dry_run=False, deadline_seconds=deadline_seconds)
     return report.http_status, report.to_dict()
+
+
+def _first_delay(ctx: AppContext, body: dict[str, Any]) -> float:
+    """The work's own estimate when it gives one (a role assignment propagating says when to look again),
+    else the configured back-off."""
+    hint = body.get("retryAfterSeconds")
+    if isinstance(hint, int | float) and not isinstance(hint, bool) and hint > 0:
+        return float(min(MAX_BACKOFF_SECONDS, max(1.0, hint)))
+    return backoff_seconds(ctx.settings.continuation_backoff_seconds, 1)
 
 
 def _later(seconds: float) -> str:
@@ -77,12 +88,12 @@ def _audit(kind: OperationKind, target: str, who: str, result: str, operation_id
 async def start_operation(ctx: AppContext, kind: OperationKind, target: str, options: dict[str, bool],
                           caller: Caller, *, base_url: str) -> HttpResult:
     """The HTTP side: run within the budget; 200 when done, else record, queue the continuation and 202."""
-    status, body = await _run(ctx, kind, target, options, ctx.settings.http_budget_seconds)
+    status, body = await _run(ctx, kind, target, options, ctx.settings.http_budget_seconds, caller.label)
     body["requestedBy"] = caller.label
     if status != 202:
         _audit(kind, target, caller.label, str(body.get("status") or body.get("result")))
         return ok(body, status)
-    delay = backoff_seconds(ctx.settings.continuation_backoff_seconds, 1)
+    delay = _first_delay(ctx, body)
     now = utcnow_iso()
     record = OperationRecord(id=new_operation_id(), kind=kind, target=target, state=OperationState.RUNNING,
                              created_at=now, updated_at=now, requested_by=caller.label, options=dict(options),
@@ -142,7 +153,8 @@ async def resume_operation(ctx: AppContext, text: str, *, dequeue_count: int, me
                     message.attempt, record.id, record.attempt, record.state.value)
         return
     try:
-        status, body = await _run(ctx, record.kind, record.target, record.options, QUEUE_RUN_SECONDS)
+        status, body = await _run(ctx, record.kind, record.target, record.options, QUEUE_RUN_SECONDS,
+                                  record.requested_by)
     except LockedError as exc:  # another run holds the target: wait for our turn, no failure
         await _continue(ctx, current, None, f"target locked by another run ({exc.code})")
         return
