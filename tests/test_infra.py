@@ -572,3 +572,39 @@ def test_the_graph_grant_script_grants_once_and_then_changes_nothing(tmp_path: P
     assert len(state["assignments"]) == 2 and state["owners"] == {app: [identity]}
     writes = [c for c in state["calls"][calls_before:] if "POST" in c or c[:4] == ["ad", "app", "owner", "add"]]
     assert writes == []
+
+
+# -- 7. README's map of the repository matches the tree --------------------------------------------------
+
+
+def _readme_map() -> list[str]:
+    text = (ROOT / "README.md").read_text()
+    section = text[text.index("## How it is built"):]
+    block = section[section.index("```\n") + 4:]
+    block = block[:block.index("```")]
+    paths: list[str] = []
+    top = ""
+    for line in block.splitlines():
+        match = re.match(r"^( *)(\S+)", line)
+        if not match or len(match.group(1)) > 2:
+            continue  # a continuation of the previous entry's description
+        name = match.group(2)
+        if match.group(1):
+            paths.append(top + name)
+        else:
+            top = name if name.endswith("/") else ""
+            paths.append(name)
+    return paths
+
+
+def test_every_entry_of_the_readme_map_exists() -> None:
+    paths = _readme_map()
+    assert len(paths) > 20
+    missing = [p for p in paths if not (ROOT / p.rstrip("/")).exists()]
+    assert not missing, f"README's map names what does not exist: {missing}"
+
+
+def test_the_readme_map_lists_every_package_of_shared() -> None:
+    listed = set(_readme_map())
+    packages = {f"shared/{p.name}/" for p in (ROOT / "shared").iterdir() if (p / "__init__.py").is_file()}
+    assert packages <= listed, f"add to README's map: {sorted(packages - listed)}"
