@@ -255,16 +255,16 @@ module api 'app/api.bicep' = {
       TARGETS: string(targets)
       ROTATION_SCHEDULE: rotationSchedule
       HEALTH_SCHEDULE: healthSchedule
-      AUTO_REMEDIATE: string(autoRemediate)
+      AUTO_REMEDIATE: toLower(string(autoRemediate))
       MAX_CONCURRENCY: string(maxConcurrency)
       STATE_CONTAINER: stateContainerName
       CONTINUATION_QUEUE: continuationQueueName
       HTTP_BUDGET_SECONDS: string(httpBudgetSeconds)
       CONTINUATION_BACKOFF_SECONDS: string(continuationBackoffSeconds)
-      REQUIRE_APP_ROLE: string(requireAppRole)
+      REQUIRE_APP_ROLE: toLower(string(requireAppRole))
       NOTIFY_WEBHOOK_URL: notifyWebhookReference
       NOTIFY_FORMAT: notifyFormat
-      PYTHON_APPLICATIONINSIGHTS_ENABLE_TELEMETRY: string(pythonTelemetry)
+      PYTHON_APPLICATIONINSIGHTS_ENABLE_TELEMETRY: toLower(string(pythonTelemetry))
     }
   }
 }

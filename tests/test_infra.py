@@ -608,3 +608,34 @@ def test_the_readme_map_lists_every_package_of_shared() -> None:
     listed = set(_readme_map())
     packages = {f"shared/{p.name}/" for p in (ROOT / "shared").iterdir() if (p / "__init__.py").is_file()}
     assert packages <= listed, f"add to README's map: {sorted(packages - listed)}"
+
+
+# -- 8. what a Bicep compiler would catch first: module parameters and outputs ---------------------------
+
+
+def _local_modules() -> Iterator[tuple[str, str, str, dict[str, Any]]]:
+    """(file, module name, module file relative to infra/, params) of every local module call."""
+    for path in gate.bicep_files():
+        relative = str(path.relative_to(INFRA))
+        for name, module in (parsed(relative).get("modules") or {}).items():
+            if module["type"] == "local":
+                target = (path.parent / module["detail"]["path"]).resolve().relative_to(INFRA)
+                yield relative, name, str(target), body(module).get("params") or {}
+
+
+def test_local_modules_get_exactly_the_parameters_they_declare() -> None:
+    calls = list(_local_modules())
+    assert len(calls) >= 8
+    for caller, name, target, params in calls:
+        declared = parsed(target).get("parameters") or {}
+        unknown = set(params) - set(declared)
+        required = {p for p, d in declared.items() if d.get("default") is None}
+        assert not unknown, f"{caller}: module {name} passes {sorted(unknown)}, which {target} does not declare"
+        assert required <= set(params), f"{caller}: module {name} misses {sorted(required - set(params))}"
+
+
+def test_outputs_read_from_local_modules_exist() -> None:
+    for caller, name, target, _ in _local_modules():
+        used = set(re.findall(rf"\b{name}(?:\[[^\]]*\])?\.outputs\.(\w+)", (INFRA / caller).read_text()))
+        declared = set(parsed(target).get("outputs") or {})
+        assert used <= declared, f"{caller}: {name}.outputs.{sorted(used - declared)} not declared in {target}"
