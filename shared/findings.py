@@ -76,7 +76,7 @@ class _Blank(dict[str, object]):
 def _fill(text: str, params: Mapping[str, object]) -> str:
     names = {name for _, name, _, _ in string.Formatter().parse(text) if name}
     if not names:
-        return text
+        return text.replace("{{", "{").replace("}}", "}")
     return text.format_map(_Blank({k: v for k, v in params.items() if v is not None}))
 
 
@@ -385,9 +385,9 @@ _CATALOG: tuple[FindingSpec, ...] = (
                             "az vm identity assign --ids {vm_id}"),
             RemediationStep("Then give it its role at the subscription (see identity.role_missing).",
                             "Virtual machines > {vm_name} > Identity > Azure role assignments > Add role assignment",
-                            "az role assignment create --assignee-object-id <identity-principal-id> "
-                            "--assignee-principal-type ServicePrincipal --role \"{role}\" "
-                            "--scope /subscriptions/{subscription_id}"),
+                            "az role assignment create --assignee-object-id $(az vm show --ids {vm_id} --query "
+                            "identity.principalId -o tsv) --assignee-principal-type ServicePrincipal --role "
+                            "\"{role}\" --scope /subscriptions/{subscription_id}"),
         ),
     ),
     FindingSpec(

@@ -13,7 +13,7 @@ from ..context import AppContext
 from ..diagnosis.report import Report
 from ..findings import Finding, FixAction
 from ..remediation import Outcome, RemediationReport, Result, remediate_target
-from ..remediation.model import check_again_at
+from ..remediation.model import SETTLING_CODES, check_again_at
 from .output import FAIL, OK, SKIP, WARN, emit, emit_json, progress
 
 DEFAULT_TIMEOUT_SECONDS = 600.0  # a person at a terminal can wait longer than the 230-s HTTP limit
@@ -34,7 +34,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _finding_line(finding: Finding) -> str:
-    fixable = f"  [remediate: {finding.fix_action.value}]" if finding.fix_action else "  [needs a person]"
+    if finding.code in SETTLING_CODES:
+        fixable = f"  [settles on its own: check again after {finding.evidence.get('check_again_at', 'a minute')}]"
+    elif finding.fix_action:
+        fixable = f"  [remediate: {finding.fix_action.value}]"
+    else:
+        fixable = "  [needs a person]"
     return f"  {_SEVERITY_MARK.get(finding.severity.value, '?')} {finding.code}: {finding.title}{fixable}"
 
 
@@ -64,7 +69,7 @@ def render(report: RemediationReport) -> None:
     if report.after is not None and not report.dry_run:
         _report_block("After", report.after)
         emit()
-    left = report.needs_attention
+    left = [f for f in report.needs_attention if f.code not in SETTLING_CODES]
     if left:
         emit("Needs a person" if report.dry_run or report.after is not None else "Still open")
         for finding in left:

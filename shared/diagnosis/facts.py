@@ -145,6 +145,7 @@ class Facts:
             "password_secret": cc.password_secret if cc else None,
             "vm_id": t.vm_resource_id,
             "vm_name": t.vm_resource_id.rsplit("/", 1)[-1] if t.vm_resource_id else None,
+            "role": t.roles[0] if len(t.roles) == 1 else None,
         }
 
     # -- shared lookups ---------------------------------------------------------------------------------

@@ -47,6 +47,51 @@ def merge_findings(findings: list[Finding]) -> list[Finding]:
     return ordered
 
 
+def _with(finding: Finding, detail: str, evidence: dict[str, object]) -> Finding:
+    return Finding(code=finding.code, severity=finding.severity, title=finding.title, summary=finding.summary,
+                   detail=detail, evidence={**finding.evidence, **evidence}, steps=finding.steps,
+                   fix_action=finding.fix_action, remediate_how=finding.remediate_how, check=finding.check,
+                   subject=finding.subject)
+
+
+def explain_together(findings: list[Finding]) -> list[Finding]:
+    """One cause, one finding. A mistyped tenant or app id also makes every subscription look like another
+    tenant's and CycleCloud's account look like another identity; those are consequences, not causes. They are
+    folded into the cause as evidence (and, where the subscription or CycleCloud name the id, as the likely
+    right value) instead of sending a person after three problems."""
+    out = list(findings)
+    for cause, kind, label in (("tenant.not_found", "tenant", "tenant_id"),
+                               ("app.not_found_in_tenant", "application", "app_id")):
+        root = next((f for f in out if f.code == cause), None)
+        if root is None:
+            continue
+        consequences: list[Finding] = []
+        seen_by: dict[str, str] = {}  # where the likely right value was seen -> the value
+        for other in out:
+            differences = [str(d) for d in other.evidence.get("differences") or []]
+            if other.code == "cyclecloud.identity_mismatch" and differences and all(
+                    d.startswith(f"{kind} id") for d in differences):
+                consequences.append(other)
+                seen_by["CycleCloud's account"] = str(other.evidence.get(f"cyclecloud_{label}") or "")
+            elif other.code == "tenant.mismatch" and kind == "tenant":
+                consequences.append(other)
+                seen_by["the subscription"] = str(other.evidence.get("subscription_tenant_id") or "")
+        if not consequences:
+            continue
+        likely = {v for v in seen_by.values() if v}
+        detail = root.detail.rstrip(".")
+        if len(likely) == 1:
+            verb = "use" if len(seen_by) > 1 else "uses"
+            detail += (f"; {' and '.join(seen_by)} {verb} {label} {next(iter(likely))}: most likely the right "
+                       f"value for the target's {label}.")
+        else:
+            detail += "."
+        evidence: dict[str, object] = {"explains": sorted({f.code for f in consequences}),
+                                       "likely_" + label: next(iter(likely)) if len(likely) == 1 else None}
+        out = [_with(f, detail, evidence) if f is root else f for f in out if f not in consequences]
+    return out
+
+
 async def diagnose(ctx: AppContext, target: Target, *, timeout_seconds: float = DEFAULT_CHECK_TIMEOUT_SECONDS,
                    only: set[str] | None = None) -> Report:
     """Run the target's checks (all of them, or the names in `only`) and return the report."""
@@ -58,7 +103,7 @@ async def diagnose(ctx: AppContext, target: Target, *, timeout_seconds: float = 
         findings, runs = await run_checks(checks, facts, timeout_seconds=timeout_seconds)
     finally:
         await facts.close()
-    merged = merge_findings(findings)
+    merged = explain_together(merge_findings(findings))
     problems = tuple(f for f in merged if f.severity is not Severity.INFO)
     advice = tuple(f for f in merged if f.severity is Severity.INFO)
     report = Report(

@@ -146,9 +146,14 @@ def _message(target: str, result: Result, before: Report, after: Report | None, 
     unchanged = sum(a.outcome is Outcome.NOTHING_TO_DO for a in actions)
     left = len((after or before).findings)
     at, _ = check_again_at(after or before)
+    waiting = _settling_only(after or before) and not failed
     match result:
         case Result.HEALTHY:
             return f"{target} is healthy; nothing to fix."
+        case _ if waiting and not any(a.outcome is Outcome.PLANNED for a in actions):
+            done = f" ({applied} action(s) applied)" if applied else ""
+            return f"{target} is not healthy yet: Azure has not applied the role assignment{done}; nothing needs " \
+                   f"to be changed: validate again after {at}."
         case Result.NEEDS_ATTENTION if not applied and not failed:
             extra = f" ({unchanged} action(s) ran and found nothing to change)" if unchanged else ""
             return f"{target} is {(after or before).status.value}, but none of its {left} finding(s) can be fixed " \
@@ -162,10 +167,6 @@ def _message(target: str, result: Result, before: Report, after: Report | None, 
             return text
         case Result.FIXED:
             return f"{target} is healthy: {applied} action(s) fixed all {len(before.findings)} finding(s)."
-        case Result.IN_PROGRESS if at is not None and not any(
-                a.outcome in (Outcome.IN_PROGRESS, Outcome.DEFERRED) for a in actions):
-            return f"{target} is not healthy yet: Azure has not applied the role assignment ({applied} action(s) " \
-                   f"applied); validate again after {at}."
         case Result.IN_PROGRESS:
             return f"{target}: work continues after this call ({applied} action(s) applied so far); check the " \
                    "rotation's progress and call remediate again."

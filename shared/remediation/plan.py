@@ -41,15 +41,20 @@ def _codes(findings: Iterable[Finding]) -> tuple[str, ...]:
 
 def plan_fixes(findings: Iterable[Finding]) -> list[PlannedFix]:
     """The fixes for every finding the catalog marks fixable, in a safe order (see the module docstring)."""
+    findings_list = list(findings)
     by_action: dict[FixAction, list[Finding]] = {}
-    for finding in findings:
+    for finding in findings_list:
         if finding.fix_action is not None:
             by_action.setdefault(finding.fix_action, []).append(finding)
 
     plan: list[PlannedFix] = []
     roles = by_action.get(FixAction.RECONCILE_ROLES)
     if roles:
-        plan.append(PlannedFix(FixAction.RECONCILE_ROLES, _codes(roles), _WHY[FixAction.RECONCILE_ROLES]))
+        # Activity Log failures that are all authorization failures are settled by the same role repair
+        settled = [f for f in findings_list if f.code == "activity.failed_operations"
+                   and f.evidence.get("settled_by_roles")]
+        plan.append(PlannedFix(FixAction.RECONCILE_ROLES, _codes([*roles, *settled]),
+                               _WHY[FixAction.RECONCILE_ROLES]))
 
     for index, action in enumerate(_SECRET_FIXES):
         if action not in by_action:

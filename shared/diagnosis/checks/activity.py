@@ -37,7 +37,7 @@ _RG = "/resourcegroups/"
 
 
 def _iso(moment: datetime) -> str:
-    return moment.isoformat().replace("+00:00", "Z")
+    return moment.isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
 def _event(e: ActivityEvent) -> dict[str, Any]:
@@ -178,6 +178,8 @@ async def check_activity_log(facts: Facts) -> list[Finding]:
             evidence={"subscription_id": sub, "since": _iso(since), "failed_count": len(other),
                       "by_action": dict(by_action.most_common()), "events": [_event(e) for e in other[:MAX_EVENTS]],
                       "caller_filter": caller,
+                      # every failure is an authorization failure: the role repair settles them (see plan.py)
+                      "settled_by_roles": all(e.error_code in _FIXED_BY_A_ROLE for e in other),
                       "ignored_as_history": len(history),
                       "last_fixing_changes": {k: _iso(v) for k, v in changes.items()}},
             params={**facts.params(), "subscription_id": sub, "principal_id": principal,
