@@ -133,6 +133,7 @@ module identity 'br/public:avm/res/managed-identity/user-assigned-identity:0.4.1
   name: 'identity'
   scope: rg
   params: {
+    enableTelemetry: false // no usage-telemetry deployment for Microsoft
     name: '${abbrs.managedIdentityUserAssignedIdentities}remediator-${resourceToken}'
     location: location
     tags: tags
@@ -145,6 +146,7 @@ module storage 'br/public:avm/res/storage/storage-account:0.8.3' = {
   name: 'storage'
   scope: rg
   params: {
+    enableTelemetry: false // no usage-telemetry deployment for Microsoft
     name: '${abbrs.storageStorageAccounts}${resourceToken}'
     location: location
     tags: tags
@@ -182,6 +184,7 @@ module logAnalytics 'br/public:avm/res/operational-insights/workspace:0.7.0' = {
   name: 'logAnalytics'
   scope: rg
   params: {
+    enableTelemetry: false // no usage-telemetry deployment for Microsoft
     name: '${abbrs.operationalInsightsWorkspaces}${resourceToken}'
     location: location
     tags: tags
@@ -193,6 +196,7 @@ module appInsights 'br/public:avm/res/insights/component:0.4.1' = {
   name: 'appInsights'
   scope: rg
   params: {
+    enableTelemetry: false // no usage-telemetry deployment for Microsoft
     name: '${abbrs.insightsComponents}${resourceToken}'
     location: location
     tags: tags
@@ -219,6 +223,7 @@ module plan 'br/public:avm/res/web/serverfarm:0.1.1' = {
   name: 'plan'
   scope: rg
   params: {
+    enableTelemetry: false // no usage-telemetry deployment for Microsoft
     name: '${abbrs.webServerFarms}${resourceToken}'
     location: location
     tags: tags

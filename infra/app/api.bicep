@@ -77,6 +77,7 @@ var authSettings = empty(authClientId) ? {} : {
 module site 'br/public:avm/res/web/site:0.15.1' = {
   name: '${name}-site'
   params: {
+    enableTelemetry: false // no usage-telemetry deployment for Microsoft
     kind: 'functionapp,linux'
     name: name
     location: location
