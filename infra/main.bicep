@@ -83,7 +83,7 @@ param pythonTelemetry bool = true
 
 // -- optional parts ---------------------------------------------------------------------------------------
 
-@description('Resource ids of CycleCloud VMs reached with the runcommand transport (or in managed_identity mode). Each gets a Run Command-only custom role for the identity, on that VM alone.')
+@description('More CycleCloud VM resource ids that need Run Command (the VMs of targets with the runcommand transport are found in the targets already). Each gets a Run Command-only custom role for the identity, on that VM alone.')
 param runCommandVmResourceIds array = []
 
 @description('Grant Microsoft Graph Application.ReadWrite.OwnedBy (and Policy.Read.ApplicationConfiguration) to the identity with the Graph Bicep extension. Needs a deployer with Privileged Role Administrator; otherwise leave false and run infra/scripts/grant-graph-permissions.sh as the Entra admin.')
@@ -120,6 +120,9 @@ var privilegedRoleIds = [
   'f58310d9-a9f6-439a-9e8d-f62e7b41a168'
 ]
 var allowedRoleIds = filter(map(requestedRoleIds, r => toLower(r)), r => !contains(privilegedRoleIds, r))
+// Run Command only where the runcommand transport is used, on exactly those VMs.
+var runCommandTargets = filter(targets, t => (t.?cyclecloud.?transport ?? 'rest') == 'runcommand')
+var runCommandVmIds = union(map(runCommandTargets, t => t.vm_resource_id), runCommandVmResourceIds)
 
 resource rg 'Microsoft.Resources/resourceGroups@2024-03-01' = {
   name: !empty(resourceGroupName) ? resourceGroupName : '${abbrs.resourcesResourceGroups}${environmentName}'
@@ -307,7 +310,7 @@ module targetAccess 'app/target-access.bicep' = [
 // one at a time: VMs in one subscription share the custom role definition
 @batchSize(1)
 module vmAccess 'app/vm-access.bicep' = [
-  for vmId in runCommandVmResourceIds: {
+  for vmId in runCommandVmIds: {
     name: 'vm-access-${take(uniqueString(vmId), 8)}'
     scope: subscription(split(vmId, '/')[2])
     params: {

@@ -350,6 +350,15 @@ def test_custom_roles_carry_only_run_command_and_operation_status() -> None:
     assert on_vm["scope"] == "vm"  # the VM itself, not its resource group
 
 
+def test_run_command_goes_only_to_the_vms_of_runcommand_targets() -> None:
+    main = (INFRA / "main.bicep").read_text()
+    assert "var runCommandTargets = filter(targets, t => (t.?cyclecloud.?transport ?? 'rest') == 'runcommand')" in main
+    loop = body(parsed("main.bicep")["modules"]["vmAccess"])
+    assert parsed("main.bicep")["modules"]["vmAccess"]["config"]["loop_type"]["detail"]["array_name"] == \
+        "runCommandVmIds"
+    assert loop["params"]["vmName"]  # one module per VM, assigning on that VM (see vm-role-assignment.bicep)
+
+
 def _grants_table() -> str:
     text = DEPLOY_DOC.read_text()
     start = text.index("## What the identity may do")
