@@ -648,3 +648,34 @@ def test_outputs_read_from_local_modules_exist() -> None:
         used = set(re.findall(rf"\b{name}(?:\[[^\]]*\])?\.outputs\.(\w+)", (INFRA / caller).read_text()))
         declared = set(parsed(target).get("outputs") or {})
         assert used <= declared, f"{caller}: {name}.outputs.{sorted(used - declared)} not declared in {target}"
+
+
+# -- 9. the deploy guide: its shell is valid and every value it sets is one the templates read -----------
+
+
+def _code_blocks(language: str) -> list[str]:
+    return re.findall(rf"```{language}\n(.*?)```", DEPLOY_DOC.read_text(), re.DOTALL)
+
+
+def test_the_guides_bash_blocks_are_valid_shell() -> None:
+    blocks = _code_blocks("bash")
+    assert len(blocks) >= 6
+    for block in blocks:
+        # dedent the blocks nested in list items; `bash -n` parses without running anything
+        text = "\n".join(line[3:] if line.startswith("   ") else line for line in block.splitlines())
+        done = subprocess.run([shutil.which("bash") or "/bin/bash", "-n"], input=text, capture_output=True,
+                              text=True, timeout=30, check=False)
+        assert done.returncode == 0, (done.stderr, text[:200])
+
+
+def test_every_value_the_guide_sets_is_read_by_the_templates() -> None:
+    mapped = json.loads((INFRA / "main.parameters.json").read_text())["parameters"]
+    read = {re.match(r"\$\{([A-Z_]+)", entry["value"]).group(1)  # type: ignore[union-attr]
+            for entry in mapped.values()}
+    azd_own = {"AZURE_LOCATION", "AZURE_SUBSCRIPTION_ID"}
+    set_in_guide = set(re.findall(r"azd env set ([A-Z_]+)", DEPLOY_DOC.read_text()))
+    assert set_in_guide and set_in_guide <= read | azd_own, set_in_guide - read - azd_own
+    table = DEPLOY_DOC.read_text().split("## Settings", 1)[1]
+    for name in read - {"AZURE_ENV_NAME", "AZURE_LOCATION", "AZURE_PRINCIPAL_ID", "AZURE_PRINCIPAL_TYPE",
+                        "AZURE_RESOURCE_GROUP_NAME"}:
+        assert f"`{name}`" in table, f"document {name} in docs/deploy.md 'Settings'"
