@@ -68,6 +68,8 @@ def syntax_errors(files: Iterable[Path]) -> dict[str, str]:
 
 def run_checkov(checkov: Path = DEFAULT_CHECKOV, directory: Path = INFRA) -> dict[str, Any]:
     """checkov's JSON report for `directory` (skips from infra/.checkov.yaml), run offline."""
+    if not checkov.is_file():
+        raise SystemExit(f"{checkov} is missing: run `make infra-check`, which creates .venv-checkov")
     env = {**os.environ, **CHECKOV_OFFLINE_ENV}
     command = [str(checkov), "--config-file", str(INFRA / ".checkov.yaml"), "--directory", str(directory),
                "--framework", "bicep", "--skip-download", "--output", "json", "--quiet", "--compact"]
