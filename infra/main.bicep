@@ -109,7 +109,7 @@ var deploymentContainerName = 'app-package-${take(resourceToken, 12)}'
 var contributorRoleId = 'b24988ac-6180-42a0-ab88-20f7382dd24c'
 
 // Subscriptions the product diagnoses and repairs, and the roles it may assign there (from the targets).
-var targetSubscriptionIds = union(flatten(map(targets, t => t.subscription_ids)), [])
+var targetSubscriptionIds = union(map(flatten(map(targets, t => t.subscription_ids)), s => toLower(s)), [])
 var targetRoleIds = union(flatten(map(targets, t => t.?roles ?? [contributorRoleId])), [])
 var requestedRoleIds = empty(assignableRoleIds) ? targetRoleIds : assignableRoleIds
 // Privileged roles never enter the allowlist, whatever a target says: Owner, User Access Administrator,
@@ -317,7 +317,7 @@ module vmAccess 'app/vm-access.bicep' = [
       identityPrincipalId: identity.outputs.principalId
       vmResourceGroupName: split(vmId, '/')[4]
       vmName: last(split(vmId, '/'))
-      readOperationStatus: !contains(targetSubscriptionIds, split(vmId, '/')[2])
+      readOperationStatus: !contains(targetSubscriptionIds, toLower(split(vmId, '/')[2]))
     }
   }
 ]
