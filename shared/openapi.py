@@ -305,7 +305,8 @@ def openapi_document() -> dict[str, Any]:
             "/operations/{operationId}": {"get": _operation(
                 r.OPERATION, "operationStatus", "A long-running operation: its state and, when finished, the outcome",
                 {"200": _json(_ref("Operation"), "the operation (Retry-After while running)",
-                              {"Retry-After": {"$ref": "#/components/headers/Retry-After"}}),
+                              {"Retry-After": {"required": False, "description": "while running: seconds until "
+                                               "the next attempt", "schema": {"type": "integer", "minimum": 0}}}),
                  **_errors(400, 404, 500, 502)},
                 [{"$ref": "#/components/parameters/operationId"}])},
             "/targets/{target}/validate": {"post": _operation(
