@@ -19,6 +19,9 @@ param location string
 @description('Object id of the person running azd (AZURE_PRINCIPAL_ID). Gets Key Vault Secrets Officer on the vault so they can store the CycleCloud secrets. Empty: no access for people.')
 param operatorPrincipalId string = ''
 
+@description('Give operatorPrincipalId Key Vault Secrets Officer on the vault (to store the first secrets). Turn off once they are stored.')
+param operatorVaultAccess bool = true
+
 @description('Principal type of operatorPrincipalId: User (azd up from a laptop) or ServicePrincipal (a pipeline).')
 @allowed(['User', 'ServicePrincipal', 'Group'])
 param operatorPrincipalType string = 'User'
@@ -287,7 +290,7 @@ module rbac 'app/rbac.bicep' = {
     storageAccountName: storage.outputs.name
     applicationInsightsName: appInsights.outputs.name
     vaultName: vault.outputs.name
-    operatorPrincipalId: operatorPrincipalId
+    operatorPrincipalId: operatorVaultAccess ? operatorPrincipalId : ''
     operatorPrincipalType: operatorPrincipalType
   }
 }
