@@ -8,6 +8,8 @@ import logging
 import shutil
 import subprocess
 from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -212,3 +214,174 @@ def test_edit_script_really_runs_against_a_stand_in_cli(tmp_path: pytest.TempPat
     missing = subprocess.run([BASH, "-c", "\n".join(show_script())], env=env, text=True, capture_output=True,
                              check=False)
     assert missing.returncode == 3 and "CCR-RESULT account-missing" in missing.stdout
+
+
+# -- hardening: read-only probe, hygiene the twin enforces, and the script itself under bash ---------------------
+
+
+def _recording(twin: Twin) -> list[str]:
+    """Record every script the twin's VM runs (ARM deletes the run commands afterwards)."""
+    scripts: list[str] = []
+    original = twin.run_command_executor
+
+    def record(vm: object, script: list[str], params: object, protected: object) -> tuple[int, str, str]:
+        scripts.append("\n".join(script))
+        return original(vm, script, params, protected)  # type: ignore[arg-type]
+
+    twin.run_command_executor = record
+    return scripts
+
+
+async def test_probe_never_runs_account_edit_unless_dry_run_is_declared(twin: Twin, cc: CycleCloudClient) -> None:
+    from shared.adapters.compute import ComputeAdapter
+    from shared.adapters.cyclecloud.runcommand import RunCommandTransport
+
+    scripts = _recording(twin)
+    cc_server(twin).ignores_dry_run = True
+    result = await cc.probe()
+    assert result.ok and result.check("update_path").status is CheckStatus.SKIPPED
+    assert "supports_dry_run" in result.check("update_path").detail
+    assert scripts and not any("account edit" in s for s in scripts)
+
+    scripts.clear()
+    cc_server(twin).ignores_dry_run = False
+    async with AppContext.from_environment() as ctx:
+        declared = RunCommandTransport(TARGET, "azure", VM_ID, ComputeAdapter(ctx.clients), supports_dry_run=True)
+        checks = {c.name: c for c in await declared.probe()}
+    assert checks["update_path"].status is CheckStatus.OK
+    assert any("account edit \"$CC_ACCOUNT\" --dry-run" in s for s in scripts)
+
+
+def _break(script: list[str], old: str, new: str) -> list[str]:
+    text = "\n".join(script)
+    assert old in text, old
+    return text.replace(old, new).split("\n")
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "problem"),
+    [
+        ("base=/dev/shm", "base=/tmp", "memory-backed storage"),
+        ("-mmin +", "-newer /x -mmin +", "stale work directories"),
+        ("timeout --kill-after=5 90 cyclecloud account edit", "cyclecloud account edit", "not bounded by `timeout`"),
+        ('print_error "$work/edit.txt";', 'cat "$work/edit.txt" >&2;', "copies the CLI's output"),
+        ("allowed = [", "fields = [", "allow-list of fields"),
+        ("umask 077", "umask 022", "umask 077"),
+    ],
+)
+def test_the_twin_refuses_a_script_that_breaks_a_promise(twin: Twin, world: World, old: str, new: str,
+                                                        problem: str) -> None:
+    twin.load(world.scenario())
+    vm = twin.state.vm(VM_ID)
+    assert vm is not None
+    code, _, err = twin.run_command_executor(vm, _break(edit_script(), old, new), {"CC_ACCOUNT": "azure"},
+                                             {"CC_NEW_SECRET": NEW_SECRET})
+    assert code == 90 and problem in err, err
+    assert cc_server(twin).accounts["azure"]["AzureRMApplicationSecret"] == CURRENT_SECRET
+
+
+def test_the_twin_prints_only_the_allow_listed_fields(twin: Twin, world: World) -> None:
+    twin.load(world.scenario())
+    vm = twin.state.vm(VM_ID)
+    assert vm is not None
+    code, out, _ = twin.run_command_executor(vm, show_script(), {"CC_ACCOUNT": "azure"}, {})
+    record = json.loads(out.splitlines()[0].removeprefix("CCR-ACCOUNT "))
+    assert code == 0 and "RMStorageAccount" not in record and "LockerAuthMode" not in record
+    assert record["AzureRMApplicationId"] == APP_ID and record["AzureRMApplicationSecret"] == "Abc********"
+
+
+def _stand_in(base: Path, cli: str = FAKE_CLI, record: dict[str, Any] | None = None) -> dict[str, str]:
+    import os
+
+    from tests.world import account_record
+
+    (base / "bin").mkdir(exist_ok=True)
+    path = base / "bin" / "cyclecloud"
+    path.write_text(cli)
+    path.chmod(0o755)
+    store = base / "store.json"
+    store.write_text(json.dumps(record or account_record()))
+    return {"PATH": f"{base / 'bin'}:{os.environ['PATH']}", "FAKE_STORE": str(store), "CC_ACCOUNT": "azure",
+            "CC_NEW_SECRET": NEW_SECRET, "TMPDIR": str(base)}
+
+
+def _bash(script: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([BASH, "-c", "\n".join(script)], env=env, text=True, capture_output=True, check=False,
+                          timeout=60)
+
+
+needs_tools = pytest.mark.skipif(
+    not (shutil.which("bash") and shutil.which("python3") and shutil.which("shred") and shutil.which("timeout")),
+    reason="needs bash, python3, shred and timeout")
+
+
+@needs_tools
+def test_the_work_directory_is_in_dev_shm_and_stale_ones_are_shredded(tmp_path: Path) -> None:
+    import os
+    import uuid
+
+    shm = Path("/dev/shm")
+    base = shm if shm.is_dir() and os.access(shm, os.W_OK) else tmp_path
+    stale = base / f"ccr-cc.test{uuid.uuid4().hex[:8]}"
+    fresh = base / f"ccr-cc.test{uuid.uuid4().hex[:8]}"
+    for directory in (stale, fresh):
+        directory.mkdir()
+        (directory / "account.json").write_text('{"AzureRMApplicationSecret": "left-behind"}')
+    old = os.stat(stale).st_mtime - 20 * 60
+    os.utime(stale / "account.json", (old, old))
+    os.utime(stale, (old, old))
+    env = _stand_in(tmp_path)
+    try:
+        run = _bash(edit_script(), env)
+        assert run.returncode == 0, run.stderr
+        assert not stale.exists(), "a killed run's directory older than 10 minutes is removed"
+        assert fresh.exists(), "a directory that may belong to a run in progress is left alone"
+        work = Path((tmp_path / "store.json.work").read_text())
+        assert work.parent == base and work.name.startswith("ccr-cc.") and not work.exists()
+    finally:
+        for directory in (stale, fresh):
+            shutil.rmtree(directory, ignore_errors=True)
+
+
+LEAKY_CLI = FAKE_CLI.replace(
+    'elif args[:2] == ["account", "edit"]:\n',
+    'elif args[:2] == ["account", "edit"]:\n'
+    '    secret = json.load(open(args[args.index("-f") + 1]))["AzureRMApplicationSecret"]\n'
+    '    print("Error: Invalid Azure credentials provided for secret " + secret)\n'
+    '    print("old one was " + record["AzureRMApplicationSecret"] + " and Zz9Q~another-secret-shaped-value")\n'
+    '    for i in range(10): print("trace line %d" % i)\n'
+    '    sys.exit(1)\n')
+
+
+@needs_tools
+def test_cli_errors_are_sanitised_before_they_reach_the_instance_view(tmp_path: Path) -> None:
+    run = _bash(edit_script(), _stand_in(tmp_path, LEAKY_CLI))
+    assert run.returncode == 5 and "CCR-RESULT edit-rejected" in run.stdout
+    assert "Invalid Azure credentials provided" in run.stderr and "***" in run.stderr
+    assert_no_secrets(run.stdout + run.stderr, [NEW_SECRET, CURRENT_SECRET, "Zz9Q~another-secret-shaped-value"])
+    assert len(run.stderr.strip().splitlines()) <= 5
+
+
+@needs_tools
+def test_the_account_is_printed_as_an_allow_list(tmp_path: Path) -> None:
+    from tests.world import account_record
+
+    record = {**account_record(), "LockerPassword": "Locker-password-value-1"}
+    run = _bash(show_script(), _stand_in(tmp_path, record=record))
+    assert run.returncode == 0, run.stderr
+    shown = json.loads(run.stdout.splitlines()[0].removeprefix("CCR-ACCOUNT "))
+    assert "LockerPassword" not in shown and "Locker-password-value-1" not in run.stdout
+    assert shown["AzureRMApplicationSecret"] == "Abc********" and shown["AzureRMApplicationId"] == APP_ID
+
+
+@needs_tools
+def test_a_hanging_cli_call_is_stopped_and_reported(tmp_path: Path) -> None:
+    from shared.adapters.cyclecloud.runcommand import EXIT_CLI_TIMEOUT
+
+    env = _stand_in(tmp_path, "#!/bin/sh\nsleep 30\n")
+    real_timeout = shutil.which("timeout")
+    # the script's own bound is 90 s; a stand-in `timeout` shortens it to 1 s and keeps real timeout semantics
+    (tmp_path / "bin" / "timeout").write_text(f'#!/bin/sh\nshift 2\nexec {real_timeout} --kill-after=1 1 "$@"\n')
+    (tmp_path / "bin" / "timeout").chmod(0o755)
+    run = _bash(show_script(), env)
+    assert run.returncode == EXIT_CLI_TIMEOUT and "CCR-RESULT cli-timeout" in run.stdout

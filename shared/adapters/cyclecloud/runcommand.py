@@ -3,12 +3,24 @@
 
 The script is generated here and is the same for every target; values arrive as Run Command parameters, which
 the VM agent exposes as environment variables: `CC_ACCOUNT` (plain) and `CC_NEW_SECRET` (a protected
-parameter: never stored by ARM, never shown in the instance view). The script writes the account file with
-umask 077 in a private temp directory, shreds it, and prints only the masked record. Its output contract:
+parameter: never stored by ARM, never shown in the instance view). What the script promises (the twin checks
+each of these, so a regression fails a test):
 
-    CCR-ACCOUNT <json>     the account record, secret reduced to its 3-character hint
-    CCR-RESULT <word>      shown | edited | dry-run-ok | account-missing | edit-rejected
-    exit 0 ok, 3 account missing, 4 the CLI failed, 5 CycleCloud rejected the edit (its message on stderr)
+- the account file (it holds the secret) lives in memory-backed storage (`/dev/shm`; the temp directory only
+  where /dev/shm is absent), in a private directory created with umask 077, and is shredded on exit;
+- work directories of runs killed before their cleanup (older than STALE_MINUTES) are shredded first;
+- every CLI call is bounded by `timeout` (TERM after CLI_TIMEOUT_SECONDS, KILL 5 s later), so the calls of one
+  script fit in the Run Command's own limit;
+- nothing the CLI prints is copied to the output (the instance view keeps it): the account is printed as an
+  allow-list of fields with the secret reduced to its hint, and a CLI error as at most 5 short lines with every
+  secret value and anything shaped like a client secret masked.
+
+Output contract:
+
+    CCR-ACCOUNT <json>     the allow-listed fields of the account record, secret reduced to its 3-character hint
+    CCR-RESULT <word>      shown | edited | dry-run-ok | account-missing | edit-rejected | cli-timeout
+    exit 0 ok, 3 account missing, 4 the CLI failed, 5 CycleCloud rejected the edit (its message on stderr),
+    6 a CLI call timed out
 """
 
 from __future__ import annotations
@@ -25,43 +37,91 @@ from .errors import (
     CycleCloudRunCommandError,
     CycleCloudUpdateRejectedError,
 )
-from .models import CheckStatus, ProbeCheck
+from .models import SECRET_FIELD, CheckStatus, ProbeCheck
 
 logger = logging.getLogger(__name__)
 
+CLI_TIMEOUT_SECONDS = 90  # per CLI call; an edit script makes three calls, within RUN_COMMAND_TIMEOUT_SECONDS
+CLI_KILL_AFTER_SECONDS = 5
 RUN_COMMAND_TIMEOUT_SECONDS = 300
-EXIT_ACCOUNT_MISSING, EXIT_CLI_FAILED, EXIT_EDIT_REJECTED = 3, 4, 5
+STALE_MINUTES = 10  # a work directory this old belongs to a run that was killed (runs end within 5 minutes)
+WORK_PREFIX = "ccr-cc."
+EXIT_ACCOUNT_MISSING, EXIT_CLI_FAILED, EXIT_EDIT_REJECTED, EXIT_CLI_TIMEOUT = 3, 4, 5, 6
+# the only account fields that leave the VM (what the product reads: identity of the credential, not secrets)
+ACCOUNT_FIELDS = ("Name", "Provider", "ProviderId", "Location", "AzureRMTenantId", "AzureRMApplicationId",
+                  "AzureRMSubscriptionId", "AzureRMUseManagedIdentity")
+
+_CLI = f"timeout --kill-after={CLI_KILL_AFTER_SECONDS} {CLI_TIMEOUT_SECONDS} cyclecloud"
 
 _PRELUDE = [
     "#!/bin/bash",
     "# CycleCloud Credential Remediator (generated). Values arrive as Run Command parameters:",
-    "# CC_ACCOUNT (plain) and CC_NEW_SECRET (protected). Nothing here echoes the secret.",
+    "# CC_ACCOUNT (plain) and CC_NEW_SECRET (protected). Nothing here echoes the secret or the CLI's output.",
     "set -euo pipefail",
     "umask 077",
-    'work="$(mktemp -d)"',
+    "# the account file holds the secret: memory-backed storage, never disk unless /dev/shm is absent",
+    "base=/dev/shm",
+    'if [ ! -d "$base" ] || [ ! -w "$base" ]; then base="${TMPDIR:-/tmp}"; fi',
+    f"# work directories of runs killed before their cleanup (older than {STALE_MINUTES} minutes)",
+    f"find \"$base\" -maxdepth 1 -type d -name '{WORK_PREFIX}*' -mmin +{STALE_MINUTES} -print0 2>/dev/null |",
+    "  while IFS= read -r -d '' old; do find \"$old\" -type f -exec shred -u {} + 2>/dev/null || true;"
+    ' rm -rf "$old"; done || true',
+    f'work="$(mktemp -d "$base/{WORK_PREFIX}XXXXXXXX")"',
     "trap 'find \"$work\" -type f -exec shred -u {} + 2>/dev/null || true; rm -rf \"$work\"' EXIT",
+    "# a CLI message, sanitised: every secret value and anything shaped like a client secret masked, 5 lines",
+    "print_error() {",
+    "  python3 - \"$1\" \"$work/account.json\" <<'PY' >&2",
+    "import json, os, re, sys",
+    'text = open(sys.argv[1], errors="replace").read()',
+    'values = [os.environ.get("CC_NEW_SECRET") or ""]',
+    "try:",
+    f'    values.append(str(json.load(open(sys.argv[2])).get("{SECRET_FIELD}") or ""))',
+    "except (OSError, ValueError):",
+    "    pass",
+    "for value in sorted(values, key=len, reverse=True):",
+    "    if len(value.strip()) >= 6:",
+    '        text = text.replace(value, "***").replace(value.strip(), "***")',
+    'text = re.sub(r"[0-9A-Za-z._~-]*[0-9]Q~[0-9A-Za-z._~-]{10,}", "***", text)',
+    'print("\\n".join([line.strip()[:300] for line in text.splitlines() if line.strip()][:5]))',
+    "PY",
+    "}",
+]
+
+
+def _run_cli(args: str, output: str) -> str:
+    """One bounded CLI call; its exit status lands in `rc` (the script must not stop at `set -e`)."""
+    return f'rc=0; {_CLI} {args} >"$work/{output}" 2>&1 || rc=$?'
+
+
+_TIMED_OUT = [
+    f'  if [ "$rc" -eq 124 ] || [ "$rc" -eq 137 ]; then echo "CCR-RESULT cli-timeout"; exit {EXIT_CLI_TIMEOUT}; fi',
 ]
 # `account show -o` writes the account's definition (secret included, on the VM only) to the private file
 _SHOW = [
-    'if ! cyclecloud account show "$CC_ACCOUNT" -o "$work/account.json" >"$work/show.txt" 2>&1; then',
-    '  if grep -qi "not found" "$work/show.txt"; then echo "CCR-RESULT account-missing"; exit 3; fi',
-    '  cat "$work/show.txt" >&2; exit 4',
+    _run_cli('account show "$CC_ACCOUNT" -o "$work/account.json"', "show.txt"),
+    'if [ "$rc" -ne 0 ]; then',
+    *_TIMED_OUT,
+    f'  if grep -qi "not found" "$work/show.txt"; then echo "CCR-RESULT account-missing"; exit {EXIT_ACCOUNT_MISSING};'
+    " fi",
+    f'  print_error "$work/show.txt"; exit {EXIT_CLI_FAILED}',
     "fi",
 ]
-_PRINT_MASKED = [
+_PRINT_ACCOUNT = [  # an allow-list of fields: nothing else from the definition reaches the output
     "python3 - \"$work/account.json\" <<'PY'",
     "import json, sys",
+    f"allowed = {json.dumps(list(ACCOUNT_FIELDS))}",
     "record = json.load(open(sys.argv[1]))",
-    'secret = record.get("AzureRMApplicationSecret") or ""',
-    'record["AzureRMApplicationSecret"] = secret[:3] + "*" * 8 if secret.strip() else ""',
-    'print("CCR-ACCOUNT " + json.dumps(record))',
+    "shown = {key: record[key] for key in allowed if key in record}",
+    f'secret = record.get("{SECRET_FIELD}") or ""',
+    f'shown["{SECRET_FIELD}"] = secret[:3] + "*" * 8 if isinstance(secret, str) and secret.strip() else ""',
+    'print("CCR-ACCOUNT " + json.dumps(shown))',
     "PY",
 ]
 _SET_SECRET = [  # only the secret changes; every other field stays as CycleCloud has it
     "python3 - \"$work/account.json\" <<'PY'",
     "import json, os, sys",
     "record = json.load(open(sys.argv[1]))",
-    'record["AzureRMApplicationSecret"] = os.environ["CC_NEW_SECRET"]',
+    f'record["{SECRET_FIELD}"] = os.environ["CC_NEW_SECRET"]',
     'json.dump(record, open(sys.argv[1], "w"))',
     "PY",
 ]
@@ -70,33 +130,40 @@ _SET_SECRET = [  # only the secret changes; every other field stays as CycleClou
 def _edit(dry_run: bool) -> list[str]:
     flag = " --dry-run" if dry_run else ""
     return [
-        f'if ! cyclecloud account edit "$CC_ACCOUNT"{flag} -f "$work/account.json" >"$work/edit.txt" 2>&1; then',
-        '  shred -u "$work/account.json"; echo "CCR-RESULT edit-rejected"; cat "$work/edit.txt" >&2; exit 5',
+        _run_cli(f'account edit "$CC_ACCOUNT"{flag} -f "$work/account.json"', "edit.txt"),
+        'if [ "$rc" -ne 0 ]; then',
+        *_TIMED_OUT,
+        f'  print_error "$work/edit.txt"; shred -u "$work/account.json"; echo "CCR-RESULT edit-rejected";'
+        f" exit {EXIT_EDIT_REJECTED}",
         "fi",
     ]
 
 
 def show_script() -> list[str]:
-    return [*_PRELUDE, *_SHOW, *_PRINT_MASKED, 'echo "CCR-RESULT shown"']
+    return [*_PRELUDE, *_SHOW, *_PRINT_ACCOUNT, 'echo "CCR-RESULT shown"']
 
 
 def dry_run_script() -> list[str]:
-    """`account edit --dry-run` with the account's current definition: validates, changes nothing."""
+    """`account edit --dry-run` with the account's current definition: validates, changes nothing - on a CLI
+    that honours --dry-run, which is why the probe sends it only when the target declares supports_dry_run."""
     return [*_PRELUDE, *_SHOW, *_edit(dry_run=True), 'shred -u "$work/account.json"', 'echo "CCR-RESULT dry-run-ok"']
 
 
 def edit_script() -> list[str]:
     return [*_PRELUDE, *_SHOW, *_SET_SECRET, *_edit(dry_run=False), 'shred -u "$work/account.json"',
-            *_SHOW, *_PRINT_MASKED, 'echo "CCR-RESULT edited"']
+            *_SHOW, *_PRINT_ACCOUNT, 'echo "CCR-RESULT edited"']
 
 
 class RunCommandTransport:
     name = "runcommand"
 
-    def __init__(self, target_name: str, account: str, vm_resource_id: str, compute: Any) -> None:
+    def __init__(self, target_name: str, account: str, vm_resource_id: str, compute: Any, *,
+                 supports_dry_run: bool = False) -> None:
         self.target_name = target_name
         self.account = account
         self.vm_resource_id = vm_resource_id
+        # only then does the probe run `account edit --dry-run`: a CLI that ignored the flag would apply the edit
+        self.supports_dry_run = supports_dry_run
         self.description = f"VM {vm_resource_id.rsplit('/', 1)[-1]} (Run Command)"
         self._compute = compute  # shared.adapters.compute.ComputeAdapter
 
@@ -171,6 +238,11 @@ class RunCommandTransport:
         ok = [ProbeCheck("reachable", CheckStatus.OK, f"Run Command ran on {self.description}"),
               ProbeCheck("login", CheckStatus.OK, "the CycleCloud CLI on the VM is initialised"),
               ProbeCheck("account", CheckStatus.OK, f"account '{self.account}' found")]
+        if not self.supports_dry_run:
+            return result(*ok, ProbeCheck(
+                "update_path", CheckStatus.SKIPPED,
+                "not checked: `cyclecloud account edit` is only run to rotate (read-only probe; set "
+                "cyclecloud.supports_dry_run: true if this CLI honours `account edit --dry-run`)"))
         try:
             exit_code, _, stderr = await self._run("dryrun", dry_run_script())
         except RemediatorError as exc:
@@ -207,6 +279,11 @@ def _record(stdout: str, target: str) -> dict[str, Any]:
 
 
 def _run_command_fix(exit_code: int) -> str:
+    if exit_code == EXIT_CLI_TIMEOUT:
+        return (f"A `cyclecloud` call on the VM did not finish within {CLI_TIMEOUT_SECONDS} s and was stopped. Check "
+                "that cycle_server is running and responsive (`/opt/cycle_server/cycle_server status`); an "
+                "interrupted `account edit` may or may not have been applied, so read the account back before "
+                "relying on either secret.")
     if exit_code == 127:
         return ("Install and initialise the CycleCloud CLI for root on the CycleCloud VM (`cyclecloud initialize "
                 "--batch ...`), so `cyclecloud` is on root's PATH.")

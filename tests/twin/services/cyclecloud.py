@@ -276,8 +276,9 @@ class CycleCloudService(Service):
 
         The script contract (shared/adapters/cyclecloud/runcommand.py): `CC_ACCOUNT` names the account, the new
         secret arrives only in the protected parameter `CC_NEW_SECRET`; the script prints `CCR-ACCOUNT <json>`
-        (secret masked) and `CCR-RESULT <word>`; exit 3 = account missing, 5 = edit rejected. The twin also
-        checks the hygiene the script promises and fails loudly (exit 90) when it is broken.
+        (the allow-listed fields, secret masked) and `CCR-RESULT <word>`; exit 3 = account missing, 5 = edit
+        rejected. The twin also checks the hygiene the script promises (see `script_hygiene_problem`) and
+        fails loudly (exit 90) when it is broken.
         """
         plain, protected = _as_dict(parameters), _as_dict(protected_parameters)
         text = "\n".join(script)
@@ -289,8 +290,10 @@ class CycleCloudService(Service):
         edit = re.search(r'cyclecloud account edit "\$CC_ACCOUNT" -f "\$work/account\.json"', text)
         if not show:
             return 91, "", "twin: the script does not run `cyclecloud account show` the way the contract says"
-        if (edit or dry_run) and not ("umask 077" in text and "shred -u" in text):
-            return 90, "", "twin: the script writes the account file without umask 077 / shred -u"
+        problem = script_hygiene_problem(text)
+        if problem:
+            return 90, "", f"twin: {problem}"
+        allowed = _allowed_fields(text) or []
         if edit and ("CC_NEW_SECRET" not in text or "CC_NEW_SECRET" not in protected):
             return 90, "", "twin: the new secret must come from the protected parameter CC_NEW_SECRET"
         host = (vm.cyclecloud_host or "").lower()
@@ -315,8 +318,48 @@ class CycleCloudService(Service):
                 with self.state.lock:
                     server.accounts[account] = record
         result = "edited" if edit else "shown"
-        shown = masked(record, fully=server.masks_secret_fully)
+        full = masked(record, fully=server.masks_secret_fully)
+        shown = {key: full[key] for key in allowed if key in full} | {SECRET_FIELD: full.get(SECRET_FIELD, "")}
         return 0, f"CCR-ACCOUNT {json.dumps(shown)}\nCCR-RESULT {result}\n", ""
+
+
+_CLI_CALL = re.compile(r"^(?!\s*#).*\bcyclecloud account\b.*$", re.MULTILINE)
+_BOUNDED_CLI_CALL = re.compile(r"\btimeout (?:--kill-after=\d+ )?\d+ cyclecloud account\b")
+_STALE_CLEANUP = re.compile(r"""find "\$base" -maxdepth 1 -type d -name '(?P<prefix>[^'*]+)\*' -mmin \+\d+""")
+_COPIES_CLI_OUTPUT = re.compile(r"\b(?:cat|head|tail|tee|less|more)\b[^\n]*\$work/\w+\.txt")
+_ALLOW_LIST = re.compile(r"^allowed = (\[.*\])$", re.MULTILINE)
+
+
+def script_hygiene_problem(text: str) -> str | None:
+    """What the Run Command script promises about the secret file, the CLI and the output; None when kept."""
+    if not ("umask 077" in text and "shred -u" in text):
+        return "the script writes the account file without umask 077 / shred -u"
+    if "base=/dev/shm" not in text or 'mktemp -d "$base/' not in text:
+        return "the account file is not kept in memory-backed storage (/dev/shm)"
+    cleanup = _STALE_CLEANUP.search(text)
+    if cleanup is None or f'mktemp -d "$base/{cleanup.group("prefix")}' not in text:
+        return "the script does not clean up stale work directories of killed runs (its own prefix, by age)"
+    unbounded = [line.strip() for line in _CLI_CALL.findall(text) if not _BOUNDED_CLI_CALL.search(line)]
+    if unbounded:
+        return f"a CLI call is not bounded by `timeout`: {unbounded[0][:80]}"
+    if _COPIES_CLI_OUTPUT.search(text):
+        return "the script copies the CLI's output (which may hold the secret) into the instance view"
+    if "CCR-ACCOUNT" in text and _allowed_fields(text) is None:
+        return "the account is not printed through an allow-list of fields"
+    return None
+
+
+def _allowed_fields(text: str) -> list[str] | None:
+    found = _ALLOW_LIST.search(text)
+    if found is None:
+        return None
+    try:
+        fields = json.loads(found.group(1))
+    except ValueError:
+        return None
+    if not isinstance(fields, list) or SECRET_FIELD in fields:
+        return None
+    return [str(f) for f in fields]
 
 
 def _as_dict(value: Any) -> dict[str, str]:
