@@ -231,3 +231,59 @@ def test_a_failing_final_validation_keeps_the_actions_and_says_what_to_call() ->
     assert [a.outcome for a in result.actions] == [Outcome.APPLIED]
     assert result.after is None and result.result is Result.PARTIALLY_FIXED and result.http_status == 200
     assert "upstream_error" in result.next_steps[0] and f"/api/targets/{TARGET}/validate" in result.next_steps[0]
+
+
+# -- trust: never healthy before it is, never a no-op called a fix (issue 10) -----------------------------------
+
+
+def propagating_report() -> Report:
+    finding = make_finding("role.propagating", "not applied yet",
+                           evidence={"check_again_at": "2026-01-01T00:02:00Z", "retry_after_seconds": 90})
+    return Report(target=TARGET, mode="service_principal", status=overall_status((finding,)),
+                  generated_at="2026-01-01T00:00:00Z", duration_ms=1.0, findings=(finding,), advice=(), checks=())
+
+
+def test_a_role_still_propagating_after_the_fix_is_in_progress_with_when_to_check_again() -> None:
+    fixers = FakeFixers([report("role.missing"), propagating_report()])
+    result = run(fixers)
+    assert [a.outcome for a in result.actions] == [Outcome.APPLIED]
+    assert result.result is Result.IN_PROGRESS and result.http_status == 202 and result.exit_code == 2
+    body = result.to_dict()
+    assert body["checkAgainAt"] == "2026-01-01T00:02:00Z" and body["retryAfterSeconds"] == 90
+    assert body["statusUrl"] == f"/api/targets/{TARGET}/validate"
+    assert "healthy" not in result.message.replace("not healthy yet", "")
+    assert any("after 2026-01-01T00:02:00Z" in step for step in result.next_steps)
+
+
+def test_nothing_but_propagation_is_in_progress_without_any_action() -> None:
+    result = run(FakeFixers([propagating_report()]))
+    assert result.actions == () and result.result is Result.IN_PROGRESS and result.http_status == 202
+    assert "nothing needs to be changed" in result.message
+
+
+def test_an_action_that_changes_nothing_is_nothing_to_do_not_a_fix() -> None:
+    fixers = FakeFixers([report("role.missing"), report("role.missing")], {
+        FixAction.RECONCILE_ROLES: lambda **_: FixResult(Outcome.NOTHING_TO_DO, "1 already present, 0 created.")})
+    result = run(fixers)
+    assert [a.outcome for a in result.actions] == [Outcome.NOTHING_TO_DO]
+    assert result.result is Result.NEEDS_ATTENTION and "nothing to change" in result.message
+    assert result.after is result.before  # nothing changed: no second validation pretending otherwise
+
+
+def test_a_dry_run_with_a_failing_step_does_not_say_apply_it() -> None:
+    fixers = FakeFixers([report("secret.expired")], {
+        FixAction.ROTATE: lambda **_: (_ for _ in ()).throw(ServiceError("Storage is not configured."))})
+    result = run(fixers, dry_run=True)
+    assert [a.outcome for a in result.actions] == [Outcome.FAILED]
+    assert not any("applies the plan" in step for step in result.next_steps), result.next_steps
+    assert "fix them before applying" in result.message and "0 action(s) would be taken" in result.message
+
+
+def test_activity_failures_settled_by_the_role_repair_are_addressed_by_it() -> None:
+    roles = make_finding("role.missing", "missing")
+    activity = make_finding("activity.failed_operations", "denied", evidence={"settled_by_roles": True})
+    other = make_finding("activity.failed_operations", "quota", evidence={"settled_by_roles": False},
+                         subject="other")
+    plan = plan_fixes([roles, activity, other])
+    assert plan[0].addresses == ("role.missing", "activity.failed_operations")
+    assert plan_fixes([activity]) == []  # without a role to repair, nothing settles it

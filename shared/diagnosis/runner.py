@@ -73,7 +73,8 @@ _LOOKUP_OID = ("$(az functionapp identity show --name <function-app> --resource-
 def grant_lines(exc: RemediatorError) -> dict[str, str]:
     """A grant as two different lines, a portal path and a command, with the product identity's object id filled
     in wherever Azure's own error named it (Key Vault's `oid=`, ARM's `object id '...'`)."""
-    match = _OID.search(f"{exc.reason} {exc.message}")
+    named = exc.details.get("caller_object_id") or exc.details.get("object_id")
+    match = _OID.search(f"{exc.reason} {exc.message} oid={named}" if named else f"{exc.reason} {exc.message}")
     oid = match.group(1).lower() if match else None
     fix = exc.fix or ""
     command = _COMMAND.search(fix)
@@ -88,6 +89,9 @@ def grant_lines(exc: RemediatorError) -> dict[str, str]:
         portal = (f"(the resource) > Access control (IAM) > Add role assignment > {exc.details['role']} > Members: "
                   f"{oid or 'the Function app identity'}")
     cli = cli.replace(_PLACEHOLDER, oid or _LOOKUP_OID)
+    vault = str(exc.details.get("vault") or "").split("//")[-1].split(".")[0]
+    if vault:
+        cli = cli.replace("<vault resource id>", f"$(az keyvault show --name {vault} --query id -o tsv)")
     portal = portal.replace(_PLACEHOLDER, oid or "the Function app identity")
     return {"grant_portal": portal or "see the evidence", "grant_cli": cli or portal or "see the evidence",
             **({"identity_object_id": oid} if oid else {})}

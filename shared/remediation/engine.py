@@ -125,7 +125,8 @@ def _settling_only(report: Report | None) -> bool:
 
 def _result(before: Report, after: Report | None, actions: list[ActionRecord], *, dry_run: bool) -> Result:
     if dry_run:
-        return Result.PLANNED if any(a.outcome is Outcome.PLANNED for a in actions) else (
+        # a plan whose steps all turned out to have nothing to do is no plan
+        return Result.PLANNED if any(a.outcome in (Outcome.PLANNED, Outcome.FAILED) for a in actions) else (
             Result.HEALTHY if not before.findings else Result.NEEDS_ATTENTION)
     if _settling_only(after if after is not None else before):
         return Result.IN_PROGRESS  # never healthy before Azure applies the role; check again later
