@@ -214,3 +214,22 @@ def _poisoned_messages(queue: QueueClient) -> int:
         return int(queue.get_queue_properties().approximate_message_count or 0)
     except ResourceNotFoundError:  # the host has not created the poison queue yet
         return 0
+
+
+def test_backoff_and_continuation_options() -> None:
+    from shared.operations.model import backoff_seconds
+    from shared.operations.runner import _continuation_options
+
+    assert [backoff_seconds(30, n) for n in range(1, 7)] == [30, 60, 120, 240, 300, 300]
+    now = utcnow_iso()
+    forced = OperationRecord(id="b" * 32, kind=OperationKind.ROTATE, target=TARGET, state=OperationState.RUNNING,
+                             created_at=now, updated_at=now, requested_by="x", options={"force": True})
+    assert _continuation_options(forced) == {"force": True}  # stopped before the rotation journaled its operation
+    journaled = OperationRecord(**{**forced.__dict__, "outcome": {"operationId": "op-1"}})
+    assert _continuation_options(journaled) == {"force": False}  # only resume it; never a second rotation
+    parsed = ContinuationMessage.parse(ContinuationMessage("c" * 32, OperationKind.ROTATE, TARGET, 2).to_json())
+    assert parsed == ContinuationMessage("c" * 32, OperationKind.ROTATE, TARGET, 2)
+    for bad in ("", "[]", '{"v": 2}', '{"v": 1, "operationId": "' + "c" * 32 + '", "kind": "x", "target": "t", '
+                '"attempt": 1}', '{"v": 1, "operationId": "' + "c" * 32 + '", "kind": "rotate", "target": "t", '
+                '"attempt": true}'):
+        assert ContinuationMessage.parse(bad) is None

@@ -66,13 +66,23 @@ async def _run(ctx: AppContext, kind: OperationKind, target: str, options: dict[
     return report.http_status, report.to_dict()
 
 
-def _first_delay(ctx: AppContext, body: dict[str, Any]) -> float:
-    """The work's own estimate when it gives one (a role assignment propagating says when to look again),
-    else the configured back-off."""
-    hint = body.get("retryAfterSeconds")
+def _delay(ctx: AppContext, body: dict[str, Any] | None, attempt: int) -> float:
+    """The visibility delay before continuation `attempt`: the work's own estimate when it gives one (a role
+    assignment propagating says when to look again), else the configured back-off."""
+    hint = (body or {}).get("retryAfterSeconds")
     if isinstance(hint, int | float) and not isinstance(hint, bool) and hint > 0:
         return float(min(MAX_BACKOFF_SECONDS, max(1.0, hint)))
-    return backoff_seconds(ctx.settings.continuation_backoff_seconds, 1)
+    return backoff_seconds(ctx.settings.continuation_backoff_seconds, attempt)
+
+
+def _continuation_options(record: OperationRecord) -> dict[str, bool]:
+    """`force` belongs to the call that started the operation: once the rotation journaled its own operation
+    (the 202 body carries its operationId) a continuation only resumes it, and must not force a second rotation
+    should the timer or another call have finished the first one meanwhile."""
+    options = dict(record.options)
+    if record.kind is OperationKind.ROTATE and (record.outcome or {}).get("operationId"):
+        options["force"] = False
+    return options
 
 
 def _later(seconds: float) -> str:
@@ -93,14 +103,19 @@ async def start_operation(ctx: AppContext, kind: OperationKind, target: str, opt
     if status != 202:
         _audit(kind, target, caller.label, str(body.get("status") or body.get("result")))
         return ok(body, status)
-    delay = _first_delay(ctx, body)
+    delay = _delay(ctx, body, 1)
     now = utcnow_iso()
     record = OperationRecord(id=new_operation_id(), kind=kind, target=target, state=OperationState.RUNNING,
                              created_at=now, updated_at=now, requested_by=caller.label, options=dict(options),
                              attempt=1, next_attempt_at=_later(delay), outcome=dict(body))
     record = record.note("accepted", result=str(body.get("status") or body.get("result")))
-    await _store(ctx).create(record)
-    await _queue(ctx).send(ContinuationMessage(record.id, kind, target, 1), delay)
+    store = _store(ctx)
+    created = await store.create(record)
+    try:
+        await _queue(ctx).send(ContinuationMessage(record.id, kind, target, 1), delay)
+    except RemediatorError as exc:  # no continuation: say so in the record rather than leave it "running"
+        await _finish(store, created, OperationState.FAILED, error=exc.to_dict(), event="not queued")
+        raise
     _audit(kind, target, caller.label, "accepted; continues from the queue", record.id)
     location = base_url.rstrip("/") + status_path(record.id)
     follow = (f"The work continues on its own; poll GET {status_path(record.id)} (the Location header) after "
@@ -153,8 +168,8 @@ async def resume_operation(ctx: AppContext, text: str, *, dequeue_count: int, me
                     message.attempt, record.id, record.attempt, record.state.value)
         return
     try:
-        status, body = await _run(ctx, record.kind, record.target, record.options, QUEUE_RUN_SECONDS,
-                                  record.requested_by)
+        status, body = await _run(ctx, record.kind, record.target, _continuation_options(record),
+                                  QUEUE_RUN_SECONDS, record.requested_by)
     except LockedError as exc:  # another run holds the target: wait for our turn, no failure
         await _continue(ctx, current, None, f"target locked by another run ({exc.code})")
         return
@@ -188,7 +203,7 @@ async def _continue(ctx: AppContext, current: VersionedRecord, body: dict[str, A
                       error=error, event="gave up")
         return
     attempt = record.attempt + 1
-    delay = backoff_seconds(ctx.settings.continuation_backoff_seconds, attempt)
+    delay = _delay(ctx, body, attempt)
     # send first, then record: if recording fails the host redelivers this message, whose attempt still matches
     await _queue(ctx).send(ContinuationMessage(record.id, record.kind, record.target, attempt), delay)
     updated = replace(record, attempt=attempt, next_attempt_at=_later(delay), failed_deliveries=0,
