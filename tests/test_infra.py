@@ -679,3 +679,88 @@ def test_every_value_the_guide_sets_is_read_by_the_templates() -> None:
     for name in read - {"AZURE_ENV_NAME", "AZURE_LOCATION", "AZURE_PRINCIPAL_ID", "AZURE_PRINCIPAL_TYPE",
                         "AZURE_RESOURCE_GROUP_NAME"}:
         assert f"`{name}`" in table, f"document {name} in docs/deploy.md 'Settings'"
+
+
+# -- 10. the guide's bash runbook follows a 202 to the end (against a local stand-in of the API) ---------
+
+
+class _StandInApi:
+    """Answers like the Function: validate 200, reconcile 200, remediate 200, rotate 202 + Location, and the
+    operation route `running` once, then `succeeded`. Every call needs the function key."""
+
+    KEY = "stand-in-function-key"
+
+    def __init__(self) -> None:
+        import http.server
+        import threading
+
+        self.requests: list[str] = []
+        self.polls = 0
+        api = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def _answer(self, status: int, body: dict[str, Any], headers: dict[str, str] | None = None) -> None:
+                data = json.dumps(body).encode()
+                self.send_response(status)
+                for name, value in {"Content-Type": "application/json", **(headers or {})}.items():
+                    self.send_header(name, value)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def _route(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                self.rfile.read(length)
+                api.requests.append(f"{self.command} {self.path}")
+                if self.headers.get("x-functions-key") != api.KEY:
+                    self._answer(401, {})
+                elif self.path.endswith("/validate"):
+                    self._answer(200, {"status": "failing", "findings": [{"code": "secret.expired"}]})
+                elif self.path.endswith("/rotate"):
+                    self._answer(202, {"operation": {"id": "op-1", "status": "running"}},
+                                 {"Location": "/api/operations/op-1", "Retry-After": "0"})
+                elif self.path == "/api/operations/op-1":
+                    api.polls += 1
+                    status = "running" if api.polls < 2 else "succeeded"
+                    self._answer(200, {"id": "op-1", "status": status}, {"Retry-After": "0"})
+                else:
+                    self._answer(200, {"status": "done", "actions": []})
+
+            do_GET = _route
+            do_POST = _route
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.mark.skipif(shutil.which("jq") is None or shutil.which("curl") is None, reason="the runbook uses curl and jq")
+def test_the_guides_bash_runbook_follows_a_202_until_the_operation_is_done(tmp_path: Path) -> None:
+    (runbook,) = [b for b in _code_blocks("bash") if "call()" in b]
+    api = _StandInApi()
+    try:
+        assert 'base="https://func-remediator-xxxx.azurewebsites.net"' in runbook
+        script = runbook.replace("https://func-remediator-xxxx.azurewebsites.net", api.url)
+        bin_dir = tmp_path / "bin"
+        bin_dir.mkdir()
+        az = bin_dir / "az"
+        az.write_text(f"#!/bin/sh\necho {api.KEY}\n")  # `az keyvault secret show ... -o tsv`
+        az.chmod(0o755)
+        env = {"PATH": f"{bin_dir}:{os.environ.get('PATH', '/usr/bin:/bin')}", "HOME": str(tmp_path),
+               "NO_PROXY": "127.0.0.1", "no_proxy": "127.0.0.1"}
+        done = subprocess.run([shutil.which("bash") or "/bin/bash", "-c", script], capture_output=True, text=True,
+                              env=env, timeout=60, check=False)
+    finally:
+        api.close()
+    assert done.returncode == 0, done.stderr
+    assert api.requests == ["POST /api/targets/hpc-prod/validate", "POST /api/targets/hpc-prod/roles/reconcile",
+                            "POST /api/targets/hpc-prod/remediate", "POST /api/targets/hpc-prod/rotate",
+                            "GET /api/operations/op-1", "GET /api/operations/op-1"]
+    assert '"succeeded"' in done.stdout and '"secret.expired"' in done.stdout
