@@ -764,3 +764,97 @@ def test_the_guides_bash_runbook_follows_a_202_until_the_operation_is_done(tmp_p
                             "POST /api/targets/hpc-prod/remediate", "POST /api/targets/hpc-prod/rotate",
                             "GET /api/operations/op-1", "GET /api/operations/op-1"]
     assert '"succeeded"' in done.stdout and '"secret.expired"' in done.stdout
+
+
+FAKE_AZ_APPS = r'''
+import json, os, re, sys, uuid
+state_path = os.environ["FAKE_AZ_STATE"]
+state = json.load(open(state_path))
+args = sys.argv[1:]
+state["calls"].append(args)
+def opt(name):
+    return args[args.index(name) + 1] if name in args else ""
+query = opt("--query")
+apps, sps = state["apps"], state["sps"]
+def app(app_id):
+    return next(a for a in apps if a["appId"] == app_id)
+out = ""
+if args[:2] == ["cloud", "show"]:
+    out = "https://graph.microsoft.com/"
+elif args[:3] == ["ad", "app", "list"]:
+    found = [a for a in apps if a["displayName"] == opt("--display-name")]
+    out = found[0]["appId"] if found else ""
+elif args[:3] == ["ad", "app", "create"]:
+    apps.append({"appId": str(uuid.uuid4()), "id": str(uuid.uuid4()), "displayName": opt("--display-name"),
+                 "identifierUris": [], "appRoles": []})
+elif args[:3] == ["ad", "app", "show"]:
+    a = app(opt("--id"))
+    if query == "id":
+        out = a["id"]
+    elif query == "appRoles":
+        out = json.dumps(a["appRoles"])
+    elif query.startswith("identifierUris"):
+        wanted = re.search(r"@=='([^']+)'", query).group(1)
+        out = wanted if wanted in a["identifierUris"] else ""
+    else:
+        value = re.search(r"value=='([^']+)'", query).group(1)
+        out = next((r["id"] for r in a["appRoles"] if r["value"] == value), "")
+elif args[:3] == ["ad", "app", "update"]:
+    app(opt("--id"))["identifierUris"] = [opt("--identifier-uris")]
+elif args[:1] == ["rest"] and opt("--method") == "PATCH":
+    target = next(a for a in apps if opt("--uri").endswith("/applications/" + a["id"]))
+    target["appRoles"] = json.loads(opt("--body"))["appRoles"]
+elif args[:3] == ["ad", "sp", "list"]:
+    app_id = re.search(r"appId eq '([^']+)'", opt("--filter")).group(1)
+    out = next((s["id"] for s in sps if s["appId"] == app_id), "")
+elif args[:3] == ["ad", "sp", "create"]:
+    sps.append({"id": str(uuid.uuid4()), "appId": opt("--id"), "required": False, "assigned": []})
+elif args[:3] == ["ad", "sp", "show"]:
+    out = "true" if next(s for s in sps if s["id"] == opt("--id"))["required"] else "false"
+elif args[:3] == ["ad", "sp", "update"]:
+    next(s for s in sps if s["id"] == opt("--id"))["required"] = True
+elif args[:1] == ["rest"]:
+    sp = next(s for s in sps if "/servicePrincipals/" + s["id"] + "/" in opt("--uri"))
+    if opt("--method") == "GET":
+        principal = re.search(r"principalId=='([^']+)'", query).group(1)
+        role = re.search(r"appRoleId=='([^']+)'", query).group(1)
+        out = str(sum(1 for a in sp["assigned"] if a["principalId"] == principal and a["appRoleId"] == role))
+    else:
+        sp["assigned"].append(json.loads(opt("--body")))
+else:
+    sys.exit("fake az: unexpected call " + " ".join(args))
+json.dump(state, open(state_path, "w"))
+print(out)
+'''
+
+
+def test_the_operator_app_script_creates_the_app_role_once(tmp_path: Path) -> None:
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    az = bin_dir / "az"
+    az.write_text(f"#!{sys.executable}\n{FAKE_AZ_APPS}")
+    az.chmod(0o755)
+    state_path = tmp_path / "state.json"
+    state_path.write_text(json.dumps({"calls": [], "apps": [], "sps": []}))
+    env = {"PATH": f"{bin_dir}:/usr/bin:/bin", "FAKE_AZ_STATE": str(state_path), "HOME": str(tmp_path)}
+    runbook_identity = "7a8b9c0d-1e2f-4a3b-8c4d-5e6f7a8b9c0d"
+
+    def run() -> tuple[str, dict[str, Any]]:
+        done = subprocess.run([shutil.which("bash") or "/bin/bash", str(INFRA / "scripts/create-operator-app.sh"),
+                               "--operator", runbook_identity], capture_output=True, text=True, env=env,
+                              timeout=60, check=False)
+        assert done.returncode == 0, done.stderr
+        return done.stdout, json.loads(state_path.read_text())
+
+    out, state = run()
+    (app,) = state["apps"]
+    (role,) = app["appRoles"]
+    assert role["value"] == "CredentialRemediator.Operate" and set(role["allowedMemberTypes"]) == {"Application", "User"}
+    assert app["identifierUris"] == [f"api://{app['appId']}"]
+    (sp,) = state["sps"]
+    assert sp["required"] is True
+    assert sp["assigned"] == [{"principalId": runbook_identity, "resourceId": sp["id"], "appRoleId": role["id"]}]
+    assert f"AUTH_CLIENT_ID={app['appId']}" in out
+    out, again = run()
+    assert "+ az" not in out
+    assert again["apps"] == state["apps"] and again["sps"] == state["sps"]
