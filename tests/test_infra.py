@@ -849,7 +849,8 @@ def test_the_operator_app_script_creates_the_app_role_once(tmp_path: Path) -> No
     out, state = run()
     (app,) = state["apps"]
     (role,) = app["appRoles"]
-    assert role["value"] == "CredentialRemediator.Operate" and set(role["allowedMemberTypes"]) == {"Application", "User"}
+    assert role["value"] == "CredentialRemediator.Operate"
+    assert set(role["allowedMemberTypes"]) == {"Application", "User"}
     assert app["identifierUris"] == [f"api://{app['appId']}"]
     (sp,) = state["sps"]
     assert sp["required"] is True
