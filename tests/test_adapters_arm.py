@@ -106,6 +106,10 @@ async def test_unknown_subscription_is_not_found(clients: ClientFactory) -> None
     with pytest.raises(NotFoundError) as raised:
         await RbacAdapter(clients).get_subscription("99999999-0000-4000-8000-000000000000")
     assert raised.value.details["arm_code"] == "SubscriptionNotFound"
+    # which subscription, and how to find the right id: not "look at the Function's logs"
+    assert raised.value.details["subscription_id"] == "99999999-0000-4000-8000-000000000000"
+    assert "99999999-0000-4000-8000-000000000000" in raised.value.message
+    assert "az account list --all" in raised.value.fix and "logs" not in raised.value.fix
 
 
 async def test_resolve_role_by_id_name_and_custom_name(twin: Twin, world: World, clients: ClientFactory) -> None:
@@ -325,3 +329,32 @@ async def test_run_command_without_rights_names_virtual_machine_contributor(twin
                                                   location="eastus")
     assert raised.value.details["action"] == "Microsoft.Compute/virtualMachines/runCommands/write"
     assert "Virtual Machine Contributor" in raised.value.fix
+
+
+async def test_activity_log_events_carry_the_object_id_in_their_claims(twin: Twin, world: World,
+                                                                     clients: ClientFactory) -> None:
+    """Events name a service principal by its client id in `caller`; the object id is only in the claims, so a
+    search by object id alone still finds them."""
+    scenario = world.scenario()
+    scenario["activity_log"] = [{"subscription_id": SUBSCRIPTION, "caller": APP_ID, "timestamp": "now-1h",
+                                 "operation_name": "Microsoft.Storage/storageAccounts/read", "resource_id": SUB_SCOPE,
+                                 "message": '{"error":{"code":"AuthorizationFailed","message":"denied"}}'}]
+    reload(twin, scenario)
+    since = twin.clock.now() - timedelta(days=1)
+    (event,) = await RbacAdapter(clients).failed_operations(SUBSCRIPTION, [SP_OBJECT_ID], since)
+    assert event.caller.lower() == APP_ID and event.object_id == SP_OBJECT_ID
+
+
+async def test_a_policy_denial_in_the_activity_log_names_its_assignment(twin: Twin, world: World,
+                                                                       clients: ClientFactory) -> None:
+    from tests.scenarios.library import policy_denied_vm
+
+    scenario = world.scenario()
+    policy_denied_vm(scenario)
+    reload(twin, scenario)
+    since = twin.clock.now() - timedelta(days=1)
+    (event,) = await RbacAdapter(clients).failed_operations(SUBSCRIPTION, [APP_ID], since)
+    assert event.error_code == "RequestDisallowedByPolicy"
+    assert event.policy is not None
+    assert event.policy["policy_assignment_display_name"] == "Allowed VM sizes"
+    assert event.policy["policy_assignment_id"].endswith("/policyAssignments/allowed-vm-skus")

@@ -363,6 +363,10 @@ def test_activity_log_lists_failed_operations_in_the_window(twin: Twin, world: W
     assert event["status"]["value"] == "Failed" and event["caller"] == APP_ID
     assert "AuthorizationFailed" in event["properties"]["statusMessage"]
     assert event["eventTimestamp"].endswith("Z") and event["correlationId"]
+    # the client id names the service principal; its object id is only in the claims
+    claims = event["claims"]
+    assert claims["appid"] == APP_ID.lower()
+    assert claims["http://schemas.microsoft.com/identity/claims/objectidentifier"] == SP_OBJECT_ID
 
 
 # -- compute --------------------------------------------------------------------------------------------------

@@ -77,8 +77,8 @@ async def check_roles(facts: Facts) -> list[Finding]:
         for role in missing:
             params = {**facts.params(), "subscription_id": sub, "principal_id": principal, "role": role.name}
             held_text = ", ".join(sorted({h["role"] for h in held if isinstance(h["role"], str)})) or "no role"
-            detail = (f"{who.capitalize()} ({principal}) does not hold '{role.name}' on subscription {sub}; it holds "
-                      f"{held_text} there")
+            detail = (f"{who[0].upper()}{who[1:]} ({principal}) does not hold '{role.name}' on subscription {sub}; "
+                      f"it holds {held_text} there")
             if elsewhere:
                 detail += f" (and {len(elsewhere)} assignment(s) on narrower scopes, which do not count)"
             findings.append(make_finding(
@@ -133,12 +133,17 @@ def _propagating(facts: Facts, sub: str, principal: str, covering: list[RoleAssi
     scope = f"/subscriptions/{sub}"
     first = missing[0] if missing else REQUIRED_ACTIONS[0]
     facts.observations["check_again_at"] = _iso(check_again)
+    age = max(0, int((now - newest).total_seconds()))
+    if missing:  # seen: ARM's permissions for CycleCloud's own principal lack the actions
+        effect = (f"Azure does not apply it yet: CycleCloud still gets \"does not have authorization to perform "
+                  f"action '{first}' over scope '{scope}'\"")
+    else:  # assumed: nothing can read a managed identity's effective permissions from here
+        effect = (f"Azure may not apply it yet (assignments take one to two minutes), so CycleCloud's calls such as "
+                  f"'{first}' may still be refused")
     return make_finding(
         "role.propagating",
-        f"The role assignment on subscription {sub} was created {max(0, int((now - newest).total_seconds()))} s "
-        "ago and "
-        f"Azure does not apply it yet: CycleCloud still gets \"does not have authorization to perform action "
-        f"'{first}' over scope '{scope}'\"; check again after {_iso(check_again)}.",
+        f"The role assignment on subscription {sub} was created {age} s ago and {effect}; check again after "
+        f"{_iso(check_again)}.",
         evidence={"subscription_id": sub, "scope": scope, "principal_id": principal,
                   "assignment_created_at": _iso(newest), "check_again_at": _iso(check_again),
                   "retry_after_seconds": max(1, int((check_again - now).total_seconds())),
