@@ -418,7 +418,7 @@ def _parse_target(problems: _Problems, index: int, raw: Any, seen: set[str]) -> 
     allow_privileged = _bool(problems, f"{where}.allow_privileged_roles", raw.get("allow_privileged_roles"), False)
     if not allow_privileged:
         for role in roles:
-            privileged = PRIVILEGED_BUILTIN_ROLES.get(role) or next(
+            privileged = PRIVILEGED_BUILTIN_ROLES.get(role.rstrip("/").rsplit("/", 1)[-1].lower()) or next(
                 (name for name in PRIVILEGED_BUILTIN_ROLES.values() if name.lower() == role.strip().lower()), None)
             if privileged:
                 problems.add(f"{where}.roles", f"'{role}' is {privileged}, a role that can grant any access to anyone; "

@@ -188,6 +188,8 @@ def test_cyclecloud_account_names_with_spaces_and_dots_are_fine() -> None:
         ("18D7D88D-D35E-4FB5-A5C3-7773C20A72D9", "User Access Administrator"),
         ("f58310d9-a9f6-439a-9e8d-f62e7b41a168", "Role Based Access Control Administrator"),
         ("owner", "Owner"),
+        ("/subscriptions/0b1f6471-1bf0-4dda-aec3-cb9272f09590/providers/Microsoft.Authorization/roleDefinitions/"
+         "8e3af657-a8ff-443c-a75c-2fe8c4bcb635", "Owner"),
         ("User Access Administrator", "User Access Administrator"),
     ],
 )

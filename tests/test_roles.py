@@ -301,6 +301,79 @@ async def test_unknown_configured_role_fails_that_role_only(configure: Any) -> N
     assert states == {"Contributor": AssignmentState.PRESENT, "No Such Role": AssignmentState.FAILED}
 
 
+# -- privileged roles are refused unless the target opts in ------------------------------------------------------
+
+OWNER = "8e3af657-a8ff-443c-a75c-2fe8c4bcb635"
+UAA = "18d7d88d-d35e-4fb5-a5c3-7773c20a72d9"
+RBAC_ADMIN = "f58310d9-a9f6-439a-9e8d-f62e7b41a168"
+ESCALATING_ROLE = "5e0c6a1d-7f44-4b2a-9d1e-0a6f3c2b1d99"
+
+
+def test_privileged_roles_are_recognised_by_what_they_allow() -> None:
+    from shared.config import load_settings
+    from shared.roles.privilege import granted_sensitive_actions, privileged_role_refusal
+
+    contributor_not_actions = ("Microsoft.Authorization/*/Delete", "Microsoft.Authorization/*/Write",
+                               "Microsoft.Authorization/elevateAccess/Action")
+    cases = {
+        "Contributor": (RoleDefinitionInfo(CONTRIBUTOR, "Contributor", "BuiltInRole", ("*",),
+                                           contributor_not_actions), False),
+        "Reader": (RoleDefinitionInfo(READER, "Reader", "BuiltInRole", ("*/read",)), False),
+        "Owner": (RoleDefinitionInfo(OWNER, "Owner", "BuiltInRole", ("*",)), True),
+        "UAA": (RoleDefinitionInfo(UAA, "User Access Administrator", "BuiltInRole",
+                                   ("*/read", "Microsoft.Authorization/*", "Microsoft.Support/*")), True),
+        "RBAC admin": (RoleDefinitionInfo(RBAC_ADMIN, "Role Based Access Control Administrator", "BuiltInRole",
+                                          ("Microsoft.Authorization/roleAssignments/write",)), True),
+        "star, writes excluded but not deletes": (
+            RoleDefinitionInfo(ESCALATING_ROLE, "Almost contributor", "CustomRole", ("*",),
+                               ("Microsoft.Authorization/*/Write",)), True),
+        "CycleCloud least privilege": (
+            RoleDefinitionInfo(ESCALATING_ROLE, "CycleCloud", "CustomRole",
+                               ("Microsoft.Compute/*", "Microsoft.Network/*", "Microsoft.Storage/*",
+                                "Microsoft.Authorization/*/read", "Microsoft.Authorization/roleAssignments/read")),
+            False),
+    }
+    target = load_settings(World().env()).target(TARGET)
+    for label, (role, privileged) in cases.items():
+        assert bool(granted_sensitive_actions(role)) or role.id == OWNER or not privileged, label
+        refusal = privileged_role_refusal(target, role)
+        assert (refusal is not None) == privileged, label
+        if refusal is not None:
+            assert refusal.code == "privileged_role_refused" and refusal.status == 400
+            assert "allow_privileged_roles: true" in refusal.fix and role.name in refusal.message
+
+
+def _with_escalating_custom_role(scenario: dict[str, Any]) -> dict[str, Any]:
+    scenario.setdefault("role_definitions", []).append({
+        "id": ESCALATING_ROLE, "name": "CycleCloud Operator", "description": "",
+        "actions": ["Microsoft.Compute/*", "Microsoft.Network/*", "Microsoft.Authorization/*"],
+        "not_actions": [], "data_actions": [], "not_data_actions": [], "assignable_scopes": [SUB_SCOPE]})
+    return scenario
+
+
+async def test_a_custom_role_that_can_grant_access_is_refused_before_assigning(configure: Any, twin: Twin) -> None:
+    configure(_with_escalating_custom_role(World().scenario()), roles=["Contributor", "CycleCloud Operator"])
+    plan = await reconcile(dry_run=True)
+    states = {a.role_name: a.state for a in plan.assignments}
+    assert states == {"Contributor": AssignmentState.PRESENT, "CycleCloud Operator": AssignmentState.FAILED}
+    refused = next(a for a in plan.assignments if a.role_name == "CycleCloud Operator")
+    assert refused.error_code == "privileged_role_refused" and refused.role_id == ESCALATING_ROLE
+    assert "Microsoft.Authorization/roleAssignments/write" in refused.reason
+    assert "allow_privileged_roles: true" in refused.fix
+
+    applied = await reconcile(dry_run=False)
+    assert not applied.ok and creates(twin) == 0
+    assert ESCALATING_ROLE not in sp_assignments(twin)
+
+
+async def test_allow_privileged_roles_is_the_explicit_opt_in(configure: Any, twin: Twin) -> None:
+    configure(_with_escalating_custom_role(World().scenario()), roles=["Contributor", "CycleCloud Operator"],
+              allow_privileged_roles=True)
+    applied = await reconcile(dry_run=False)
+    assert applied.ok, applied.to_dict()
+    assert ESCALATING_ROLE in sp_assignments(twin)
+
+
 # -- the HTTP function -----------------------------------------------------------------------------------------
 
 
@@ -327,19 +400,19 @@ def _call(body: Any, target: str = TARGET) -> func.HttpResponse:
     return asyncio.run(call())
 
 
-@pytest.mark.parametrize("body", [
-    {"dry_run": False, "principal_id": VM_PRINCIPAL_ID},
-    {"dry_run": False, "scope": "/"},
-    {"dry_run": False, "role": "Owner"},
-    {"dry_run": "no"},
-    b"[]",
+@pytest.mark.parametrize(("body", "code"), [
+    ({"dry_run": False, "principal_id": VM_PRINCIPAL_ID}, "unknown_field"),
+    ({"dry_run": False, "scope": "/"}, "unknown_field"),
+    ({"dry_run": False, "role": "Owner"}, "unknown_field"),
+    ({"dry_run": "no"}, "invalid_option"),
+    (b"[]", "invalid_body"),
 ])
-def test_request_body_cannot_name_principal_role_or_scope(configure: Any, twin: Twin, body: Any) -> None:
+def test_request_body_cannot_name_principal_role_or_scope(configure: Any, twin: Twin, body: Any, code: str) -> None:
     configure(without_sp_roles(World().scenario()))
     response = _call(body)
     assert response.status_code == 400
-    assert json.loads(response.get_body())["error"]["code"] == "bad_request"
-    assert response.headers["x-ms-error-code"] == "bad_request"
+    assert json.loads(response.get_body())["error"]["code"] == code
+    assert response.headers["x-ms-error-code"] == code
     assert creates(twin) == 0
 
 

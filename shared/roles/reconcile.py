@@ -25,6 +25,7 @@ from .model import (
     description_for,
 )
 from .plan import plan_roles
+from .privilege import privileged_role_refusal
 
 logger = logging.getLogger(__name__)
 
@@ -106,9 +107,17 @@ class _Subscription:
         failed: list[AssignmentOutcome] = []
         for configured in self.target.roles:
             try:
-                roles.append(await self.rbac.resolve_role(self.sub, configured))
+                role = await self.rbac.resolve_role(self.sub, configured)
             except RemediatorError as exc:  # one unknown role must not hide the others
                 failed.append(_failed(self.target, self.principal, self.sub, configured, exc))
+                continue
+            # checked on the definition ARM returns: a custom role or a name config could not judge
+            refusal = privileged_role_refusal(self.target, role)
+            if refusal is not None:
+                logger.warning("refusing privileged role %s for target %s", role.name, self.target.name)
+                failed.append(_failed(self.target, self.principal, self.sub, role.name, refusal, role.id))
+                continue
+            roles.append(role)
         held = await self.rbac.list_assignments(self.scope, self.principal.object_id)
         policies: list[PolicyAssignmentInfo] = []
         try:
