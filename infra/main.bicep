@@ -55,6 +55,11 @@ param autoRemediate bool = false
 @maxValue(32)
 param maxConcurrency int = 4
 
+@description('Upper bound on Function instances (Flex Consumption allows 40 to 1000), so a fan-out cannot flood Graph, ARM or CycleCloud.')
+@minValue(40)
+@maxValue(1000)
+param maximumInstanceCount int = 40
+
 @description('Blob container for rotation journals, leases and health records (STATE_CONTAINER).')
 param stateContainerName string = 'remediator'
 
@@ -258,6 +263,7 @@ module api 'app/api.bicep' = {
     deploymentContainerName: deploymentContainerName
     applicationInsightsName: appInsights.outputs.name
     authClientId: authClientId
+    maximumInstanceCount: maximumInstanceCount
     appSettings: {
       // every setting shared/config.py reads (tests/test_infra.py cross-checks the list)
       AZURE_CLIENT_ID: identity.outputs.clientId

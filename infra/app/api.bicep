@@ -14,7 +14,9 @@ param appSettings object
 @description('Client id of the operator app registration; empty: no App Service Authentication.')
 param authClientId string = ''
 param instanceMemoryMB int = 2048
-@description('Upper bound on instances, so a fan-out cannot flood Graph, ARM or CycleCloud.')
+@description('Upper bound on instances (Flex Consumption: 40 to 1000), so a fan-out cannot flood Graph, ARM or CycleCloud.')
+@minValue(40)
+@maxValue(1000)
 param maximumInstanceCount int = 40
 
 resource storage 'Microsoft.Storage/storageAccounts@2023-05-01' existing = {
