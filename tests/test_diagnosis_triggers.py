@@ -14,7 +14,7 @@ import pytest
 from shared.diagnosis import REPORT_SCHEMA, TARGET_LIST_SCHEMA
 from tests.conftest import assert_no_secrets
 from tests.functions_host import FunctionsHost
-from tests.schema_check import validate_json
+from tests.schema_check import validate_json, validate_response
 from tests.twin import Twin
 from tests.world import CC_PASSWORD, CURRENT_SECRET, SUBSCRIPTION, TARGET, TENANT, World
 
@@ -52,6 +52,7 @@ def test_validate_route_answers_200_with_the_report_even_when_the_secret_expired
     assert_no_secrets(reply.body.decode(), [CURRENT_SECRET, CC_PASSWORD])
     report = reply.json()
     validate_json(report, REPORT_SCHEMA)
+    validate_response("/targets/{target}/validate", "post", 200, report, reply.headers)
     assert report["status"] == "failing"
     assert [f["code"] for f in report["findings"]] == ["secret.expired"]
     assert report["findings"][0]["evidence"]["aadsts"] == "AADSTS7000222"
@@ -63,6 +64,7 @@ def test_validate_route_for_an_unknown_target_is_404(host: FunctionsHost, twin: 
     reply = host.http("validate", "POST", "http://localhost/api/targets/nope/validate", route_params={"target": "nope"})
     assert reply.status == 404
     assert reply.json()["error"]["code"] == "target_not_found" == reply.headers["x-ms-error-code"]
+    validate_response("/targets/{target}/validate", "post", 404, reply.json(), reply.headers)
 
 
 def test_validate_route_refuses_a_body_that_names_anything(host: FunctionsHost, twin: Twin, world: World,
@@ -71,6 +73,8 @@ def test_validate_route_refuses_a_body_that_names_anything(host: FunctionsHost, 
     reply = host.http("validate", "POST", f"http://localhost/api/targets/{TARGET}/validate",
                       body=b'{"principal_id": "x"}', route_params={"target": TARGET})
     assert reply.status == 400
+    assert reply.json()["error"]["code"] == "unknown_field" and "'principal_id'" in reply.json()["error"]["message"]
+    validate_response("/targets/{target}/validate", "post", 400, reply.json(), reply.headers)
 
 
 def test_health_timer_records_every_target_and_alerts_on_the_failing_one(
@@ -99,6 +103,7 @@ def test_health_timer_records_every_target_and_alerts_on_the_failing_one(
     assert reply.status == 200
     body = reply.json()
     validate_json(body, TARGET_LIST_SCHEMA)
+    validate_response("/targets", "get", 200, body, reply.headers)
     by_name = {t["name"]: t for t in body["targets"]}
     assert by_name[TARGET]["status"] == "healthy" and by_name[BROKEN]["status"] == "failing"
     assert 199 <= by_name[TARGET]["days_to_expiry"] <= 200
