@@ -527,7 +527,14 @@ ROLES = {"Application.ReadWrite.OwnedBy": "18a4783c-866b-4cc7-a460-3d5e5662c884"
 if args[:2] == ["cloud", "show"]:
     out = "https://graph.microsoft.com/"
 elif args[:3] == ["ad", "sp", "show"] and query == "id":
-    out = GRAPH_SP
+    out = GRAPH_SP if opt("--id") == "00000003-0000-0000-c000-000000000000" else "sp-of-" + opt("--id")
+elif args[:1] == ["rest"] and "/owners" in opt("--uri"):
+    sp = re.search(r"/servicePrincipals/([^/]+)/owners", opt("--uri")).group(1)
+    owners = state["owners"].setdefault(sp, [])
+    if opt("--method") == "GET":
+        out = str(sum(1 for o in owners if o == re.search(r"id=='([^']+)'", query).group(1)))
+    else:
+        owners.append(json.loads(opt("--body"))["@odata.id"].rsplit("/", 1)[1])
 elif args[:3] == ["ad", "sp", "show"]:
     out = ROLES.get(re.search(r"value=='([^']+)'", query).group(1), "")
 elif args[:1] == ["rest"] and opt("--method") == "GET":
@@ -569,16 +576,17 @@ def test_the_graph_grant_script_grants_once_and_then_changes_nothing(tmp_path: P
     identity, app = "4f0e2d1c-1111-4222-8333-944455556666", "2d4e6f80-1a3b-4c5d-8e9f-0a1b2c3d4e5f"
     args = ("--identity-object-id", identity, "--app-id", app)
     out, state = _run_grant_script(tmp_path, "--dry-run", *args)
-    assert state["assignments"] == [] and state["owners"] == {} and out.count("+ az") == 3
+    assert state["assignments"] == [] and all(not o for o in state["owners"].values()) and out.count("+ az") == 4
     out, state = _run_grant_script(tmp_path, *args)
     assert {a["appRoleId"] for a in state["assignments"]} == {"18a4783c-866b-4cc7-a460-3d5e5662c884",
                                                               "37730810-e9ba-4e46-b07e-8ca78d182097"}
     assert all(a["principalId"] == identity for a in state["assignments"])
-    assert state["owners"] == {app: [identity]}
+    owners = {app: [identity], f"sp-of-{app}": [identity]}
+    assert state["owners"] == owners
     calls_before = len(state["calls"])
     out, state = _run_grant_script(tmp_path, *args)
-    assert "+ az" not in out and out.count("already") == 3
-    assert len(state["assignments"]) == 2 and state["owners"] == {app: [identity]}
+    assert "+ az" not in out and out.count("already") == 4
+    assert len(state["assignments"]) == 2 and state["owners"] == owners
     writes = [c for c in state["calls"][calls_before:] if "POST" in c or c[:4] == ["ad", "app", "owner", "add"]]
     assert writes == []
 

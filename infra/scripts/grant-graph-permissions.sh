@@ -5,8 +5,8 @@
 #   1. Microsoft Graph application permissions on the identity:
 #        Application.ReadWrite.OwnedBy        add/remove client secrets, but ONLY on apps the identity owns
 #        Policy.Read.ApplicationConfiguration read app management policies (clamp a new secret's lifetime)
-#   2. The identity as an owner of each CycleCloud app registration (--app-id, repeatable), which is what
-#      makes OwnedBy reach that app. Nothing else becomes reachable.
+#   2. The identity as an owner of each CycleCloud app registration (--app-id, repeatable) and of its service
+#      principal, which is what makes OwnedBy reach that app. Nothing else becomes reachable.
 #
 # Idempotent: every grant is looked up first and only created when missing; running it again changes nothing.
 #
@@ -75,6 +75,17 @@ for app in "${apps[@]+"${apps[@]}"}"; do
     echo "= owner of app ${app}: already"
   else
     run az ad app owner add --id "$app" --owner-object-id "$identity"
+  fi
+  # ... and of its service principal (a separate object): OwnedBy reads only the objects the identity owns, and
+  # the product looks the service principal up to repair its role assignments.
+  sp=$(az ad sp show --id "$app" --query id -o tsv)
+  owner=$(az rest --method GET --uri "${graph}/v1.0/servicePrincipals/${sp}/owners?\$select=id" \
+    --query "length(value[?id=='${identity}'])" -o tsv)
+  if [ "$owner" != "0" ]; then
+    echo "= owner of the service principal of ${app}: already"
+  else
+    run az rest --method POST --uri "${graph}/v1.0/servicePrincipals/${sp}/owners/\$ref" \
+      --headers "Content-Type=application/json" --body "{\"@odata.id\": \"${graph}/v1.0/directoryObjects/${identity}\"}"
   fi
 done
 
