@@ -85,6 +85,15 @@ class FunctionsHost:
     def _run(self, coro: Any) -> Any:
         return self.loop.run_until_complete(coro)
 
+    def reset_app(self) -> None:
+        """Forget function_app's cached settings and clients (closing them on the loop they were made on), so the
+        next invocation reads this test's environment."""
+        import function_app
+
+        context, function_app._context = function_app._context, None
+        if context is not None:
+            self._run(context.clients.close())
+
     def _envelope(self, **request: Any) -> Msg:
         return Msg(request=Msg(**request), properties={"protos": self.protos, "host": "127.0.0.1"})
 

@@ -25,12 +25,10 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(autouse=True)
-def _fresh_context() -> Iterator[None]:
-    import function_app
-
-    function_app._context = None
+def _fresh_context(functions_host: FunctionsHost) -> Iterator[None]:
+    functions_host.reset_app()
     yield
-    function_app._context = None
+    functions_host.reset_app()
 
 
 def writes(twin: Twin) -> list[str]:

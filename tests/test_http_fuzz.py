@@ -96,16 +96,15 @@ class _Records(logging.Handler):
 
 
 @pytest.fixture
-def fuzz_env(twin: Twin, cc_ca: str, azurite: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, str]]:
-    import function_app
-
+def fuzz_env(functions_host: FunctionsHost, twin: Twin, cc_ca: str, azurite: str,
+        monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, str]]:
     env = rotation_env(twin, World(), cc_ca, azurite)
     env["REQUIRE_APP_ROLE"] = "true"
     env["HTTP_BUDGET_SECONDS"] = "10"
     apply_env(monkeypatch, env)
-    function_app._context = None
+    functions_host.reset_app()
     yield env
-    function_app._context = None
+    functions_host.reset_app()
 
 
 def _blobs(env: dict[str, str]) -> list[str]:

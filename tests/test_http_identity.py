@@ -67,18 +67,17 @@ def test_require_role() -> None:
 
 
 @pytest.fixture
-def env(twin: Twin, cc_ca: str, azurite: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
-    import function_app
-
+def env(functions_host: FunctionsHost, twin: Twin, cc_ca: str, azurite: str,
+        monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     def load(world: World, **settings: str) -> dict[str, str]:
         values = rotation_env(twin, world, cc_ca, azurite)
         values.update(settings)
         apply_env(monkeypatch, values)
-        function_app._context = None
+        functions_host.reset_app()
         return values
 
     yield load
-    function_app._context = None
+    functions_host.reset_app()
 
 
 def remediate(host: FunctionsHost, query: str = "", headers: dict[str, str] | None = None) -> Any:

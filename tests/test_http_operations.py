@@ -77,19 +77,18 @@ class QueueListener:
 
 
 @pytest.fixture
-def env(twin: Twin, cc_ca: str, azurite: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
-    import function_app
-
+def env(functions_host: FunctionsHost, twin: Twin, cc_ca: str, azurite: str,
+        monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     def load(world: World, edit: Any = None, **settings: str) -> dict[str, str]:
         values = rotation_env(twin, world, cc_ca, azurite, edit=edit)
         values.update({"HTTP_BUDGET_SECONDS": str(BUDGET), "CONTINUATION_BACKOFF_SECONDS": "1",
                        "CONTINUATION_QUEUE": QUEUE + "-" + values["STATE_CONTAINER"][-8:], **settings})
         apply_env(monkeypatch, values)
-        function_app._context = None
+        functions_host.reset_app()
         return values
 
     yield load
-    function_app._context = None
+    functions_host.reset_app()
 
 
 def operation(host: FunctionsHost, url_or_id: str) -> Any:
