@@ -45,10 +45,12 @@ class PayloadTooLargeError(BadRequestError):
 
 
 def escape(text: str) -> str:
-    """Printable ASCII stays; everything else (CR, LF, other controls, non-ASCII) becomes a \\x/\\u escape."""
+    """Printable characters stay (letters of any script too); everything else becomes a \\x/\\u escape: CR, LF
+    and other controls, Unicode line and paragraph separators, bidi overrides and other format characters, lone
+    surrogates. The backslash itself is doubled, so an escape in the input cannot pass for one of ours."""
     out = []
     for ch in text:
-        if " " <= ch <= "~" and ch != "\\":
+        if ch.isprintable() and ch != "\\":
             out.append(ch)
         elif ch == "\\":
             out.append("\\\\")

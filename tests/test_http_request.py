@@ -128,6 +128,7 @@ def test_query_string_limits() -> None:
 
 def test_escaping_helpers() -> None:
     assert escape("a\r\nb\x00\u2028\\") == "a\\x0d\\x0ab\\x00\\u2028\\\\"
+    assert escape("José \u202eevil\ud800") == "José \\u202eevil\\ud800"  # letters stay; bidi, surrogates escaped
     assert log_safe("x" * 500, 10) == "x" * 10 + "...(+490 chars)"
     assert "\n" not in log_safe("line1\nline2")
     assert quoted("abc") == "'abc'" and quoted("a" * 100).endswith("'...")
