@@ -70,7 +70,9 @@ def secret_works(twin: Twin, secret: str) -> bool:
 
 
 def check_invariants(twin: Twin, *, settled: bool, initial_key_ids: set[str], cyclecloud_was_working: bool = True,
-                     where: str = "") -> Snapshot:
+                     where: str = "", product_key_ids: frozenset[str] = frozenset()) -> Snapshot:
+    """`initial_key_ids`: the credentials before the rotation under test (people's, unless also named in
+    `product_key_ids`, the product's own from earlier rotations, which it may retire)."""
     snap = snapshot(twin)
     label = f"[{where}] " if where else ""
     in_vault_hashes = {hash_secret(v["value"]) for v in snap.main + snap.pending if v["enabled"]}
@@ -97,6 +99,11 @@ def check_invariants(twin: Twin, *, settled: bool, initial_key_ids: set[str], cy
         assert not lost, f"{label}credentials whose value is in no enabled Key Vault version: {lost}"
     else:
         assert len(lost) <= 1, f"{label}more than one orphan credential: {lost}"
+
+    # nothing the product did not create is ever removed
+    present = {c["key_id"] for c in snap.credentials}
+    missing = sorted(k for k in initial_key_ids if k not in present and k not in product_key_ids)
+    assert not missing, f"{label}credentials the product did not create were removed: {missing}"
 
     # at most one new credential (per due rotation)
     new = [c for c in snap.credentials if c["key_id"] not in initial_key_ids]

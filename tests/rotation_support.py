@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import uuid
 from collections.abc import Callable
@@ -11,7 +12,12 @@ from typing import Any
 import pytest
 
 from tests.twin import Twin
-from tests.world import World
+from tests.world import World, account_record
+
+DEV = "hpc-dev"  # a second target on the same app registration (another CycleCloud account)
+DEV_SECRET_NAME = "cyclecloud-dev-secret"
+DEV_KEY_ID = "d1d2c3b4-a596-4788-9a0b-1c2d3e4f5a6b"
+DEV_SECRET = "Dev8Q~dev-secret-value-0123456789abcdefg"
 
 Edit = Callable[[dict[str, Any]], None]
 
@@ -40,3 +46,22 @@ def apply_env(monkeypatch: pytest.MonkeyPatch, env: dict[str, str]) -> None:
 
 def requests_of(twin: Twin, service: str, operation: str) -> int:
     return sum(1 for r in twin.request_log if r.service == service and r.operation == operation)
+
+
+def shared_app(scenario: dict[str, Any]) -> None:
+    """hpc-dev: a second CycleCloud account on the same app registration, with its own secret."""
+    app = scenario["applications"][0]
+    app["password_credentials"].append({"key_id": DEV_KEY_ID, "secret": DEV_SECRET, "display_name": "initial-dev",
+                                        "start": "now-100d", "end": "now+10d"})
+    scenario["vaults"][0]["secrets"][DEV_SECRET_NAME] = [{"value": DEV_SECRET, "tags": {"keyId": DEV_KEY_ID}}]
+    dev = account_record(DEV_SECRET)
+    dev["Name"] = "azure-dev"
+    scenario["cyclecloud_servers"][0]["accounts"].append(dev)
+
+
+def dev_target(cc_ca: str) -> dict[str, Any]:
+    target = copy.deepcopy(World().target(ca_bundle=cc_ca))
+    target.update(name=DEV, secret_name=DEV_SECRET_NAME)
+    target["cyclecloud"]["account"] = "azure-dev"
+    target["rotation"] = {"test_successes": 1, "test_timeout_seconds": 20, "grace_hours": 0}
+    return target

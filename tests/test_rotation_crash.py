@@ -98,8 +98,10 @@ def test_crash_at_every_request_boundary_keeps_every_invariant(twin: Twin, cc_ca
             check_invariants(twin, settled=True, initial_key_ids=INITIAL, where=f"k={k} (not reached)")
             continue
         held_at.append(f"{k}:{held[0].service}.{held[0].operation}")
+        assert held[0].seq == k, f"k={k}: the twin held request {held[0].seq}, not the {k}-th"
         proc.send_signal(signal.SIGKILL)
         out, err = proc.communicate(timeout=30)
+        assert proc.returncode == -signal.SIGKILL, f"k={k}: the process was not killed at the held request"
         twin.faults.release()
         _wait_logged(twin, held[0].seq)
         assert_no_values(out + err, secrets + snapshot(twin).all_values())
@@ -111,9 +113,12 @@ def test_crash_at_every_request_boundary_keeps_every_invariant(twin: Twin, cc_ca
         assert code == 0, f"k={k} ({held_at[-1]}): recovery run failed: {output}"
         assert_no_values(output, secrets + snapshot(twin).all_values())
         snap = check_invariants(twin, settled=True, initial_key_ids=INITIAL, where=f"after recovery, k={k}")
-        # the rotation finished: one credential (the new one, in Key Vault and CycleCloud), the old one retired
-        assert len(snap.credentials) == 1 and snap.credentials[0]["key_id"] != KEY_ID, f"k={k}: {snap.credentials}"
+        # the rotation finished: the person's credential (never the product's to remove) and the new one, which
+        # Key Vault and CycleCloud hold; no orphan is left behind
+        assert snap.credentials[0]["key_id"] == KEY_ID and len(snap.credentials) == 2, \
+            f"k={k}: {snap.credentials}"
         assert snap.cyclecloud_secret != CURRENT_SECRET
+    assert len(held_at) == total, f"only {len(held_at)} of {total} request boundaries were crashed at"
     elapsed = time.monotonic() - started
     print(f"\ncrash matrix: {total} request boundaries, {len(held_at)} crashes, {elapsed:.0f} s; "
           f"held: {', '.join(held_at)}")

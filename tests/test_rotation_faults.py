@@ -51,6 +51,7 @@ async def test_a_transient_fault_at_any_request_does_not_break_the_rotation(
     caplog.set_level(logging.INFO)
     started = time.monotonic()
     texts: list[str] = []
+    missed = 0
     for k in range(1, total + 1):
         twin.reset()
         apply_env(monkeypatch, rotation_env(twin, world, cc_ca, azurite))
@@ -58,13 +59,18 @@ async def test_a_transient_fault_at_any_request_does_not_break_the_rotation(
         fault = twin.faults.add(Fault(nth=k, **kind))
         outcomes = await _rotate_until_settled()
         where = f"k={k} {kind} hit={fault.hits}"
+        # the fault was hit whenever the run reached its k-th request (a warm process may make a request or two
+        # fewer than the cold reference run: cached identity tokens); a miss is counted, never silently passed
+        assert fault.hits == 1 or len(twin.request_log) < k, f"{where}: the fault was never hit"
+        missed += fault.hits == 0
         statuses = [o.status.value for o in outcomes]
         assert outcomes[-1].status is RotationStatus.ROTATED or (
             outcomes[-1].status is RotationStatus.NOT_DUE and RotationStatus.ROTATED.value in statuses), \
             f"{where}: {[o.to_dict() for o in outcomes]}"
         assert len(outcomes) <= 2, f"{where}: needed {statuses}"
         snap = check_invariants(twin, settled=True, initial_key_ids={KEY_ID}, where=where)
-        assert len(snap.credentials) == 1 and snap.credentials[0]["key_id"] != KEY_ID, where
+        assert snap.credentials[0]["key_id"] == KEY_ID and len(snap.credentials) == 2, where
         texts += [json.dumps(o.to_dict()) for o in outcomes]
         assert_no_values("\n".join(texts) + caplog.text, [CURRENT_SECRET, CC_PASSWORD, *snapshot(twin).all_values()])
-    print(f"\nfault sweep: {total} requests, {time.monotonic() - started:.0f} s")
+    assert missed <= 2, f"{missed} of {total} faults were never hit"
+    print(f"\nfault sweep: {total} requests, {total - missed} faults hit, {time.monotonic() - started:.0f} s")

@@ -91,6 +91,9 @@ RESTARTS = 2  # fresh starts after an operation in flight was found dead (its va
 # this target's own journal or Key Vault tags say is read again after these waits before anything is decided
 STALE_READ_WAITS = (2.0, 4.0)
 KEY_ID_GONE = "keyId tag names a credential the app no longer has"
+# a forced rotation does not start while this target already has this many credentials on the app (the new one
+# would make more than three): earlier ones are kept for a reason a person must see first
+FORCED_ROTATION_CREDENTIAL_LIMIT = 2
 
 Progress = Callable[[str], None]
 
@@ -340,7 +343,7 @@ class RotationRun:
                       + (f" or the app management policy's maximum of {self.journal.policy_max_lifetime_days} days"
                          if self.journal.policy_max_lifetime_days else "") + ")")
         decision = decide(utcnow(), self.policy, app.credentials, stored, force=force, lead_days=lead)
-        if decision.due and KEY_ID_GONE in decision.reason and stored is not None:
+        if decision.current.how == KEY_ID_GONE and stored is not None:
             # our own tag names a credential Graph does not list: right after a rotation that is a stale replica
             app = await self.reread_app(app, f"credential {stored.key_id_tag} is missing",
                                         lambda a: a.credential(stored.key_id_tag or "") is None)
@@ -359,6 +362,9 @@ class RotationRun:
                                 reason=decision.reason,
                                 previous_key_id=decision.current.credential.key_id
                                 if decision.current.credential else None)
+        crowded = self.too_many_credentials(app, decision.reason)
+        if crowded is not None:
+            return crowded
         now = to_iso(utcnow()) or ""
         op = Operation(id=str(uuid.uuid4()), stage=RotationStage.CREATE, started_at=now, updated_at=now,
                        reason=decision.reason, lifetime_days=lifetime,
@@ -393,6 +399,25 @@ class RotationRun:
         return self.outcome(RotationStatus.FAILED, f"{finding['message']} {finding['fix']}",
                             error={"stage": RotationStage.PLAN.value, "code": finding["code"],
                                    "message": finding["message"], "at": to_iso(utcnow())})
+
+    def too_many_credentials(self, app: AppRegistration, reason: str) -> RotationOutcome | None:
+        """A forced rotation while earlier credentials of this target are still kept would pile them up; a due
+        one (expiry, a broken stored secret) goes ahead all the same: an outage is worse than a fourth
+        credential."""
+        if reason != "forced":
+            return None
+        own = [c.key_id for c in app.credentials if operation_of(c.display_name) in self.journal.own_operations]
+        if len(own) < FORCED_ROTATION_CREDENTIAL_LIMIT:
+            return None
+        kept = {r.key_id: r.kept_because or "its grace period is not over" for r in self.journal.retirements}
+        why = "; ".join(f"{k}: {kept.get(k, 'in use')}" for k in own)
+        self.finding("rotation.credentials_kept", f"This target already has {len(own)} credentials on the app "
+                     f"registration ({why}); a forced rotation now would leave more than three.",
+                     "Wait for the grace period, or fix what keeps the earlier credentials (see the reasons), then "
+                     "rotate again. A rotation that is due (expiry) is never held back by this.")
+        return self.outcome(RotationStatus.FAILED, self.findings[-1]["message"] + " " + self.findings[-1]["fix"],
+                            error={"stage": RotationStage.PLAN.value, "code": "rotation.credentials_kept",
+                                   "message": self.findings[-1]["message"], "at": to_iso(utcnow())})
 
     async def check_alive(self, op: Operation, app: AppRegistration) -> AppRegistration:
         """The operation in flight is dead when a person removed its new credential: close it and start over."""
@@ -509,6 +534,7 @@ class RotationRun:
         return app
 
     def keep(self, key_id: str, why: str) -> None:
+        self.kept[:] = [k for k in self.kept if k["keyId"] != key_id]
         self.kept.append({"keyId": key_id, "reason": why})
         self.warn(f"kept credential {key_id}: {why}")
 
@@ -599,8 +625,9 @@ class RotationRun:
         tags = {TAG_KEY_ID: key_id, TAG_OPERATION_ID: op.id, TAG_APP_ID: self.target.app_id or "",
                 TAG_TENANT_ID: self.target.tenant_id, TAG_STATE: "pending"}
         try:
-            info = await self.vault.set_secret(self.pending_name, new.value, tags=tags, expires_on=new.credential.end,
-                                               content_type="client-secret; pending rotation")
+            info = await self.set_secret_recovering(self.pending_name, new.value, tags=tags,
+                                                    expires_on=new.credential.end,
+                                                    content_type="client-secret; pending rotation")
         except RemediatorError as exc:
             # the value exists only in memory: take the credential back so no unusable secret stays live (nobody
             # else can hold a value that was never stored, and the credential is this operation's own)
@@ -778,18 +805,24 @@ class RotationRun:
         journal = self.journal
         replaced = app.credential(op.previous_key_id) if op.previous_key_id else None
         scheduled = False
-        if op.previous_key_id and op.previous_key_id != op.new_key_id:
-            if replaced is not None and operation_of(replaced.display_name) not in journal.own_operations:
-                end = to_iso(replaced.end) or "its end date"
-                self.keep(op.previous_key_id, f"the product did not create it, so it is not removed; it stays valid "
-                                              f"until {end}. Remove it by hand once nothing else uses it: az ad app "
-                                              f"credential delete --id {self.target.app_id} --key-id "
-                                              f"{op.previous_key_id}")
-                journal = journal.log_event("kept_not_created", key_id=op.previous_key_id, operation_id=op.id)
-            else:
-                scheduled = True
-                journal = replace(journal, retirements=(
-                    *journal.retirements, Retirement(op.previous_key_id, to_iso(retire_after) or "", op.id)))
+        if replaced is not None and op.previous_key_id != op.new_key_id \
+                and operation_of(replaced.display_name) not in journal.own_operations:
+            end = to_iso(replaced.end) or "its end date"
+            self.keep(replaced.key_id, f"the product did not create it, so it is not removed; it stays valid until "
+                                       f"{end}. Remove it by hand once nothing else uses it: az ad app credential "
+                                       f"delete --id {self.target.app_id} --key-id {replaced.key_id}")
+            journal = journal.log_event("kept_not_created", key_id=replaced.key_id, operation_id=op.id)
+        # every earlier credential of this target is superseded now, also one the run could not tie to the
+        # stored secret (a soft-deleted or rolled-back secret): each waits out the grace period, then goes
+        # through the removal rule
+        superseded = {c.key_id for c in app.credentials if operation_of(c.display_name) in journal.own_operations}
+        if op.previous_key_id and (replaced is None or op.previous_key_id in superseded):
+            superseded.add(op.previous_key_id)
+        superseded -= {op.new_key_id or "", *(r.key_id for r in journal.retirements)}
+        if superseded:
+            scheduled = op.previous_key_id in superseded
+            journal = replace(journal, retirements=(
+                *journal.retirements, *(Retirement(k, to_iso(retire_after) or "", op.id) for k in sorted(superseded))))
         done = op.advance(RotationStage.RETIRE)
         self.op = done
         await self.save(journal.finish(done, "committed"))
@@ -805,6 +838,19 @@ class RotationRun:
         return self.outcome(RotationStatus.ROTATED, message, due=True, reason=op.reason,
                             retire_after=to_iso(retire_after) if scheduled else None)
 
+    async def set_secret_recovering(self, name: str, value: str, **properties: Any) -> SecretVersionInfo:
+        """set_secret; a secret a person soft-deleted is recovered first (its name cannot be reused otherwise)."""
+        self._check_lock()
+        try:
+            return await self.vault.set_secret(name, value, **properties)
+        except ConflictError as exc:
+            if exc.code != "secret_deleted_recoverable":
+                raise
+        await self.vault.recover_deleted_secret(name)
+        self.warn(f"Key Vault secret '{name}' was soft-deleted; the product recovered it to write the new value")
+        self._check_lock()
+        return await self.vault.set_secret(name, value, **properties)
+
     async def _write_main(self, value: str) -> None:
         """The new value as the main secret's newest version. A main secret a person soft-deleted is recovered
         first (CycleCloud already holds the new value, so consumers must find it again), or the step stops with
@@ -813,24 +859,15 @@ class RotationRun:
         assert op is not None
         tags = {TAG_KEY_ID: op.new_key_id or "", TAG_APP_ID: self.target.app_id or "",
                 TAG_TENANT_ID: self.target.tenant_id, TAG_OPERATION_ID: op.id, TAG_ROTATED_AT: to_iso(utcnow()) or ""}
-        self._check_lock()
         try:
-            await self.vault.set_secret(self.secret_name, value, tags=tags, expires_on=from_iso(op.new_end),
-                                        content_type="client-secret")
-            return
-        except ConflictError as exc:
-            if exc.code != "secret_deleted_recoverable":
-                raise
-        try:
-            await self.vault.recover_deleted_secret(self.secret_name)
+            await self.set_secret_recovering(self.secret_name, value, tags=tags, expires_on=from_iso(op.new_end),
+                                             content_type="client-secret")
+        except (ServiceError, LockedError):
+            raise
         except RemediatorError as exc:
             raise (await self.fail_step(RotationStage.COMMIT, exc,
-                                        f"Key Vault secret '{self.secret_name}' is soft-deleted and the product could "
-                                        "not recover it. CycleCloud holds the new secret, which works. Recover the "
-                                        f"secret (az keyvault secret recover --vault-name {self.vault.vault_name} "
-                                        f"--name {self.secret_name}) and run the rotation again: it finishes the "
-                                        "commit.")) from None
-        self.warn(f"Key Vault secret '{self.secret_name}' was soft-deleted; the product recovered it to commit")
-        self._check_lock()
-        await self.vault.set_secret(self.secret_name, value, tags=tags, expires_on=from_iso(op.new_end),
-                                    content_type="client-secret")
+                                        f"The new value could not be written to Key Vault secret '{self.secret_name}' "
+                                        f"({exc.message}) CycleCloud holds the new secret, which works. If the secret "
+                                        "is soft-deleted, recover it (az keyvault secret recover --vault-name "
+                                        f"{self.vault.vault_name} --name {self.secret_name}); then run the rotation "
+                                        "again: it finishes the commit.")) from None

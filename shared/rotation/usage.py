@@ -1,6 +1,7 @@
 """Evidence for the removal rule (removal.py), read just before anything is removed: which credentials the
-newest main Key Vault version, CycleCloud (read now) and every other target on the same app registration hold,
-and what could not be established. Reads only; each failure to read becomes "cannot tell", never "unused"."""
+newest main Key Vault version, CycleCloud (read now) and every other target on the same app registration (its
+Key Vault secrets, journal and CycleCloud account) hold, and what could not be established. Reads only; each
+failure to read becomes "cannot tell", never "unused"."""
 
 from __future__ import annotations
 
@@ -29,11 +30,13 @@ def sharing_targets(ctx: AppContext, target: Target) -> list[Target]:
 
 
 async def secret_versions(vault: VaultAdapter, name: str) -> tuple[list[SecretVersionInfo], bool]:
-    """(versions oldest first, soft-deleted?). A secret that never existed is ([], False)."""
+    """(versions oldest first, soft-deleted?). A secret that never existed is ([], False). Key Vault lists no
+    versions (or answers 404) for a soft-deleted secret, so only an empty answer costs the second look."""
     try:
-        return await vault.list_versions(name), False
+        versions = await vault.list_versions(name)
     except NotFoundError:
-        return [], await vault.is_deleted(name)
+        versions = []
+    return versions, (not versions and await vault.is_deleted(name))
 
 
 async def gather_usage(ctx: AppContext, target: Target, vault: VaultAdapter, store: JournalStore) -> UsageEvidence:
@@ -42,6 +45,7 @@ async def gather_usage(ctx: AppContext, target: Target, vault: VaultAdapter, sto
         _newest_main_version(vault, target.secret_name or "", evidence),
         _cyclecloud_now(ctx, target, evidence),
         *(_other_target(vault, store, other, evidence) for other in sharing_targets(ctx, target)),
+        *(_cyclecloud_now(ctx, other, evidence) for other in sharing_targets(ctx, target)),
     )
     return evidence
 

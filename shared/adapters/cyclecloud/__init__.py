@@ -65,7 +65,8 @@ async def open_cyclecloud(ctx: AppContext, target: Target) -> CycleCloudClient:
         from ..compute import ComputeAdapter
 
         transport: RestTransport | RunCommandTransport = RunCommandTransport(
-            target.name, connection.account, target.vm_resource_id, ComputeAdapter(ctx.clients))
+            target.name, connection.account, target.vm_resource_id, ComputeAdapter(ctx.clients),
+            supports_dry_run=connection.supports_dry_run)
     else:
         from ..vault import VaultAdapter
 

@@ -1,0 +1,395 @@
+"""Rotation safety (docs/rotation.md, "What may be removed"): the product never removes or strands a credential
+that something still uses, also when people change things between two runs. Each test is one case a careful
+reviewer found, run through the real SDKs against the twin and Azurite; a person's hand is the test changing the
+twin's state directly, as the portal would."""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import json
+from typing import Any
+
+import pytest
+
+from shared.context import AppContext
+from shared.rotation import RotationStage, RotationStatus, rotate_target, rotation_status
+from tests.rotation_invariants import assert_no_values, check_invariants, secret_works, snapshot
+from tests.rotation_support import (
+    DEV,
+    DEV_KEY_ID,
+    DEV_SECRET_NAME,
+    apply_env,
+    dev_target,
+    requests_of,
+    rotation_env,
+    shared_app,
+)
+from tests.twin import Fault, Twin
+from tests.world import (
+    APP_OBJECT_ID,
+    CC_HOST,
+    CC_PASSWORD,
+    CC_PASSWORD_SECRET,
+    CURRENT_SECRET,
+    KEY_ID,
+    SECRET_NAME,
+    TARGET,
+    VAULT_NAME,
+    World,
+)
+
+PENDING = SECRET_NAME + "-pending"
+VAULT_HOST = f"{VAULT_NAME}.vault.azure.net"
+
+
+def setup(twin: Twin, cc_ca: str, azurite: str, monkeypatch: pytest.MonkeyPatch, world: World | None = None,
+          **kwargs: Any) -> dict[str, str]:
+    env = rotation_env(twin, world or World(secret_end="now+10d"), cc_ca, azurite, **kwargs)
+    apply_env(monkeypatch, env)
+    return env
+
+
+async def rotate(target: str = TARGET, **kwargs: Any) -> Any:
+    async with AppContext.from_environment() as ctx:
+        return await rotate_target(ctx, target, deadline_seconds=kwargs.pop("deadline_seconds", 120), **kwargs)
+
+
+def credential_ids(twin: Twin) -> list[str]:
+    with twin.state.lock:
+        return [c.key_id for c in twin.state.applications[APP_OBJECT_ID].password_credentials]
+
+
+def vault_secret(twin: Twin, name: str) -> Any:
+    return twin.state.vaults[VAULT_HOST].secrets[name]
+
+
+def cyclecloud_secret(twin: Twin, account: str = "azure") -> str:
+    with twin.state.lock:
+        return str(twin.state.cyclecloud_servers[CC_HOST].accounts[account]["AzureRMApplicationSecret"])
+
+
+def assert_cyclecloud_works(twin: Twin, account: str = "azure") -> None:
+    assert secret_works(twin, cyclecloud_secret(twin, account)), f"CycleCloud account {account} lost its credential"
+
+
+async def stop_at_test(twin: Twin) -> Any:
+    """Start a rotation that cannot pass its test yet (Entra has not propagated the new secret)."""
+    twin.state.propagation.new_secret_seconds = 3600
+    outcome = await rotate(force=True)
+    assert outcome.status is RotationStatus.IN_PROGRESS and outcome.stage is RotationStage.TEST, outcome.to_dict()
+    twin.state.propagation.new_secret_seconds = 0
+    return outcome
+
+
+async def journal_of(target: str = TARGET) -> dict[str, Any]:
+    async with AppContext.from_environment() as ctx:
+        return (await rotation_status(ctx, target)).to_dict()
+
+
+# -- 1. two targets on one app registration -----------------------------------------------------------------
+
+
+async def test_two_targets_on_one_app_never_remove_each_others_credentials(
+        twin: Twin, cc_ca: str, azurite: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    setup(twin, cc_ca, azurite, monkeypatch, edit=shared_app, extra_targets=[dev_target(cc_ca)])
+    prod1 = await rotate()
+    dev1 = await rotate(DEV)
+    assert prod1.status is RotationStatus.ROTATED and dev1.status is RotationStatus.ROTATED
+    assert_cyclecloud_works(twin)
+    assert_cyclecloud_works(twin, "azure-dev")
+    # prod's next rotations see dev's credential (a `ccremediator` credential in no prod secret): not prod's
+    for _ in range(2):
+        outcome = await rotate(force=True)
+        assert outcome.status is RotationStatus.ROTATED, outcome.to_dict()
+        assert dev1.new_key_id in credential_ids(twin)
+        assert_cyclecloud_works(twin, "azure-dev")
+    # dev retires its own replaced credential, and nothing of prod's
+    prod_now = credential_ids(twin)
+    dev2 = await rotate(DEV, force=True)
+    assert dev2.status is RotationStatus.ROTATED
+    assert dev1.new_key_id not in credential_ids(twin)  # dev's own, replaced, unused: retired
+    assert {k for k in prod_now if k != dev1.new_key_id} <= set(credential_ids(twin))
+    assert KEY_ID in credential_ids(twin) and DEV_KEY_ID in credential_ids(twin)  # people's: never removed
+    assert_cyclecloud_works(twin)
+    assert_cyclecloud_works(twin, "azure-dev")
+    assert len(credential_ids(twin)) <= 4  # two people's credentials + one live credential per target
+
+
+async def test_another_targets_journal_and_vault_protect_a_credential_it_holds(
+        twin: Twin, cc_ca: str, azurite: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Prod replaced a credential that dev also holds (a person pasted prod's secret into dev's vault): prod's
+    retirement must not remove it."""
+    setup(twin, cc_ca, azurite, monkeypatch, edit=shared_app, extra_targets=[dev_target(cc_ca)])
+    assert (await rotate()).status is RotationStatus.ROTATED
+    p1 = (await journal_of())["history"][0]["new_key_id"]
+    p1_value = vault_secret(twin, SECRET_NAME).versions[-1].value
+    with twin.state.lock:  # the person copies prod's current secret into dev's secret, untagged
+        dev = vault_secret(twin, DEV_SECRET_NAME)
+        newest = copy.deepcopy(dev.versions[-1])
+        newest.value, newest.tags, newest.version = p1_value, {}, "f" * 32
+        newest.created = newest.updated = twin.state.now()
+        dev.versions.append(newest)
+    outcome = await rotate(force=True)  # prod: P1 -> P2, P1 due at once (grace 0)
+    assert outcome.status is RotationStatus.ROTATED
+    assert p1 in credential_ids(twin)
+    kept = {k["keyId"]: k["reason"] for k in outcome.kept}
+    assert p1 in kept and "target 'hpc-dev'" in kept[p1], outcome.kept
+
+
+# -- 2. the main secret soft-deleted or disabled by a person ------------------------------------------------
+
+
+async def rotate_twice(twin: Twin) -> tuple[Any, Any]:
+    """K0 (a person's) -> P1 -> P2: P1 is the product's and is scheduled for retirement."""
+    first = await rotate()
+    second = await rotate(force=True)
+    assert first.status is RotationStatus.ROTATED and second.status is RotationStatus.ROTATED
+    return first, second
+
+
+async def test_soft_deleted_main_secret_blocks_every_removal_until_recovered(
+        twin: Twin, cc_ca: str, azurite: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    setup(twin, cc_ca, azurite, monkeypatch, rotation={"grace_hours": 0.0004})
+    first, _ = await rotate_twice(twin)
+    with twin.state.lock:
+        vault_secret(twin, SECRET_NAME).deleted_at = twin.state.now()
+    await asyncio.sleep(1.6)  # the grace period is over
+    outcome = await rotate()
+    assert outcome.status is RotationStatus.FAILED, outcome.to_dict()
+    assert [f["code"] for f in outcome.findings] == ["secret.deleted"] and "recover" in outcome.findings[0]["fix"]
+    assert first.new_key_id in credential_ids(twin) and requests_of(twin, "graph", "removePassword") == 0
+    assert requests_of(twin, "graph", "addPassword") == 2  # no rotation started on a secret nobody can read
+    state = await journal_of()
+    assert state["pendingRetirements"][0]["key_id"] == first.new_key_id
+    assert "soft-deleted" in state["pendingRetirements"][0]["kept_because"]
+    with twin.state.lock:  # the person recovers it
+        vault_secret(twin, SECRET_NAME).deleted_at = None
+    again = await rotate()
+    assert again.status is RotationStatus.NOT_DUE
+    assert first.new_key_id not in credential_ids(twin)
+    check_invariants(twin, settled=True, initial_key_ids={KEY_ID, str(first.new_key_id)})
+
+
+async def test_disabled_newest_main_version_blocks_removal_and_does_not_churn(
+        twin: Twin, cc_ca: str, azurite: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    setup(twin, cc_ca, azurite, monkeypatch, rotation={"grace_hours": 0.0004})
+    first, _ = await rotate_twice(twin)
+    with twin.state.lock:
+        vault_secret(twin, SECRET_NAME).versions[-1].enabled = False
+    await asyncio.sleep(1.6)
+    for _ in range(2):  # the newest enabled version is P1's now, yet nothing rotates and nothing is removed
+        outcome = await rotate()
+        assert outcome.status is RotationStatus.FAILED and outcome.findings[0]["code"] == "secret.disabled"
+    assert first.new_key_id in credential_ids(twin) and requests_of(twin, "graph", "removePassword") == 0
+    assert requests_of(twin, "graph", "addPassword") == 2
+    assert_cyclecloud_works(twin)
+
+
+async def test_commit_recovers_a_main_secret_deleted_while_the_operation_waited(
+        twin: Twin, cc_ca: str, azurite: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    setup(twin, cc_ca, azurite, monkeypatch)
+    # the commit's write is refused once: the operation waits at stage commit (CycleCloud already holds it)
+    twin.faults.add(Fault(service="keyvault", operation="setSecret", skip=1, status=403, times=1,
+                          body={"error": {"code": "Forbidden", "message": "Caller is not authorized.",
+                                          "innererror": {"code": "ForbiddenByRbac"}}}))
+    stopped = await rotate()
+    assert stopped.status is RotationStatus.FAILED and stopped.stage is RotationStage.COMMIT, stopped.to_dict()
+    assert (await journal_of())["current"]["last_error"]["stage"] == "commit"
+    with twin.state.lock:
+        vault_secret(twin, SECRET_NAME).deleted_at = twin.state.now()
+    outcome = await rotate()
+    assert outcome.status is RotationStatus.ROTATED, outcome.to_dict()
+    assert any("recovered" in w for w in outcome.warnings)
+    check_invariants(twin, settled=True, initial_key_ids={KEY_ID})
+
+
+async def test_commit_that_cannot_recover_the_main_secret_records_why(
+        twin: Twin, cc_ca: str, azurite: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    setup(twin, cc_ca, azurite, monkeypatch)
+    twin.faults.add(Fault(service="keyvault", operation="setSecret", skip=1, status=403, times=1,
+                          body={"error": {"code": "Forbidden", "message": "Caller is not authorized.",
+                                          "innererror": {"code": "ForbiddenByRbac"}}}))
+    await rotate()
+    with twin.state.lock:
+        vault_secret(twin, SECRET_NAME).deleted_at = twin.state.now()
+    twin.faults.add(Fault(service="keyvault", operation="recoverDeletedSecret", status=403, times=None,
+                          body={"error": {"code": "Forbidden", "message": "Caller is not authorized.",
+                                          "innererror": {"code": "ForbiddenByRbac"}}}))
+    outcome = await rotate()
+    assert outcome.status is RotationStatus.FAILED and outcome.stage is RotationStage.COMMIT
+    assert "az keyvault secret recover" in outcome.message
+    error = (await journal_of())["current"]["last_error"]
+    assert error["stage"] == "commit" and error["code"] == "access_denied"
+    assert_cyclecloud_works(twin)
+
+
+# -- 3. the pending value lost --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("how", ["disabled", "deleted", "purged"])
+async def test_lost_pending_value_closes_the_operation_and_starts_over(
+        twin: Twin, cc_ca: str, azurite: str, monkeypatch: pytest.MonkeyPatch, how: str) -> None:
+    setup(twin, cc_ca, azurite, monkeypatch)
+    stopped = await stop_at_test(twin)
+    with twin.state.lock:
+        pending = vault_secret(twin, PENDING)
+        if how == "disabled":
+            pending.versions[-1].enabled = False
+        elif how == "deleted":
+            pending.deleted_at = twin.state.now()
+        else:
+            del twin.state.vaults[VAULT_HOST].secrets[PENDING]
+    outcome = await rotate()
+    assert outcome.status is RotationStatus.ROTATED, outcome.to_dict()
+    assert outcome.operation_id != stopped.operation_id
+    state = await journal_of()
+    closed = next(h for h in state["history"] if h["id"] == stopped.operation_id)
+    assert closed["result"] == "abandoned" and how[:5] in closed["last_error"]["message"]
+    assert state["current"] is None
+    assert stopped.new_key_id not in credential_ids(twin)  # this target's orphan, used by nobody: removed
+    check_invariants(twin, settled=True, initial_key_ids={KEY_ID})
+
+
+# -- 4. an operator rolls back --------------------------------------------------------------------------------
+
+
+async def test_rolled_back_value_keeps_its_credential(twin: Twin, cc_ca: str, azurite: str,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    setup(twin, cc_ca, azurite, monkeypatch, rotation={"grace_hours": 0.0004})
+    first, _ = await rotate_twice(twin)
+    with twin.state.lock:  # Terraform re-applies P1's value as a new, untagged version
+        main = vault_secret(twin, SECRET_NAME)
+        p1 = next(v for v in main.versions if v.tags.get("keyId") == first.new_key_id)
+        rollback = copy.deepcopy(p1)
+        rollback.tags, rollback.version = {}, "e" * 32
+        rollback.created = rollback.updated = twin.state.now()
+        main.versions.append(rollback)
+    await asyncio.sleep(1.6)
+    outcome = await rotate()
+    assert first.new_key_id in credential_ids(twin)
+    kept = {k["keyId"]: k["reason"] for k in outcome.kept}
+    assert "untagged" in kept[str(first.new_key_id)], outcome.to_dict()
+    assert secret_works(twin, rollback.value) and secret_works(twin, cyclecloud_secret(twin))
+
+
+# -- 6. a read-back that cannot confirm the push --------------------------------------------------------------
+
+
+async def test_fully_masked_read_back_is_unconfirmed_and_never_retires(
+        twin: Twin, cc_ca: str, azurite: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    setup(twin, cc_ca, azurite, monkeypatch, rotation={"grace_hours": 0})
+    first = await rotate()
+    twin.state.cyclecloud_servers[CC_HOST].masks_secret_fully = True
+    second = await rotate(force=True)
+    assert second.status is RotationStatus.ROTATED and second.push_confirmed is False, second.to_dict()
+    assert "unconfirmed" in second.message and second.findings[0]["code"] == "push.unconfirmed"
+    assert first.new_key_id in credential_ids(twin)  # grace 0, yet kept: which secret CycleCloud holds is unknown
+    again = await rotate()
+    assert first.new_key_id in credential_ids(twin) and "masked" in json.dumps(again.kept)
+    # CycleCloud shows hints again and holds the new secret: the push is confirmed, the replaced one retired
+    twin.state.cyclecloud_servers[CC_HOST].masks_secret_fully = False
+    await rotate()
+    assert first.new_key_id not in credential_ids(twin)
+
+
+async def test_server_that_answers_200_without_applying_fails_the_push(
+        twin: Twin, cc_ca: str, azurite: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    setup(twin, cc_ca, azurite, monkeypatch, rotation={"grace_hours": 0})
+    twin.state.cyclecloud_servers[CC_HOST].ignores_updates = True
+    outcome = await rotate()
+    assert outcome.status is RotationStatus.FAILED and outcome.stage is RotationStage.PUSH
+    assert "may or may not hold" in outcome.message and "keeps its old secret" not in outcome.message
+    assert cyclecloud_secret(twin) == CURRENT_SECRET
+    assert_cyclecloud_works(twin)
+
+
+# -- 7. the new credential of an operation in flight removed by a person -------------------------------------
+
+
+@pytest.mark.parametrize("force", [False, True])
+async def test_removed_in_flight_credential_closes_the_operation(
+        twin: Twin, cc_ca: str, azurite: str, monkeypatch: pytest.MonkeyPatch, force: bool) -> None:
+    setup(twin, cc_ca, azurite, monkeypatch)
+    stopped = await stop_at_test(twin)
+    with twin.state.lock:
+        app = twin.state.applications[APP_OBJECT_ID]
+        app.password_credentials = [c for c in app.password_credentials if c.key_id != stopped.new_key_id]
+    outcome = await rotate(force=force)
+    assert outcome.status is RotationStatus.ROTATED, outcome.to_dict()
+    assert outcome.operation_id != stopped.operation_id
+    assert any("was removed from the app registration" in w for w in outcome.warnings)
+    check_invariants(twin, settled=True, initial_key_ids={KEY_ID})
+
+
+# -- 8. a stale Graph read right after a rotation -------------------------------------------------------------
+
+
+async def test_stale_graph_read_after_a_rotation_starts_no_second_one(
+        twin: Twin, cc_ca: str, azurite: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    setup(twin, cc_ca, azurite, monkeypatch, rotation={"grace_hours": 1})
+    first = await rotate()
+    twin.state.propagation.graph_stale_read_seconds = 3
+    second = await rotate(force=True)
+    assert second.status is RotationStatus.ROTATED
+    outcome = await rotate()  # Graph still lists the credentials as they were before the rotation
+    assert outcome.status is RotationStatus.NOT_DUE, outcome.to_dict()
+    assert requests_of(twin, "graph", "addPassword") == 2
+    state = await journal_of()
+    assert [r["key_id"] for r in state["pendingRetirements"]] == [first.new_key_id]
+
+
+# -- 9. addPassword answered 5xx after it succeeded -----------------------------------------------------------
+
+
+async def test_add_password_that_succeeded_behind_a_5xx_leaves_one_new_credential(
+        twin: Twin, cc_ca: str, azurite: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    setup(twin, cc_ca, azurite, monkeypatch)
+    fault = twin.faults.add(Fault(service="graph", operation="addPassword", status=504, after=True, times=1))
+    outcome = await rotate()
+    assert fault.hits == 1
+    assert outcome.status is RotationStatus.ROTATED, outcome.to_dict()
+    assert requests_of(twin, "graph", "addPassword") >= 2  # the answer was lost, so it was asked again
+    assert sorted(credential_ids(twin)) == sorted([KEY_ID, str(outcome.new_key_id)])
+    check_invariants(twin, settled=True, initial_key_ids={KEY_ID})
+
+
+# -- 10. errors that are not CycleCloud's, and permanent Graph refusals --------------------------------------
+
+
+async def test_missing_cyclecloud_password_is_recorded_at_push(twin: Twin, cc_ca: str, azurite: str,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    setup(twin, cc_ca, azurite, monkeypatch)
+    with twin.state.lock:
+        del twin.state.vaults[VAULT_HOST].secrets[CC_PASSWORD_SECRET]
+    outcome = await rotate()
+    assert outcome.status is RotationStatus.FAILED and outcome.stage is RotationStage.PUSH, outcome.to_dict()
+    error = (await journal_of())["current"]["last_error"]
+    assert error["stage"] == "push" and error["code"] == "secret_not_found"
+    assert_cyclecloud_works(twin)
+    assert_no_values(json.dumps(outcome.to_dict()), [CURRENT_SECRET, CC_PASSWORD, *snapshot(twin).all_values()])
+
+
+async def test_permanent_graph_refusal_is_not_retried(twin: Twin, cc_ca: str, azurite: str,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    setup(twin, cc_ca, azurite, monkeypatch)
+    twin.faults.add(Fault(service="graph", operation="addPassword", status=400, times=None, body={
+        "error": {"code": "Request_BadRequest", "message": "Invalid value specified for property 'endDateTime'."}}))
+    outcome = await rotate()
+    assert outcome.status is RotationStatus.FAILED and outcome.stage is RotationStage.CREATE, outcome.to_dict()
+    assert requests_of(twin, "graph", "addPassword") == 1
+    assert (await journal_of())["current"]["last_error"]["code"] == "graph_request_rejected"
+
+
+# -- 12. reading the status creates nothing -------------------------------------------------------------------
+
+
+async def test_status_never_creates_the_state_container(twin: Twin, cc_ca: str, azurite: str,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    env = setup(twin, cc_ca, azurite, monkeypatch)
+    state = await journal_of()
+    assert state["current"] is None and state["locked"] is False
+    from azure.storage.blob.aio import BlobServiceClient
+
+    async with BlobServiceClient.from_connection_string(env["AzureWebJobsStorage"]) as service:
+        assert not await service.get_container_client(env["STATE_CONTAINER"]).exists()
