@@ -137,6 +137,29 @@ def test_rotation_waiting_for_propagation_answers_202_and_completes_through_the_
     check_invariants(twin, settled=True, initial_key_ids={KEY_ID})
 
 
+def test_remediation_answers_202_and_finishes_through_the_queue(functions_host: FunctionsHost, twin: Twin,
+                                                                 env: Any) -> None:
+    def slow(scenario: dict[str, Any]) -> None:
+        scenario["propagation"] = {"new_secret_seconds": 14}
+
+    values = env(World(secret_end="now-2d"), edit=slow)
+    started = time.monotonic()
+    reply = functions_host.http("remediate", "POST", f"http://localhost/api/targets/{TARGET}/remediate",
+                                route_params={"target": TARGET}, headers=_caller("ops@contoso.com"))
+    assert time.monotonic() - started < BUDGET
+    assert reply.status == 202, reply.body[:500]
+    validate_response("/targets/{target}/remediate", "post", 202, reply.json(), reply.headers)
+    op = reply.json()["operation"]
+    assert op["kind"] == "remediate" and op["requestedBy"] == "ops@contoso.com"
+
+    listener = QueueListener(functions_host, values["AzureWebJobsStorage"], values["CONTINUATION_QUEUE"])
+    listener.run_until(lambda: operation(functions_host, op["id"]).json()["status"] != "running", timeout=90)
+    result = operation(functions_host, op["id"]).json()
+    assert result["status"] == "succeeded", json.dumps(result)[:800]
+    assert result["outcome"]["after"]["status"] == "healthy" and result["outcome"]["requestedBy"] == "ops@contoso.com"
+    assert requests_of(twin, "graph", "addPassword") == 1
+
+
 def test_a_continuation_that_keeps_failing_is_poisoned_recorded_and_listed_by_health(
         functions_host: FunctionsHost, twin: Twin, env: Any) -> None:
     values = env(World(secret_end="now+10d"))
@@ -194,6 +217,10 @@ def test_bad_operation_ids_and_unknown_operations(functions_host: FunctionsHost,
 
 
 # -- helpers ------------------------------------------------------------------------------------------------
+
+
+def _caller(name: str) -> dict[str, str]:
+    return {"content-type": "application/json", "X-MS-CLIENT-PRINCIPAL-NAME": name}
 
 
 async def _queued_operation(kind: OperationKind, attempt: int = 1) -> OperationRecord:
