@@ -54,12 +54,31 @@ def _with(finding: Finding, detail: str, evidence: dict[str, object]) -> Finding
                    subject=finding.subject)
 
 
+# what fails downstream when the product cannot get a token as itself: consequences of that one cause
+_NO_OWN_TOKEN = {"authentication_failed", "identity_unavailable"}
+
+
+def _fold_into_own_identity(findings: list[Finding]) -> list[Finding]:
+    root = next((f for f in findings if f.code == "function.identity_unavailable"), None)
+    if root is None:
+        return findings
+    consequences = [f for f in findings if f is not root and (
+        (f.code == "check.failed" and f.evidence.get("error_code") in _NO_OWN_TOKEN)
+        or (f.code == "function.cyclecloud_password_unreadable" and f.evidence.get("error_code") in _NO_OWN_TOKEN))]
+    if not consequences:
+        return findings
+    checks = sorted({str(f.evidence.get("check") or f.check) for f in consequences})
+    detail = root.detail.rstrip(".") + f"; so {', '.join(checks)} could not run either."
+    merged = _with(root, detail, {"explains": sorted({f.code for f in consequences}), "checks_blocked": checks})
+    return [merged if f is root else f for f in findings if f not in consequences]
+
+
 def explain_together(findings: list[Finding]) -> list[Finding]:
     """One cause, one finding. A mistyped tenant or app id also makes every subscription look like another
     tenant's and CycleCloud's account look like another identity; those are consequences, not causes. They are
     folded into the cause as evidence (and, where the subscription or CycleCloud name the id, as the likely
     right value) instead of sending a person after three problems."""
-    out = list(findings)
+    out = _fold_into_own_identity(list(findings))
     for cause, kind, label in (("tenant.not_found", "tenant", "tenant_id"),
                                ("app.not_found_in_tenant", "application", "app_id")):
         root = next((f for f in out if f.code == cause), None)

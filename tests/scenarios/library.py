@@ -204,6 +204,12 @@ def function_cannot_read_cyclecloud_password(scenario: Scenario) -> None:
             ra["scope"] = f"{VAULT_RESOURCE_ID}/secrets/{SECRET_NAME}"
 
 
+def function_identity_off(scenario: Scenario) -> None:
+    """The Function app's own managed identity is off (Identity > System assigned: Off)."""
+    for principal in scenario["principals"]:
+        principal.pop("function_identity", None)
+
+
 def subscription_in_other_tenant(scenario: Scenario) -> None:
     scenario["subscriptions"][0]["tenant_id"] = OTHER_TENANT
 
@@ -366,6 +372,13 @@ SCENARIOS: tuple[GuideScenario, ...] = (
         "product's own access, not CycleCloud's login.)",
         ("function.cyclecloud_password_unreadable",), 1, edit=function_cannot_read_cyclecloud_password,
         remediate_exit=1, remediate_result="needs_attention"),
+    GuideScenario(
+        "product-identity-off", "The product's own managed identity is off",
+        "Azure Identity's guide (App Service and Functions): \"The App Service host hasn't set environment variables "
+        "for managed identity configuration\"; \"The requested identity hasn't been assigned to this resource.\" (The "
+        "product's problem: CycleCloud is neither contacted nor blamed.)",
+        ("function.identity_unavailable",), 2, edit=function_identity_off, remediate_exit=2,
+        remediate_result="needs_attention"),
     GuideScenario(
         "healthy", "Everything in order", "\"If the validation succeeds immediately, you're done.\"", (), 0,
         remediate_exit=0, remediate_result="healthy"),

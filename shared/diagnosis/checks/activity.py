@@ -169,7 +169,9 @@ async def check_activity_log(facts: Facts) -> list[Finding]:
         latest = other[0]
         actions = ", ".join(f"{op} ({n}x)" for op, n in by_action.most_common(5))
         newest_change = changes.get("role_assignment") if latest.error_code in _FIXED_BY_A_ROLE else None
-        caller = target.app_id if target.app_id and not facts.is_managed_identity else (principal or "")
+        # filter by what Azure put in the events' `caller` (a service principal's client id), not the object id
+        caller = latest.caller or (target.app_id if target.app_id and not facts.is_managed_identity
+                                   else (principal or ""))
         findings.append(make_finding(
             "activity.failed_operations",
             f"Since {_iso(max(since, newest_change) if newest_change else since)} the Activity Log of subscription "
