@@ -576,6 +576,31 @@ def _http_api(problems: _Problems, env: Mapping[str, str]) -> dict[str, Any]:
     }
 
 
+def _check_shared_resources(problems: _Problems, targets: list[Target]) -> None:
+    """Several targets may share one app registration (each keeps to its own credentials), but two targets that
+    share a Key Vault secret or a CycleCloud account would overwrite each other's secret."""
+    by_secret: dict[str, str] = {}
+    by_account: dict[tuple[str, str, str], str] = {}
+    for target in targets:
+        if target.secret_name:
+            other = by_secret.get(target.secret_name.lower())
+            if other:
+                problems.add(f"targets[{target.name}].secret_name",
+                             f"is also the secret_name of target '{other}'",
+                             "give each target its own Key Vault secret: rotating one would replace the other's "
+                             "value (targets may share an app registration, not a secret)")
+            by_secret[target.secret_name.lower()] = target.name
+        if target.cyclecloud is not None and target.uses_secret:
+            key = (target.cyclecloud.url.rstrip("/").lower(), target.cyclecloud.account.lower(),
+                   target.cyclecloud.transport.value)
+            other = by_account.get(key)
+            if other:
+                problems.add(f"targets[{target.name}].cyclecloud.account",
+                             f"is the same CycleCloud account as target '{other}'",
+                             "one CycleCloud account holds one credential: configure it as one target")
+            by_account[key] = target.name
+
+
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     """Read and validate every setting; raise one ConfigError listing all problems."""
     env = os.environ if env is None else env
@@ -616,6 +641,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
             target = _parse_target(problems, index, raw, seen)
             if target is not None:
                 targets.append(target)
+        _check_shared_resources(problems, targets)
 
     settings = Settings(
         targets=tuple(targets),

@@ -393,3 +393,28 @@ async def test_status_never_creates_the_state_container(twin: Twin, cc_ca: str, 
 
     async with BlobServiceClient.from_connection_string(env["AzureWebJobsStorage"]) as service:
         assert not await service.get_container_client(env["STATE_CONTAINER"]).exists()
+
+
+# -- configuration: sharing an app registration is supported, sharing a secret or an account is not ----------
+
+
+def test_targets_may_share_an_app_but_not_a_secret_or_a_cyclecloud_account() -> None:
+    from shared.config import load_settings
+    from shared.errors import ConfigError
+
+    world = World()
+    prod = world.target()
+    dev = {**copy.deepcopy(prod), "name": DEV, "secret_name": DEV_SECRET_NAME}
+    dev["cyclecloud"]["account"] = "azure-dev"
+    env = world.env()
+    settings = load_settings({**env, "TARGETS": json.dumps([prod, dev])})
+    assert [t.app_id for t in settings.targets] == [prod["app_id"], prod["app_id"]]
+    same_secret = {**copy.deepcopy(dev), "secret_name": SECRET_NAME}
+    same_account = {**copy.deepcopy(dev)}
+    same_account["cyclecloud"]["account"] = "azure"
+    with pytest.raises(ConfigError) as caught:
+        load_settings({**env, "TARGETS": json.dumps([prod, same_secret, same_account | {"name": "hpc-x",
+                                                                                        "secret_name": "x-secret"}])})
+    problems = caught.value.problems
+    assert any("secret_name: is also the secret_name of target 'hpc-prod'" in p for p in problems), problems
+    assert any("cyclecloud.account: is the same CycleCloud account as target 'hpc-prod'" in p for p in problems)
