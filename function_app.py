@@ -56,8 +56,10 @@ async def _serve(req: func.HttpRequest, route: RouteSpec, handler: Handler) -> f
         result = await handler(ctx, parsed, caller)
         if not isinstance(result, HttpResult):
             result = ok(result.to_dict(), status=getattr(result, "http_status", 200))
-        if parsed.applies_changes and isinstance(result.body, dict):
+        if parsed.applies_changes:  # the audit trail: who asked for a change, and what it answered
             result.body.setdefault("requestedBy", caller.label)
+            logger.info("%s for %s requested by %s: %s", route.name, parsed.target, caller.label, result.status,
+                        extra={"requested_by": caller.label, "target": parsed.target, "http_status": result.status})
         return result
 
     return _respond(await run_mapped(call, route.name))
