@@ -287,3 +287,23 @@ def test_activity_failures_settled_by_the_role_repair_are_addressed_by_it() -> N
     plan = plan_fixes([roles, activity, other])
     assert plan[0].addresses == ("role.missing", "activity.failed_operations")
     assert plan_fixes([activity]) == []  # without a role to repair, nothing settles it
+
+
+def test_a_role_reconciliation_that_creates_nothing_is_nothing_to_do() -> None:
+    from shared.remediation.fixers import roles_fix_result
+    from shared.roles import AssignmentOutcome, AssignmentState, PrincipalRef, RoleReconciliation
+
+    present = AssignmentOutcome("sub", "/subscriptions/sub", "b24988ac-6180-42a0-ab88-20f7382dd24c", "Contributor",
+                                "sp", AssignmentState.PRESENT, assignment_name="a")
+    result = RoleReconciliation(TARGET, "service_principal", False, PrincipalRef("sp", "service_principal"),
+                                (present,))
+    fixed = roles_fix_result(result, dry_run=False)
+    assert fixed.outcome is Outcome.NOTHING_TO_DO and "Nothing was changed" in fixed.message
+    plan = roles_fix_result(RoleReconciliation(TARGET, "service_principal", True,
+                                               PrincipalRef("sp", "service_principal"), (present,)), dry_run=True)
+    assert plan.outcome is Outcome.NOTHING_TO_DO
+    created = AssignmentOutcome("sub", "/subscriptions/sub", "b24988ac-6180-42a0-ab88-20f7382dd24c", "Contributor",
+                                "sp", AssignmentState.CREATED, assignment_name="a", verified=True)
+    applied = roles_fix_result(RoleReconciliation(TARGET, "service_principal", False,
+                                                  PrincipalRef("sp", "service_principal"), (created,)), dry_run=False)
+    assert applied.outcome is Outcome.APPLIED

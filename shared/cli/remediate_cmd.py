@@ -55,7 +55,7 @@ def render(report: RemediationReport) -> None:
     emit()
     emit("Dry run: the plan (nothing is changed)" if report.dry_run else "Actions")
     if not report.actions:
-        emit("  (none: nothing remediate can fix)")
+        emit("  (none: nothing to fix)" if not report.before.findings else "  (none: nothing remediate can fix)")
     for action in report.actions:
         outcome = _OUTCOME_TEXT.get(action.outcome, action.outcome.value)
         emit(f"  {_OUTCOME_MARK[action.outcome]} {action.action.value} [{outcome}] for "
