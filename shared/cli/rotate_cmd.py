@@ -78,6 +78,10 @@ def _print_outcome(body: dict[str, object]) -> None:
     error = body.get("error")
     if isinstance(error, dict):
         emit(f"  {FAIL} {error.get('code')}: {error.get('message')}")
+    for finding in body.get("findings", []) or []:  # type: ignore[attr-defined]
+        emit(f"  {WARN} {finding['code']}: fix: {finding['fix']}")
+    if body.get("pushConfirmed") is False:
+        emit(f"  {WARN} the push to CycleCloud is unconfirmed: its read-back shows no hint of the secret")
     if status == "in_progress":
         emit(f"  run `python -m shared rotate {body['target']}` again to resume")
 
@@ -91,7 +95,8 @@ def _print_status(state: dict[str, object]) -> None:
         if current.get("last_error"):
             emit(f"  last error: {current['last_error']}")
     for r in state.get("pendingRetirements", []) or []:  # type: ignore[attr-defined]
-        emit(f"  retire {r['key_id']} after {r['after']}")
+        emit(f"  retire {r['key_id']} after {r['after']}"
+             + (f" (kept last time: {r['kept_because']})" if r.get("kept_because") else ""))
     history = state.get("history", []) or []
     for h in history[:10]:  # type: ignore[index]
         emit(f"  {h.get('finished_at')}: {h.get('result')} operation {h.get('id')} -> {h.get('new_key_id')}")
