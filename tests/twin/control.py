@@ -3,6 +3,7 @@ set faults, release held requests. Used by `python -m tests.twin`, the demo and 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from http.server import BaseHTTPRequestHandler
 from typing import TYPE_CHECKING, Any
@@ -47,6 +48,25 @@ def snapshot(twin: Twin) -> dict[str, Any]:
         }
 
 
+class BadControlRequest(Exception):
+    """A control request the twin cannot act on: answered 400 with this message (never a dropped connection)."""
+
+
+# what a caller may set on a fault (the rest is the twin's bookkeeping)
+FAULT_FIELDS = {f.name for f in dataclasses.fields(Fault)} - {"id", "hits", "seen"}
+
+
+def fault_from(body: Any) -> Fault:
+    if not isinstance(body, dict):
+        raise BadControlRequest("a fault is a JSON object")
+    unknown = sorted(set(body) - FAULT_FIELDS)
+    if unknown:
+        raise BadControlRequest(f"unknown fault field(s) {unknown}; known: {sorted(FAULT_FIELDS)}")
+    if body.get("status") is not None and not (isinstance(body["status"], int) and 100 <= body["status"] <= 599):
+        raise BadControlRequest("fault 'status' must be an HTTP status code (100-599)")
+    return Fault(**body)
+
+
 def make_control_handler(twin: Twin) -> type:
     class ControlHandler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
@@ -64,7 +84,11 @@ def make_control_handler(twin: Twin) -> type:
 
         def _body(self) -> Any:
             length = int(self.headers.get("Content-Length") or 0)
-            return json.loads(self.rfile.read(length)) if length else {}
+            raw = self.rfile.read(length) if length else b""
+            try:
+                return json.loads(raw) if raw else {}
+            except ValueError as exc:
+                raise BadControlRequest(f"the body is not JSON ({exc})") from None
 
         def do_GET(self) -> None:
             if self.path == "/health":
@@ -83,19 +107,35 @@ def make_control_handler(twin: Twin) -> type:
                 self._reply(404, {"error": "unknown control path"})
 
         def do_POST(self) -> None:
+            try:
+                self._post()
+            except BadControlRequest as exc:
+                self._reply(400, {"error": str(exc)})
+            except (ValueError, KeyError, TypeError, AttributeError) as exc:
+                # a scenario the loader cannot read: say what, instead of dropping the connection
+                self._reply(400, {"error": f"bad request for {self.path}: {exc!r}"})
+
+        def _post(self) -> None:
             body = self._body()
             if self.path == "/reset":
                 twin.reset()
                 self._reply(200, {"status": "reset"})
             elif self.path == "/scenario":
+                if not isinstance(body, dict):
+                    raise BadControlRequest("a scenario is a JSON object")
                 twin.load(body)
                 self._reply(200, {"status": "loaded"})
             elif self.path == "/clock/advance":
-                self._reply(200, {"now": iso(twin.clock.advance(float(body.get("seconds", 0))))})
+                seconds = body.get("seconds", 0) if isinstance(body, dict) else None
+                if not isinstance(seconds, (int, float)) or isinstance(seconds, bool):
+                    raise BadControlRequest("clock/advance takes {\"seconds\": <number>}")
+                self._reply(200, {"now": iso(twin.clock.advance(float(seconds)))})
             elif self.path == "/faults":
-                fault = twin.faults.add(Fault(**body))
+                fault = twin.faults.add(fault_from(body))
                 self._reply(200, {"id": fault.id})
             elif self.path == "/held/release":
+                if not isinstance(body, dict):
+                    raise BadControlRequest("held/release takes {\"seq\": n} or {}")
                 self._reply(200, {"released": twin.faults.release(body.get("seq"))})
             else:
                 self._reply(404, {"error": "unknown control path"})
