@@ -168,6 +168,23 @@ def _grants(role: RoleDefinitionInfo, action: str) -> bool:
     return PermissionSet("", (PermissionEntry(role.actions, role.not_actions),)).allows(action)
 
 
+def _insufficient(facts: Facts, sub: str, principal: str, missing: list[str], entries: int, source: str,
+                  why: str) -> Finding:
+    scope = f"/subscriptions/{sub}"
+    first = missing[0]
+    return make_finding(
+        "role.insufficient",
+        f"On subscription {sub} the CycleCloud identity may not perform {len(missing)} of the "
+        f"{len(REQUIRED_ACTIONS)} actions CycleCloud needs, e.g. '{first}' ({why}); CycleCloud fails with \"does not "
+        f"have authorization to perform action '{first}' over scope '{scope}'\".",
+        evidence={"subscription_id": sub, "scope": scope, "principal_id": principal or None,
+                  "missing_actions": missing[:MAX_LISTED_ACTIONS], "missing_count": len(missing),
+                  "checked_actions": len(REQUIRED_ACTIONS), "source": source, "permission_entries": entries},
+        params={**facts.params(), "subscription_id": sub, "principal_id": principal or "<principal-id>"},
+        check="permissions", subject=scope,
+    )
+
+
 async def check_permissions(facts: Facts) -> list[Finding]:
     """Ground truth: what the CycleCloud identity may really do, compared with the actions CycleCloud calls.
 
@@ -201,12 +218,19 @@ async def check_permissions(facts: Facts) -> list[Finding]:
                                      limit=PROPAGATION_TYPICAL)
                 return [young] if young is not None else []
             return []
-        covering: list[RoleAssignmentInfo] = []
-        if principal:
-            covering, _ = await _covering(facts, sub, principal)
+        scope = f"/subscriptions/{sub}"
+        try:
+            covering = (await _covering(facts, sub, principal))[0] if principal else None
+            held = await _held_configured_roles(facts, sub, covering) if covering else None
+        except RemediatorError:
+            covering = held = None
+        if covering is None:
+            # the assignments cannot be read: ARM's answer alone still says CycleCloud will be refused
+            return [] if not permissions.entries and principal else [_insufficient(
+                facts, sub, principal, missing, len(permissions.entries), source,
+                "its role assignments could not be read to say why")]
         if not covering:
             return []  # no role at all there: the roles check reports what to assign
-        held = await _held_configured_roles(facts, sub, covering)
         if held is None:
             return []  # a configured role is missing: role.missing says so and remediate assigns it
         granted_by_definition = [a for a in missing if any(_grants(r, a) for r in held)]
@@ -215,7 +239,6 @@ async def check_permissions(facts: Facts) -> list[Finding]:
             propagating = _propagating(facts, sub, principal, covering, missing, source)
             if propagating is not None:
                 return [propagating]
-        scope = f"/subscriptions/{sub}"
         params = {**facts.params(), "subscription_id": sub, "principal_id": principal or "<principal-id>"}
         lacking = [a for a in missing if a not in granted_by_definition]
         findings: list[Finding] = []
@@ -240,19 +263,8 @@ async def check_permissions(facts: Facts) -> list[Finding]:
             lacking = [a for a in lacking if a not in role_missing]
         remaining = lacking + granted_by_definition
         if remaining:
-            first = remaining[0]
-            findings.append(make_finding(
-                "role.insufficient",
-                f"On subscription {sub} the CycleCloud identity holds its configured role(s) but may not perform "
-                f"{len(remaining)} of the {len(REQUIRED_ACTIONS)} actions CycleCloud needs, e.g. '{first}' (a deny "
-                f"assignment or notActions removes them); CycleCloud fails with \"does not have authorization to "
-                f"perform action '{first}' over scope '{scope}'\".",
-                evidence={"subscription_id": sub, "scope": scope, "principal_id": principal or None,
-                          "missing_actions": remaining[:MAX_LISTED_ACTIONS], "missing_count": len(remaining),
-                          "checked_actions": len(REQUIRED_ACTIONS), "source": source,
-                          "permission_entries": len(permissions.entries)},
-                params=params, check="permissions", subject=scope,
-            ))
+            findings.append(_insufficient(facts, sub, principal, remaining, len(permissions.entries), source,
+                                          "a deny assignment or notActions removes them"))
         return findings
 
     return await per_subscription(target.subscription_ids, one)
