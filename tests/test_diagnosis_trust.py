@@ -98,6 +98,7 @@ def test_remediate_during_role_propagation_answers_202_in_progress_never_healthy
     status, body = call("remediate")
 
     assert status == 202, body
+    validate_json(body, REMEDIATION_SCHEMA)
     assert body["result"] == "in_progress" and body["status"] == "failing"
     assert [(a["action"], a["outcome"]) for a in body["actions"]] == [("reconcile_roles", "applied")]
     assert [f["code"] for f in body["after"]["findings"]] == ["role.propagating"]
