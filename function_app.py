@@ -194,14 +194,24 @@ async def rotate_due_secrets(timer: func.TimerRequest) -> None:
 # -- long-running operations ----------------------------------------------------------------------------------
 
 
-@app.queue_trigger(arg_name="msg", queue_name=os.environ.get("CONTINUATION_QUEUE") or DEFAULT_CONTINUATION_QUEUE,
-                   connection="AzureWebJobsStorage")
+_CONTINUATION_QUEUE = os.environ.get("CONTINUATION_QUEUE") or DEFAULT_CONTINUATION_QUEUE  # read at indexing
+
+
+@app.queue_trigger(arg_name="msg", queue_name=_CONTINUATION_QUEUE, connection="AzureWebJobsStorage")
 async def resume_operation(msg: func.QueueMessage) -> None:
     """A 202's continuation: resume the operation from its journal (host.json: maxDequeueCount 5)."""
     from shared.operations import resume_operation as resume
 
     await resume(_get_context(), msg.get_body().decode("utf-8", errors="replace"),
                  dequeue_count=int(msg.dequeue_count or 1), message_id=msg.id)
+
+
+@app.queue_trigger(arg_name="msg", queue_name=_CONTINUATION_QUEUE + "-poison", connection="AzureWebJobsStorage")
+async def record_poisoned_continuation(msg: func.QueueMessage) -> None:
+    """A continuation the host moved to the poison queue: make sure its operation says so (never lost silently)."""
+    from shared.operations import record_poisoned
+
+    await record_poisoned(_get_context(), msg.get_body().decode("utf-8", errors="replace"), message_id=msg.id)
 
 
 # -- roles and remediation ----------------------------------------------------------------------------------

@@ -549,9 +549,9 @@ def _seconds(problems: _Problems, env: Mapping[str, str], key: str, default: flo
 def _http_api(problems: _Problems, env: Mapping[str, str]) -> dict[str, Any]:
     """The HTTP API's settings: budget before a 202, the continuation queue, the app role changes need."""
     queue = env.get("CONTINUATION_QUEUE") or DEFAULT_CONTINUATION_QUEUE
-    if not re.match(r"^[a-z0-9](?!.*--)[a-z0-9-]{1,61}[a-z0-9]$", queue):
+    if not re.match(r"^[a-z0-9](?!.*--)[a-z0-9-]{1,54}[a-z0-9]$", queue):  # room for the host's "-poison"
         problems.add("CONTINUATION_QUEUE", f"{queue!r} is not a storage queue name",
-                     "use 3-63 lowercase letters, digits and single dashes")
+                     "use 3-56 lowercase letters, digits and single dashes (the host adds '-poison')")
     role = (env.get("REQUIRE_APP_ROLE") or "").strip()
     if role.lower() in {"", "0", "false", "no", "off"}:
         required: str | None = None

@@ -33,7 +33,8 @@ def host(functions_host: FunctionsHost) -> FunctionsHost:
 
 
 def test_worker_indexes_every_function(host: FunctionsHost) -> None:
-    assert set(host.metadata) == set(EXPECTED_ROUTES) | set(EXPECTED_TIMERS) | {"resume_operation"}
+    assert set(host.metadata) == set(EXPECTED_ROUTES) | set(EXPECTED_TIMERS) | {"resume_operation",
+                                                                                 "record_poisoned_continuation"}
     for meta in host.metadata.values():
         assert meta.language == "python"
         assert meta.script_file.endswith("function_app.py")
@@ -63,6 +64,8 @@ def test_continuations_are_a_queue_trigger_on_the_functions_storage(host: Functi
     (trigger,) = host.raw_bindings("resume_operation")
     assert trigger["type"] == "queueTrigger" and trigger["direction"] == "IN"
     assert trigger["queueName"] == "remediator-continuations" and trigger["connection"] == "AzureWebJobsStorage"
+    (poison,) = host.raw_bindings("record_poisoned_continuation")
+    assert poison["type"] == "queueTrigger" and poison["queueName"] == "remediator-continuations-poison"
     queues = json.loads((ROOT / "host.json").read_text())["extensions"]["queues"]
     assert queues["maxDequeueCount"] == 5 == MAX_DEQUEUE_COUNT and queues["messageEncoding"] == "base64"
 

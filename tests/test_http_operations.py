@@ -61,6 +61,8 @@ class QueueListener:
                         self.poison.create_queue()
                     self.poison.send_message(message.content)
                     self.queue.delete_message(message)
+                    self.host.queue("record_poisoned_continuation", message.content, message_id=message.id,
+                                    dequeue_count=1)
                 continue
             self.deliveries.append((message.id, message.dequeue_count or 1, True))
             self.queue.delete_message(message)
@@ -183,6 +185,24 @@ def test_a_continuation_that_keeps_failing_is_poisoned_recorded_and_listed_by_he
     container = BlobServiceClient.from_connection_string(values["AzureWebJobsStorage"]).get_container_client(
         values["STATE_CONTAINER"])
     assert f"operations/poisoned/{record.id}.json" in {b.name for b in container.list_blobs()}
+
+
+def test_an_operation_whose_deliveries_died_without_an_answer_is_poisoned_from_the_poison_queue(
+        functions_host: FunctionsHost, twin: Twin, env: Any) -> None:
+    """Five deliveries that timed out or lost their worker never reached our error handling: the poison queue's
+    trigger records the operation as poisoned instead of leaving it "running" for ever."""
+    env(World())
+    record = asyncio.run(_queued_operation(OperationKind.ROTATE))
+    text = ContinuationMessage(record.id, OperationKind.ROTATE, TARGET, 1).to_json()
+    functions_host.queue("record_poisoned_continuation", text, message_id="p1", dequeue_count=1)
+    result = operation(functions_host, record.id).json()
+    assert result["status"] == "failed" and result["poisoned"] is True
+    assert result["error"]["code"] == "continuation_poisoned"
+    (listed,) = functions_host.http("health", "GET", "http://localhost/api/health").json()["poisonedOperations"]
+    assert listed["id"] == record.id
+    functions_host.queue("record_poisoned_continuation", text, message_id="p1", dequeue_count=1)  # idempotent
+    assert operation(functions_host, record.id).json()["updatedAt"] == result["updatedAt"]
+    assert twin.request_log == []
 
 
 def test_stale_foreign_and_unknown_messages_are_dropped_without_retry(functions_host: FunctionsHost, twin: Twin,

@@ -1,7 +1,7 @@
 """Long-running HTTP operations: 202 + Location + Retry-After, continued through a Storage queue (docs/http.md)."""
 
 from .model import MAX_DEQUEUE_COUNT, ContinuationMessage, OperationKind, OperationRecord, OperationState
-from .runner import operation_status, poisoned_operations, resume_operation, start_operation
+from .runner import operation_status, poisoned_operations, record_poisoned, resume_operation, start_operation
 from .store import OperationNotFoundError, OperationStore
 
 __all__ = [
@@ -14,6 +14,7 @@ __all__ = [
     "OperationStore",
     "operation_status",
     "poisoned_operations",
+    "record_poisoned",
     "resume_operation",
     "start_operation",
 ]

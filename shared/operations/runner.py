@@ -240,3 +240,34 @@ async def _delivery_failed(store: OperationStore, current: VersionedRecord, erro
         dequeue_count, MAX_DEQUEUE_COUNT, error.get("code"),
         "; poisoned: recorded and moved to the poison queue" if poisoned else "; the host retries",
         extra={"operation_id": record.id, "target": record.target, "poisoned": poisoned})
+
+
+async def record_poisoned(ctx: AppContext, text: str, *, message_id: str | None) -> None:
+    """The poison queue's trigger: a continuation the host gave up on without our code recording it (the worker
+    died or timed out on all five deliveries) is recorded here, so no operation stays "running" for ever."""
+    message = ContinuationMessage.parse(text)
+    if message is None:
+        logger.error("poisoned message %s is not a continuation of this app; dropped", log_safe(message_id or "?", 64))
+        return
+    store = _store(ctx)
+    try:
+        current = await store.read(message.operation_id)
+    except RemediatorError as exc:
+        if exc.status == 404:
+            logger.error("poisoned continuation for unknown operation %s dropped", message.operation_id)
+            return
+        raise
+    record = current.record
+    if record.poisoned or record.finished or message.attempt != record.attempt:
+        return  # already recorded by the delivery that failed last, or a stale message
+    error = {"code": "continuation_poisoned", "message": f"The continuation failed {MAX_DEQUEUE_COUNT} deliveries "
+             "without an answer (the worker stopped or timed out).", "target": record.target,
+             "details": {"fix": "See the Function's logs for these invocations; call the route again to resume "
+                                "from the journal."}}
+    updated = replace(record, state=OperationState.FAILED, poisoned=True, error=error,
+                      failed_deliveries=MAX_DEQUEUE_COUNT, next_attempt_at=None).note("poisoned", source="poison queue")
+    await store.write(current, updated)
+    await store.mark_poisoned(updated)
+    logger.error("operation %s (%s %s) poisoned: recorded from the poison queue", record.id, record.kind.value,
+                 record.target, extra={"operation_id": record.id, "target": record.target, "poisoned": True})
+
