@@ -115,7 +115,7 @@ class SpanHandle:
     def __init__(self, span: Any = None) -> None:
         self._span = span
 
-    def set(self, **attributes: Dimension | None) -> None:
+    def set(self, **attributes: Dimension | list[str] | None) -> None:
         if self._span is None:
             return
         for key, value in _flat(attributes).items():
@@ -130,7 +130,7 @@ class SpanHandle:
 
 
 @contextmanager
-def span(name: str, **attributes: Dimension | None) -> Iterator[SpanHandle]:
+def span(name: str, **attributes: Dimension | list[str] | None) -> Iterator[SpanHandle]:
     """A span named after the operation (`rotate`, `validate`, ...), with target, operationId, stage,
     outcome. An exception marks it failed with the error's code only (never its text)."""
     if not _enabled:

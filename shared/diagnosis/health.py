@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from .. import telemetry
 from ..config import Target
 from ..errors import RemediatorError
 from ..redaction import scrub
@@ -128,14 +129,26 @@ class HealthSweep:
 
 async def _check_one(ctx: AppContext, target: Target, limit: asyncio.Semaphore) -> TargetHealth:
     async with limit:
-        try:
-            report = await diagnose(ctx, target)
-        except Exception as exc:  # one target's failure never stops the sweep
-            message = scrub(exc.message if isinstance(exc, RemediatorError) else f"{type(exc).__name__}: {exc}")
-            logger.error("credential health check of target %s could not run: %s", target.name, message,
-                         extra={"target": target.name, "health_status": "error",
-                                "custom_dimensions": {"target": target.name, "status": "error"}})
-            return TargetHealth(target.name, "error", error=message)
+        with telemetry.span("validate", target=target.name, trigger="health") as span:
+            result = await _check_and_record(ctx, target)
+            span.set(outcome=result.status, findingCodes=result.findings)
+    if getattr(ctx.settings, "notify_webhook_url", None):
+        from ..notify import notify_health
+
+        await notify_health(ctx, target.name, result.status, result.findings)
+    return result
+
+
+async def _check_and_record(ctx: AppContext, target: Target) -> TargetHealth:
+    try:
+        report = await diagnose(ctx, target)
+    except Exception as exc:  # one target's failure never stops the sweep
+        message = scrub(exc.message if isinstance(exc, RemediatorError) else f"{type(exc).__name__}: {exc}")
+        code = exc.code if isinstance(exc, RemediatorError) else type(exc).__name__
+        logger.error("credential health check of target %s could not run: %s", target.name, message,
+                     extra={"target": target.name, "health_status": "error", "code": code})
+        telemetry.health_events(target.name, "error", [], mode=target.mode.value, error=code)
+        return TargetHealth(target.name, "error", error=message)
     result = TargetHealth(target.name, report.status.value, report.codes)
     try:
         await save_health(ctx, report)
@@ -143,18 +156,16 @@ async def _check_one(ctx: AppContext, target: Target, limit: asyncio.Semaphore) 
     except Exception as exc:  # recording is best effort: the log record below still raises the alarm
         result.error = f"could not record the status: {scrub(str(exc)).splitlines()[0] if str(exc) else exc}"
         logger.warning("could not record the health of target %s: %s", target.name, result.error)
-    dimensions = {"target": target.name, "status": report.status.value, "findings": ",".join(report.codes),
-                  "mode": report.mode}
+    # flat fields (the OpenTelemetry log handler exports each `extra` key as one attribute)
+    fields = {"target": target.name, "health_status": report.status.value, "finding_codes": ",".join(report.codes)}
     if report.status is Status.FAILING:
-        logger.error("target %s is failing: %s", target.name, ", ".join(report.codes),
-                     extra={"target": target.name, "health_status": report.status.value,
-                            "finding_codes": report.codes, "custom_dimensions": dimensions})
+        logger.error("target %s is failing: %s", target.name, ", ".join(report.codes), extra=fields)
     elif report.status is Status.DEGRADED:
-        logger.warning("target %s is degraded: %s", target.name, ", ".join(report.codes),
-                       extra={"target": target.name, "health_status": report.status.value,
-                              "finding_codes": report.codes, "custom_dimensions": dimensions})
+        logger.warning("target %s is degraded: %s", target.name, ", ".join(report.codes), extra=fields)
     else:
         logger.info("target %s is healthy", target.name)
+    telemetry.health_events(target.name, report.status.value, [(f.code, f.severity.value) for f in report.findings],
+                            mode=report.mode, expires_on=report.observations.get("secret_expires_on"))
     return result
 
 

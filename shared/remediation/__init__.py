@@ -12,6 +12,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from .. import telemetry
 from ..context import AppContext
 from ..diagnosis.health import HealthSweep
 from ..diagnosis.report import Status
@@ -25,6 +26,7 @@ logger = logging.getLogger(__name__)
 SWEEP_DEADLINE_SECONDS = 240.0  # per target when the health timer remediates (AUTO_REMEDIATE)
 
 
+@telemetry.traced("remediate", record=telemetry.record_remediation)  # span; RemediationApplied events
 async def remediate_target(ctx: AppContext, target_name: str, *, dry_run: bool,
                            deadline_seconds: float) -> RemediationReport:
     """POST /api/targets/{target}/remediate and `python -m shared remediate`. Only the configured target is

@@ -12,6 +12,7 @@ import asyncio
 import logging
 from dataclasses import replace
 
+from .. import telemetry
 from ..adapters.compute import ComputeAdapter
 from ..adapters.rbac import PolicyAssignmentInfo, RbacAdapter, RoleDefinitionInfo, scope_covers
 from ..config import Mode, Target
@@ -205,6 +206,7 @@ class _Subscription:
         return verified
 
 
+@telemetry.traced("reconcile", record=telemetry.record_reconcile)  # span; RoleAssignmentCreated events
 async def reconcile_target_roles(ctx: AppContext, target_name: str, *, dry_run: bool) -> RoleReconciliation:
     """Plan (dry_run) or apply the target's role assignments on every configured subscription."""
     target = ctx.settings.target(target_name)

@@ -7,6 +7,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
+from .. import telemetry
 from ..adapters.graph import GraphAdapter
 from ..config import Target
 from ..context import AppContext
@@ -51,6 +52,7 @@ def _store(ctx: AppContext) -> JournalStore:
     return JournalStore(ctx.clients.blob_service(), ctx.settings.storage.container)
 
 
+@telemetry.traced("rotate", record=telemetry.record_rotation)  # span, events, metric, notification
 async def rotate_target(ctx: AppContext, target_name: str, *, force: bool = False, dry_run: bool = False,
                         deadline_seconds: float = 200.0, on_progress: Progress | None = None,
                         requested_by: str | None = None) -> RotationOutcome:
