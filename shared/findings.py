@@ -524,6 +524,32 @@ _CATALOG: tuple[FindingSpec, ...] = (
             "az vm identity assign --ids {vm_id}",
         ),),
     ),
+    # -- the rotation journal ----------------------------------------------------------------------------
+    FindingSpec(
+        "rotation.stopped", Severity.WARNING, "A rotation stopped with an error",
+        "A secret rotation of this target stopped at a stage with an error; CycleCloud keeps a secret that works, "
+        "and the next run resumes at that stage once the cause is fixed.",
+        (RemediationStep("Read the error, fix its cause, then run the rotation again (it resumes where it stopped).",
+                         "Function App > Functions > rotate_target > Test/Run",
+                         "python -m shared rotate {target} --status; python -m shared rotate {target}"),),
+    ),
+    FindingSpec(
+        "rotation.credential_kept", Severity.WARNING, "A replaced credential is kept",
+        "A credential an earlier rotation replaced is past its grace period but is kept, because the product could "
+        "not show that nothing uses it (the reason names what could not be established).",
+        (RemediationStep("Fix what the reason names (recover or re-enable the Key Vault secret, make CycleCloud "
+                         "reachable, check the account read-back); the next run retires the credential by itself.",
+                         "Key vaults > {vault_name} > Objects > Secrets > {secret_name}",
+                         "python -m shared rotate {target} --dry-run"),),
+    ),
+    FindingSpec(
+        "rotation.push_unconfirmed", Severity.WARNING, "CycleCloud did not confirm the new secret",
+        "The last rotation gave CycleCloud a new secret, but the account's read-back shows no hint of its secret, "
+        "so the product cannot confirm CycleCloud holds it; the replaced credential is kept meanwhile.",
+        (RemediationStep("Check the account's secret in CycleCloud (Validate), then run the CycleCloud probe.",
+                         "CycleCloud > Configure > Cloud Provider Accounts > {account} > Credentials",
+                         "python -m shared cyclecloud probe {target}"),),
+    ),
     # -- the diagnosis itself ---------------------------------------------------------------------------
     FindingSpec(
         "check.failed", Severity.WARNING, "A check could not run",

@@ -287,6 +287,14 @@ async def test_fully_masked_read_back_is_unconfirmed_and_never_retires(
     assert first.new_key_id in credential_ids(twin)  # grace 0, yet kept: which secret CycleCloud holds is unknown
     again = await rotate()
     assert first.new_key_id in credential_ids(twin) and "masked" in json.dumps(again.kept)
+    # the health check says so too: the push is unconfirmed and the replaced credential kept, with why
+    from shared.diagnosis import validate_target
+
+    async with AppContext.from_environment() as ctx:
+        report = (await validate_target(ctx, TARGET, timeout_seconds=30)).to_dict()
+    codes = {f["code"]: f for f in report["findings"]}
+    assert {"rotation.push_unconfirmed", "rotation.credential_kept"} <= set(codes), sorted(codes)
+    assert "masked" in codes["rotation.credential_kept"]["detail"]
     # CycleCloud shows hints again and holds the new secret: the push is confirmed, the replaced one retired
     twin.state.cyclecloud_servers[CC_HOST].masks_secret_fully = False
     await rotate()
@@ -367,6 +375,12 @@ async def test_missing_cyclecloud_password_is_recorded_at_push(twin: Twin, cc_ca
     error = (await journal_of())["current"]["last_error"]
     assert error["stage"] == "push" and error["code"] == "secret_not_found"
     assert_cyclecloud_works(twin)
+    from shared.diagnosis import validate_target
+
+    async with AppContext.from_environment() as ctx:
+        report = (await validate_target(ctx, TARGET, timeout_seconds=30)).to_dict()
+    stopped = next(f for f in report["findings"] if f["code"] == "rotation.stopped")
+    assert "stage 'push'" in stopped["detail"] and "secret_not_found" in stopped["detail"]
     assert_no_values(json.dumps(outcome.to_dict()), [CURRENT_SECRET, CC_PASSWORD, *snapshot(twin).all_values()])
 
 

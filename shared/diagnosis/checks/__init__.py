@@ -14,6 +14,7 @@ from .advice import check_managed_identity_advice
 from .cyclecloud import check_cyclecloud
 from .product import check_own_identity, check_product_rights
 from .roles import check_permissions, check_roles, check_vm_identity
+from .rotation import check_rotation_journal
 from .secret import check_credential, check_secret_in_vault
 from .tenant import check_tenant
 from .token import check_token
@@ -31,6 +32,8 @@ ALL_CHECKS: tuple[Check, ...] = (
     Check("activity_log", "recent failed operations of the CycleCloud identity", check_activity_log),
     Check("cyclecloud", "CycleCloud is reachable and holds the same credential", check_cyclecloud),
     Check("product_rights", "the product's own rights (Graph, Key Vault, ARM)", check_product_rights),
+    Check("rotation", "the rotation journal: stopped operations, kept credentials, unconfirmed pushes",
+          check_rotation_journal),
     Check("advice", "recommendations", check_managed_identity_advice),
 )
 
