@@ -55,7 +55,12 @@ def render(result: RoleReconciliation) -> None:
     emit()
     emit(result.message)
     if result.dry_run and result.changes_needed:
-        emit(f"Apply it: python -m shared roles {result.target} --apply")
+        if result.count(AssignmentState.FAILED):
+            # applying would fail the same way: say what to fix first, not "apply it"
+            emit(f"Fix the failed row(s) first (see each fix), then run `python -m shared roles {result.target}` "
+                 "again.")
+        else:
+            emit(f"Apply it: python -m shared roles {result.target} --apply")
 
 
 async def run(args: argparse.Namespace) -> int:
