@@ -432,3 +432,18 @@ def test_targets_may_share_an_app_but_not_a_secret_or_a_cyclecloud_account() -> 
     problems = caught.value.problems
     assert any("secret_name: is also the secret_name of target 'hpc-prod'" in p for p in problems), problems
     assert any("cyclecloud.account: is the same CycleCloud account as target 'hpc-prod'" in p for p in problems)
+
+
+def test_config_check_says_when_the_lead_time_adapts_to_a_short_lifetime(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    from shared.cli import main
+
+    world = World()
+    target = world.target()
+    target["rotation"] = {"lifetime_days": 50, "rotate_before_days": 30}
+    for key, value in {**world.env(), "TARGETS": json.dumps([target])}.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.delenv("TARGETS_FILE", raising=False)
+    assert main(["config", "check"]) == 0
+    out = capsys.readouterr().out
+    assert "rotate 25 days before expiry" in out and "rotate_before_days=30 is more than half" in out

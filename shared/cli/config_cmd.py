@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 
 from ..config import load_settings
-from .output import OK, emit
+from ..rotation.policy import effective_lead_days
+from .output import OK, WARN, emit
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -24,8 +25,14 @@ async def run(args: argparse.Namespace) -> int:
         emit(f"  - {t.name}: {t.mode.value}, tenant {t.tenant_id}, app {t.app_id or '-'}, "
              f"subscriptions {', '.join(t.subscription_ids)}")
         if t.secret_name:
-            emit(f"      secret in Key Vault: {t.secret_name}; rotate {t.rotation.rotate_before_days} days before "
-                 f"expiry; new secrets live {t.rotation.lifetime_days} days")
+            lead = effective_lead_days(t.rotation, t.rotation.lifetime_days)
+            emit(f"      secret in Key Vault: {t.secret_name}; rotate {lead} days before expiry; new secrets live "
+                 f"{t.rotation.lifetime_days} days")
+            if lead != t.rotation.rotate_before_days:
+                emit(f"      {WARN} rotate_before_days={t.rotation.rotate_before_days} is more than half of "
+                     f"lifetime_days={t.rotation.lifetime_days}: a secret is rotated {lead} days before expiry "
+                     "instead, so it is not due again at once (an app management policy's maximum lifetime "
+                     "shortens it the same way; `rotate --dry-run` shows leadDays)")
         if t.cyclecloud:
             emit(f"      CycleCloud: {t.cyclecloud.url} account '{t.cyclecloud.account}' via {t.cyclecloud.transport}")
     return 0
