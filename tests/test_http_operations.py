@@ -139,6 +139,25 @@ def test_rotation_waiting_for_propagation_answers_202_and_completes_through_the_
     check_invariants(twin, settled=True, initial_key_ids={KEY_ID})
 
 
+def test_repeated_calls_share_one_running_operation_and_one_continuation(functions_host: FunctionsHost,
+                                                                          twin: Twin, env: Any) -> None:
+    def slow(scenario: dict[str, Any]) -> None:
+        scenario["propagation"] = {"new_secret_seconds": 120}
+
+    values = env(World(secret_end="now+10d"), edit=slow)
+    ids = []
+    for _ in range(2):
+        reply = functions_host.http("rotate", "POST", f"http://localhost/api/targets/{TARGET}/rotate",
+                                    route_params={"target": TARGET})
+        assert reply.status == 202, reply.body[:300]
+        ids.append(reply.json()["operation"]["id"])
+        assert reply.headers["Location"].endswith(ids[-1])
+    assert ids[0] == ids[1]
+    queue = QueueClient.from_connection_string(values["AzureWebJobsStorage"], values["CONTINUATION_QUEUE"])
+    assert queue.get_queue_properties().approximate_message_count == 1
+    assert requests_of(twin, "graph", "addPassword") == 1
+
+
 def test_remediation_answers_202_and_finishes_through_the_queue(functions_host: FunctionsHost, twin: Twin,
                                                                  env: Any) -> None:
     def slow(scenario: dict[str, Any]) -> None:

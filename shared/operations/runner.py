@@ -85,6 +85,12 @@ def _continuation_options(record: OperationRecord) -> dict[str, bool]:
     return options
 
 
+def _seconds_until(when: str | None) -> float:
+    if not when:
+        return 0.0
+    return (datetime.fromisoformat(when.replace("Z", "+00:00")) - datetime.now(UTC)).total_seconds()
+
+
 def _later(seconds: float) -> str:
     return (datetime.now(UTC) + timedelta(seconds=seconds)).isoformat(timespec="seconds").replace("+00:00", "Z")
 
@@ -110,12 +116,17 @@ async def start_operation(ctx: AppContext, kind: OperationKind, target: str, opt
                              attempt=1, next_attempt_at=_later(delay), outcome=dict(body))
     record = record.note("accepted", result=str(body.get("status") or body.get("result")))
     store = _store(ctx)
-    created = await store.create(record)
-    try:
-        await _queue(ctx).send(ContinuationMessage(record.id, kind, target, 1), delay)
-    except RemediatorError as exc:  # no continuation: say so in the record rather than leave it "running"
-        await _finish(store, created, OperationState.FAILED, error=exc.to_dict(), event="not queued")
-        raise
+    running = await store.claim_active(record)
+    if running is not None:  # this work already continues under that operation: point the caller there
+        record = (await store.read(running)).record
+        delay = max(1.0, _seconds_until(record.next_attempt_at))
+    else:
+        created = await store.create(record)
+        try:
+            await _queue(ctx).send(ContinuationMessage(record.id, kind, target, 1), delay)
+        except RemediatorError as exc:  # no continuation: say so in the record rather than leave it "running"
+            await _finish(store, created, OperationState.FAILED, error=exc.to_dict(), event="not queued")
+            raise
     _audit(kind, target, caller.label, "accepted; continues from the queue", record.id)
     location = base_url.rstrip("/") + status_path(record.id)
     follow = (f"The work continues on its own; poll GET {status_path(record.id)} (the Location header) after "
@@ -130,11 +141,7 @@ async def operation_status(ctx: AppContext, operation_id: str) -> HttpResult:
     record = (await _store(ctx).read(operation_id)).record
     headers: dict[str, str] = {}
     if not record.finished:
-        wait = 1.0
-        if record.next_attempt_at:
-            due = datetime.fromisoformat(record.next_attempt_at.replace("Z", "+00:00"))
-            wait = max(1.0, (due - datetime.now(UTC)).total_seconds())
-        headers["Retry-After"] = str(int(wait))
+        headers["Retry-After"] = str(int(max(1.0, _seconds_until(record.next_attempt_at))))
     return ok(record.to_api(), 200, headers)
 
 

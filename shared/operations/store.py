@@ -67,6 +67,51 @@ class OperationStore:
     def poison_blob(operation_id: str) -> str:
         return f"operations/poisoned/{operation_id}.json"
 
+    @staticmethod
+    def active_blob(record: OperationRecord) -> str:
+        return f"operations/active/{record.kind.value}-{record.target}.json"
+
+    async def claim_active(self, record: OperationRecord) -> str | None:
+        """Make `record` the running operation of its kind and target, unless one is already running: then return
+        that one's id (repeated calls then share one operation and one continuation chain, instead of each
+        queueing its own). A pointer to a finished or missing operation is taken over (ETag-conditioned)."""
+        await self._ensure_container()
+        blob = self._container().get_blob_client(self.active_blob(record))
+        pointer = json.dumps({"id": record.id}).encode("utf-8")
+        try:
+            await blob.upload_blob(pointer, overwrite=True, match_condition=MatchConditions.IfMissing)
+            return None
+        except ResourceExistsError:
+            pass
+        except _STORAGE_ERRORS as exc:
+            if not (isinstance(exc, HttpResponseError) and exc.status_code == 409):
+                raise _storage_error(exc, "record the running operation") from None
+        try:
+            downloader = await blob.download_blob()
+            holder = str(json.loads(await downloader.readall()).get("id", ""))
+            etag = downloader.properties.etag
+        except (ResourceNotFoundError, ValueError, AttributeError):
+            holder, etag = "", None
+        except _STORAGE_ERRORS as exc:
+            raise _storage_error(exc, "read the running operation") from None
+        if holder:
+            try:
+                if not (await self.read(holder)).record.finished:
+                    return holder
+            except OperationNotFoundError:
+                pass
+        try:
+            if etag is None:
+                await blob.upload_blob(pointer, overwrite=True)
+            else:
+                await blob.upload_blob(pointer, overwrite=True, etag=etag,
+                                       match_condition=MatchConditions.IfNotModified)
+        except (ResourceModifiedError, ResourceExistsError):
+            logger.info("another call took over the running %s operation of %s", record.kind.value, record.target)
+        except _STORAGE_ERRORS as exc:
+            raise _storage_error(exc, "record the running operation") from None
+        return None
+
     def _container(self) -> ContainerClient:
         return self._service.get_container_client(self._container_name)
 
