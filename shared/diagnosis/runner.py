@@ -70,12 +70,18 @@ _LOOKUP_OID = ("$(az functionapp identity show --name <function-app> --resource-
                "-o tsv)")
 
 
+def identity_object_id(exc: RemediatorError) -> str | None:
+    """The refused identity's object id where Azure's own error names it (Key Vault's `oid=`, ARM's `object id
+    '...'`), or an adapter put it in the details."""
+    named = exc.details.get("caller_object_id") or exc.details.get("object_id")
+    match = _OID.search(f"{exc.reason} {exc.message} oid={named}" if named else f"{exc.reason} {exc.message}")
+    return match.group(1).lower() if match else None
+
+
 def grant_lines(exc: RemediatorError) -> dict[str, str]:
     """A grant as two different lines, a portal path and a command, with the product identity's object id filled
     in wherever Azure's own error named it (Key Vault's `oid=`, ARM's `object id '...'`)."""
-    named = exc.details.get("caller_object_id") or exc.details.get("object_id")
-    match = _OID.search(f"{exc.reason} {exc.message} oid={named}" if named else f"{exc.reason} {exc.message}")
-    oid = match.group(1).lower() if match else None
+    oid = identity_object_id(exc)
     fix = exc.fix or ""
     command = _COMMAND.search(fix)
     cli = str(exc.details.get("cli") or (command.group(1) if command else ""))

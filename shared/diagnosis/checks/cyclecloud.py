@@ -4,7 +4,6 @@ secret it holds, and the stored value never leaves this process."""
 
 from __future__ import annotations
 
-import re
 from typing import TYPE_CHECKING
 
 from ...adapters.cyclecloud import (
@@ -20,7 +19,7 @@ from ...adapters.cyclecloud import (
 from ...errors import AccessDeniedError, CredentialUnavailableError, NotFoundError, RemediatorError
 from ...findings import Finding, make_finding
 from ...redaction import register_secret, scrub
-from ..runner import CheckSkipped
+from ..runner import CheckSkipped, identity_object_id
 from .secret import HINT_LENGTH
 
 if TYPE_CHECKING:
@@ -70,16 +69,6 @@ def _error_finding(facts: Facts, exc: RemediatorError) -> Finding | None:
 
 
 THE_FUNCTION_IDENTITY = "the Function app's managed identity"
-_OID = re.compile(r"(?:oid=|object id ')([0-9a-fA-F-]{36})")
-
-
-def identity_object_id(*texts: object) -> str | None:
-    """The product identity's object id where Azure's own error names it (Key Vault's `oid=`, ARM's `object id`)."""
-    for text in texts:
-        match = _OID.search(str(text or ""))
-        if match:
-            return match.group(1).lower()
-    return None
 
 
 async def _password_problem(facts: Facts) -> Finding | None:
@@ -98,7 +87,7 @@ async def _password_problem(facts: Facts) -> Finding | None:
         return None
     except (AccessDeniedError, CredentialUnavailableError, NotFoundError) as exc:
         error = exc
-    oid = identity_object_id(error.reason, error.message)
+    oid = identity_object_id(error)
     assignee = oid or "$(az functionapp identity show --name <function-app> --resource-group <rg> --query " \
                       "principalId -o tsv)"
     if isinstance(error, NotFoundError):
@@ -121,7 +110,7 @@ async def _password_problem(facts: Facts) -> Finding | None:
         why = f"the product's identity may not read secret '{cc.password_secret}'"
     return make_finding(
         "function.cyclecloud_password_unreadable",
-        f"The product could not read CycleCloud user '{cc.user}''s password from Key Vault ({why}), so it never "
+        f"The product could not read the password of CycleCloud user '{cc.user}' from Key Vault ({why}), so it never "
         "tried to log in to CycleCloud: this is the product's own access, not CycleCloud refusing a login.",
         evidence={"password_secret": cc.password_secret, "error_code": error.code, "reason": scrub(error.reason),
                   "identity_object_id": oid, "cyclecloud_contacted": False},

@@ -43,6 +43,21 @@ async def check_rotation_journal(facts: Facts) -> list[Finding]:
                 evidence={"key_id": retirement.key_id, "operation_id": retirement.operation_id,
                           "retire_after": retirement.after},
                 params=params, check="rotation", subject=retirement.key_id))
+    if journal.policy_max_lifetime_days is not None:
+        from ...rotation.policy import effective_lead_days, effective_lifetime_days
+
+        lifetime = effective_lifetime_days(target.rotation, journal.policy_max_lifetime_days)
+        lead = effective_lead_days(target.rotation, lifetime)
+        findings.append(make_finding(
+            "rotation.lifetime_limited",
+            f"An app management policy limits new secrets of target '{target.name}' to "
+            f"{journal.policy_max_lifetime_days} days: they live {lifetime} days (rotation.lifetime_days is "
+            f"{target.rotation.lifetime_days}) and are rotated {lead} days before expiry"
+            + (f" (not rotate_before_days={target.rotation.rotate_before_days}, which would make every new secret "
+               "due at once)" if lead != target.rotation.rotate_before_days else "") + ".",
+            evidence={"policy_max_lifetime_days": journal.policy_max_lifetime_days, "lifetime_days": lifetime,
+                      "lead_days": lead},
+            params=params, check="rotation", subject=target.name))
     last = journal.history[0] if journal.history else None
     if last is not None and last.get("result") == "committed" and last.get("push_confirmed") is False:
         findings.append(make_finding(
