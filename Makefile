@@ -9,7 +9,7 @@ CHECKOV_VENV := .venv-checkov
 CHECKOV := $(CHECKOV_VENV)/bin/checkov
 PYTEST_ARGS ?=
 
-.PHONY: test demo lint typecheck pytest bench clean setup infra-check lock
+.PHONY: test demo lint typecheck pytest bench clean setup infra-check lock scenarios
 
 test: setup lint typecheck infra-check pytest
 
@@ -56,6 +56,9 @@ demo: setup
 
 bench: setup
 	$(PY) -m bench
+
+scenarios: setup  # regenerate docs/scenarios/ from the CLI's real output (tests check it for drift)
+	$(PY) -m tests.scenarios --write
 
 clean:
 	rm -rf $(VENV) $(CHECKOV_VENV) node_modules .mypy_cache .ruff_cache .pytest_cache
