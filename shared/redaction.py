@@ -7,9 +7,10 @@ registered values with `***` should one slip through anyway.
 
 Where every record passes: `install_filter()` also installs a log record factory, so a record is scrubbed when
 it is created (message, arguments, and the whole exception chain: `__cause__` and `__context__` too), before
-any handler sees it, including handlers and OpenTelemetry exporters attached after start-up. `extra`
-attributes are set on a record after the factory returns, so they are scrubbed by `SecretFilter` on the
-handlers and by `RedactingLogRecordProcessor`, which runs before the Azure Monitor exporter.
+any handler sees it, including handlers and OpenTelemetry exporters attached after start-up; `extra`
+attributes, stored after the factory returns, are masked as they are stored (`_ScrubbingAttributes`).
+`SecretFilter` on the handlers and `RedactingLogRecordProcessor` (which runs before the Azure Monitor
+exporter) check again.
 """
 
 from __future__ import annotations
@@ -115,6 +116,15 @@ class SecretFilter(logging.Filter):
 _factory_lock = threading.Lock()
 
 
+class _ScrubbingAttributes(dict[str, Any]):
+    """A record's attribute dict that masks values as they are stored. `Logger.makeRecord` stores `extra` with
+    `record.__dict__[key] = value` after the factory returns, so this is the one place that sees them for
+    every handler, including ones without `SecretFilter`."""
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        super().__setitem__(key, _scrub_value(value) if _secrets and key not in _RECORD_FIELDS else value)
+
+
 class _ScrubbingFactory:
     """Wraps the process's log record factory: every record is scrubbed as it is created."""
 
@@ -125,6 +135,7 @@ class _ScrubbingFactory:
         record = self.inner(*args, **kwargs)
         with contextlib.suppress(Exception):  # never let redaction break logging (logging here would recurse)
             scrub_record(record)
+            record.__dict__ = _ScrubbingAttributes(record.__dict__)
         return record
 
 
