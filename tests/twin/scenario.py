@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .faults import Fault
+from .services.arm_versions import ACCEPTED
 from .state import (
     ActivityLogEvent,
     Application,
@@ -22,6 +23,7 @@ from .state import (
     RoleAssignment,
     RoleDefinition,
     SecretVersion,
+    State,
     Subscription,
     Tenant,
     Vault,
@@ -51,6 +53,7 @@ def load_scenario(twin: Twin, source: dict[str, Any] | str | Path) -> None:
         state.propagation.principal_replication_seconds = float(prop.get("principal_replication_seconds", 0))
         state.propagation.principal_not_found_seconds = float(prop.get("principal_not_found_seconds", 0))
         state.propagation.graph_stale_read_seconds = float(prop.get("graph_stale_read_seconds", 0))
+        load_switches(state, scenario)
 
         for raw in scenario.get("tenants", []):
             tenant = Tenant(raw["id"].lower(), raw.get("domain", f"{raw['id'][:8]}.onmicrosoft.com"))
@@ -162,6 +165,7 @@ def load_scenario(twin: Twin, source: dict[str, Any] | str | Path) -> None:
                 identity_principal_id=identity["principal_id"].lower() if identity else None,
                 identity_tenant_id=identity["tenant_id"].lower() if identity else None,
                 cyclecloud_host=raw.get("cyclecloud_host"),
+                user_assigned_identities=list(raw.get("user_assigned_identities", [])),
             )
             state.virtual_machines[vm.id.lower()] = vm
             if identity and identity["principal_id"].lower() not in state.principals:
@@ -211,6 +215,24 @@ def load_scenario(twin: Twin, source: dict[str, Any] | str | Path) -> None:
     for raw in scenario.get("faults", []):
         twin.faults.add(Fault(**raw))
     twin.forget_certificates()
+
+
+def load_switches(state: State, scenario: dict[str, Any]) -> None:
+    """The realistic behaviours a scenario turns on (tests/twin/switches.py); a section present replaces it."""
+    paging = scenario.get("paging", {})
+    if "activity_log_page_size" in paging:
+        size = int(paging["activity_log_page_size"])
+        if size < 1:
+            raise ValueError("scenario paging.activity_log_page_size must be at least 1")
+        state.switches.activity_log_page_size = size
+    if "arm_api_versions" in scenario:
+        versions = scenario["arm_api_versions"]
+        unknown = sorted(set(versions) - set(ACCEPTED))
+        if unknown:
+            raise ValueError(f"scenario arm_api_versions: unknown ARM operations {unknown}")
+        state.switches.arm_api_versions = {op: [str(v) for v in vs] for op, vs in versions.items()}
+    if "secret_delete_seconds" in scenario.get("propagation", {}):
+        state.switches.secret_delete_seconds = float(scenario["propagation"]["secret_delete_seconds"])
 
 
 def minimal_scenario() -> dict[str, Any]:

@@ -69,6 +69,10 @@ class Service:
     def serves(self, host: str) -> bool:
         raise NotImplementedError
 
+    def check(self, request: Request) -> None:
+        """Checks the real service makes before the operation runs (e.g. ARM's api-version routing); raise
+        HttpError to answer instead of the handler."""
+
     def not_found(self, request: Request) -> Response:
         return json_response(404, {"error": {"code": "NotFound", "message": f"No route for {request.method} "
                                                                             f"{request.path} on {request.host}."}})
@@ -239,6 +243,7 @@ class Twin:
         if fault is not None and fault.after and matched is not None:
             # the request takes effect, then the caller sees the fault (a POST that succeeded but answered 5xx)
             with contextlib.suppress(HttpError):
+                service.check(request)
                 matched[0].handler(request)
         if fault is not None:
             response = self.faults.apply(fault, request)
@@ -247,6 +252,7 @@ class Twin:
                 response = service.not_found(request)
             else:
                 try:
+                    service.check(request)
                     response = matched[0].handler(request)
                 except HttpError as exc:
                     response = exc.response

@@ -16,6 +16,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from .clock import Clock
+from .switches import Switches
 
 CONTRIBUTOR = "b24988ac-6180-42a0-ab88-20f7382dd24c"
 OWNER = "8e3af657-a8ff-443c-a75c-2fe8c4bcb635"
@@ -233,6 +234,9 @@ class VirtualMachine:
     identity_tenant_id: str | None = None
     cyclecloud_host: str | None = None  # which twin CycleCloud server runs on this VM
     run_commands: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # user-assigned identities attached to the VM (resource ids): a PATCH whose identity type drops
+    # "UserAssigned" detaches them, as ARM does, so careless identity changes show in tests
+    user_assigned_identities: list[str] = field(default_factory=list)
 
     @property
     def name(self) -> str:
@@ -406,6 +410,7 @@ class State:
         self.vaults: dict[str, Vault] = {}  # by host
         self.cyclecloud_servers: dict[str, CycleCloudServer] = {}  # by host
         self.propagation = Propagation()
+        self.switches = Switches()
 
     # -- lookups ------------------------------------------------------------------------------------------
 

@@ -3,7 +3,9 @@ assignments, the Activity Log, virtual machines and managed Run Commands.
 
 Every route authenticates the caller by its bearer token (audience = the ARM endpoint) and authorises it with
 the twin's RBAC evaluation (`State.is_allowed`), answering with ARM's real error bodies:
-`{"error": {"code", "message", "target"?, "details"?, "additionalInfo"?}}`. Any `api-version` is accepted.
+`{"error": {"code", "message", "target"?, "details"?, "additionalInfo"?}}`. Each route accepts the api-versions
+of `arm_versions.ACCEPTED` and answers any other as ARM does (checked before authentication, as ARM routes by
+api-version before the provider sees the request).
 
 Modelling choices (documented because they are simplifications of the real service):
 - Tenant: a token from another tenant than the subscription's gets 401 `InvalidAuthenticationTokenTenant`
@@ -38,7 +40,6 @@ from __future__ import annotations
 import json
 import re
 import uuid
-from datetime import datetime
 from typing import Any
 
 from ..http import HttpError, Request, Response, Router, empty, json_response
@@ -46,15 +47,18 @@ from ..server import ARM_HOSTS, Service
 from ..state import (
     ActivityLogEvent,
     PolicyAssignment,
+    Principal,
     RoleAssignment,
     RoleDefinition,
     Subscription,
+    VirtualMachine,
     iso,
     new_guid,
-    parse_time,
     scope_covers,
 )
 from ..tokens import TokenInfo
+from . import activity_log
+from .arm_versions import api_version_error
 from .common import require_token
 
 AUTH = "/providers/Microsoft.Authorization"
@@ -64,8 +68,6 @@ RUN_COMMAND_RETRY_AFTER = "1"  # seconds the poller waits before asking the asyn
 _GUID_TAIL = re.compile(r"([0-9a-fA-F-]{36})$")
 _FILTER_PRINCIPAL = re.compile(r"principalId\s+eq\s+'([^']+)'", re.IGNORECASE)
 _FILTER_ROLE_NAME = re.compile(r"roleName\s+eq\s+'([^']*)'", re.IGNORECASE)
-_FILTER_TIME = re.compile(r"eventTimestamp\s+(ge|le)\s+'([^']+)'", re.IGNORECASE)
-_FILTER_CALLER = re.compile(r"caller\s+eq\s+'([^']+)'", re.IGNORECASE)
 _SUB_IN_SCOPE = re.compile(r"^/subscriptions/([^/]+)", re.IGNORECASE)
 _RG_IN_SCOPE = re.compile(r"^/subscriptions/[^/]+/resourceGroups/([^/]+)", re.IGNORECASE)
 
@@ -94,6 +96,20 @@ class ArmService(Service):
     def serves(self, host: str) -> bool:
         return host in ARM_HOSTS
 
+    def check(self, request: Request) -> None:
+        location = "eastus"
+        if "vm" in request.params:
+            with self.state.lock:
+                vm = self.state.vm(self._vm_id(request))
+                location = vm.location if vm else location
+        elif "location" in request.params:
+            location = request.params["location"]
+        refusal = api_version_error(request.operation, request.query.get("api-version"), location=location,
+                                    narrowed=self.state.switches.arm_api_versions)
+        if refusal is not None:
+            status, error = refusal
+            raise HttpError(json_response(status, {"error": error}))
+
     def register(self, router: Router) -> None:
         sub = "/subscriptions/{sub}"
         vm = sub + "/resourceGroups/{rg}/providers/Microsoft.Compute/virtualMachines/{vm}"
@@ -105,6 +121,7 @@ class ArmService(Service):
         router.add("GET", sub + "/providers/Microsoft.Insights/eventtypes/management/values", "listActivityLog",
                    self.activity_log)
         router.add("GET", vm, "getVirtualMachine", self.get_vm)
+        router.add("PATCH", vm, "updateVirtualMachine", self.update_vm)
         router.add("PUT", vm + "/runCommands/{name}", "createRunCommand", self.put_run_command)
         router.add("GET", vm + "/runCommands/{name}", "getRunCommand", self.get_run_command)
         router.add("DELETE", vm + "/runCommands/{name}", "deleteRunCommand", self.delete_run_command)
@@ -499,31 +516,27 @@ class ArmService(Service):
         return json_response(200, {"value": value, "nextLink": None})
 
     def activity_log(self, request: Request) -> Response:
+        """Filtered by Azure's restricted `$filter` grammar and paged with `nextLink` (services/activity_log.py)."""
         sub_id = request.params["sub"].lower()
         scope = f"/subscriptions/{sub_id}"
         info = self._caller(request, scope)
         self._authorize(info, "Microsoft.Insights/eventtypes/values/read", scope)
         flt = request.query.get("$filter", "")
-        now = self.state.now()
-        bounds: dict[str, datetime] = {}
-        for op, value in _FILTER_TIME.findall(flt):
-            moment = parse_time(value, now)
-            if moment is not None:
-                bounds[op.lower()] = moment
-        if "ge" not in bounds:
-            raise arm_error(400, "BadRequest", "The $filter must specify an eventTimestamp ge '<start time>' "
-                            "condition.")
-        caller = _FILTER_CALLER.search(flt)
+        wanted = activity_log.parse_filter(flt, self.state.now())
+        offset = activity_log.offset_of(request.query.get("$skiptoken") or request.query.get("$skipToken"))
         with self.state.lock:
             events = [e for e in self.state.activity_log if e.subscription_id == sub_id]
-        out = []
-        for event in sorted(events, key=lambda e: e.timestamp, reverse=True):
-            if event.timestamp < bounds["ge"] or ("le" in bounds and event.timestamp > bounds["le"]):
-                continue
-            if caller and event.caller.lower() != caller.group(1).lower():
-                continue
-            out.append(self._event_body(event))
-        return json_response(200, {"value": out, "nextLink": None})
+            page_size = self.state.switches.activity_log_page_size
+        matching = [e for e in sorted(events, key=lambda e: (e.timestamp, e.correlation_id), reverse=True)
+                    if wanted.accepts(timestamp=e.timestamp, caller=e.caller, status=e.status,
+                                      resource_id=e.resource_id, operation=e.operation_name,
+                                      correlation_id=e.correlation_id)]
+        page = matching[offset:offset + page_size]
+        more = offset + page_size < len(matching)
+        link = activity_log.next_link(request.host, f"/subscriptions/{request.params['sub']}/providers/"
+                                      "Microsoft.Insights/eventtypes/management/values",
+                                      request.query.get("api-version", ""), flt, offset + page_size) if more else None
+        return json_response(200, {"value": [self._event_body(e) for e in page], "nextLink": link})
 
     def _claims(self, caller: str) -> dict[str, str]:
         """The token claims Azure copies into an event: for a service principal (managed identities included) the
@@ -547,8 +560,8 @@ class ArmService(Service):
             "correlationId": event.correlation_id,
             "eventDataId": event_id, "eventName": {"value": "EndRequest", "localizedValue": "End request"},
             "category": {"value": "Administrative", "localizedValue": "Administrative"},
-            "eventTimestamp": event.timestamp.strftime("%Y-%m-%dT%H:%M:%S.%f") + "Z",
-            "id": f"{event.resource_id}/events/{event_id}/ticks/{int(event.timestamp.timestamp() * 10**7)}",
+            "eventTimestamp": activity_log.timestamp(event.timestamp, event.correlation_id),
+            "id": f"{event.resource_id}/events/{event_id}/ticks/{activity_log.dotnet_ticks(event.timestamp)}",
             "level": "Error" if failed else "Informational", "operationId": event.correlation_id,
             "operationName": {"value": event.operation_name, "localizedValue": event.operation_name},
             "resourceGroupName": rg.group(1) if rg else None,
@@ -557,7 +570,7 @@ class ArmService(Service):
             "resourceId": event.resource_id,
             "status": {"value": event.status, "localizedValue": event.status},
             "subStatus": {"value": "Forbidden" if failed else "", "localizedValue": ""},
-            "submissionTimestamp": event.timestamp.strftime("%Y-%m-%dT%H:%M:%S.%f") + "Z",
+            "submissionTimestamp": activity_log.timestamp(event.timestamp, event_id),
             "subscriptionId": event.subscription_id,
             "properties": {"statusCode": "Forbidden" if failed else "OK", "statusMessage": event.message,
                            "eventCategory": "Administrative"},
@@ -595,10 +608,50 @@ class ArmService(Service):
                     "provisioningState": "Succeeded",
                 },
             }
-            if vm.identity_principal_id:
-                body["identity"] = {"type": "SystemAssigned", "principalId": vm.identity_principal_id,
-                                    "tenantId": vm.identity_tenant_id}
+            identity = _identity_body(vm)
+            if identity:
+                body["identity"] = identity
         return json_response(200, body)
+
+    def update_vm(self, request: Request) -> Response:
+        """PATCH a VM; only `identity` is modelled, with ARM's semantics: the type lists every kind the VM keeps
+        (a type without "UserAssigned" detaches the user-assigned identities), turning SystemAssigned on creates
+        a new principal (still replicating for a while), turning it off deletes it."""
+        vm_id = self._vm_id(request)
+        info = self._caller(request, vm_id)
+        self._authorize(info, "Microsoft.Compute/virtualMachines/write", vm_id, log_failure=True)
+        try:
+            body = request.json() or {}
+            identity = body.get("identity")
+            kinds = {k.strip().lower() for k in str((identity or {}).get("type") or "").split(",")}
+            user_assigned = dict((identity or {}).get("userAssignedIdentities") or {})
+        except (ValueError, TypeError, AttributeError):
+            raise arm_error(400, "InvalidRequestContent", "The request content was invalid and could not be "
+                            "deserialized.") from None
+        with self.state.lock:
+            vm = self.state.vm(vm_id)
+            if vm is None:
+                raise self._vm_not_found(request)
+            if identity is not None:
+                if "systemassigned" in kinds and not vm.identity_principal_id:
+                    sub = self.state.subscriptions.get(vm.subscription_id)
+                    principal = Principal(object_id=new_guid(), tenant_id=sub.tenant_id if sub else info.tenant_id,
+                                          kind="ServicePrincipal", display_name=vm.name, app_id=new_guid(),
+                                          created_at=self.state.now())
+                    self.state.principals[principal.object_id] = principal
+                    vm.identity_principal_id, vm.identity_tenant_id = principal.object_id, principal.tenant_id
+                elif "systemassigned" not in kinds and vm.identity_principal_id:
+                    self.state.principals.pop(vm.identity_principal_id, None)
+                    vm.identity_principal_id = vm.identity_tenant_id = None
+                if "userassigned" in kinds:
+                    kept = [i for i in vm.user_assigned_identities
+                            if not any(k.lower() == i.lower() and v is None for k, v in user_assigned.items())]
+                    added = [k for k, v in user_assigned.items() if v is not None
+                             and k.lower() not in {i.lower() for i in kept}]
+                    vm.user_assigned_identities = kept + added
+                else:
+                    vm.user_assigned_identities = []
+        return self.get_vm(request)
 
     def _run_command_body(self, request: Request, record: dict[str, Any], *, expand: bool) -> dict[str, Any]:
         props = {k: v for k, v in record["properties"].items()}
@@ -730,3 +783,20 @@ class ArmService(Service):
             for key in keys:
                 del vm.run_commands[key]
         return empty(200 if keys else 204)
+
+
+def _identity_body(vm: VirtualMachine) -> dict[str, Any] | None:
+    """The VM's `identity` as ARM shows it (None when it has none)."""
+    kinds = (["SystemAssigned"] if vm.identity_principal_id else []) + (
+        ["UserAssigned"] if vm.user_assigned_identities else [])
+    if not kinds:
+        return None
+    body: dict[str, Any] = {"type": ", ".join(kinds)}
+    if vm.identity_principal_id:
+        body |= {"principalId": vm.identity_principal_id, "tenantId": vm.identity_tenant_id}
+    if vm.user_assigned_identities:
+        body["userAssignedIdentities"] = {
+            i: {"principalId": str(uuid.uuid5(uuid.NAMESPACE_OID, i.lower())),
+                "clientId": str(uuid.uuid5(uuid.NAMESPACE_URL, i.lower()))}
+            for i in vm.user_assigned_identities}
+    return body
