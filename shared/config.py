@@ -136,6 +136,8 @@ class Settings:
     continuation_backoff_seconds: float = 30.0  # CONTINUATION_BACKOFF_SECONDS: first delay, doubling to 300 s
     require_app_role: str | None = None  # REQUIRE_APP_ROLE: the app role changes need (None: function key enough)
     queue_service_uri: str | None = None  # AzureWebJobsStorage__queueServiceUri (identity-based connection)
+    notify_webhook_url: str | None = field(default=None, repr=False)  # NOTIFY_WEBHOOK_URL: holds a token; never shown
+    notify_format: str = "teams"  # NOTIFY_FORMAT: teams (Adaptive Card, workflow URL) | slack
 
     def target(self, name: str) -> Target:
         for target in self.targets:
@@ -576,6 +578,31 @@ def _http_api(problems: _Problems, env: Mapping[str, str]) -> dict[str, Any]:
     }
 
 
+NOTIFY_FORMATS = ("teams", "slack")
+
+
+def _notifications(problems: _Problems, env: Mapping[str, str]) -> dict[str, Any]:
+    """NOTIFY_WEBHOOK_URL (a Key Vault reference in Azure: the URL carries its own token, so it is registered
+    as a secret and never echoed) and NOTIFY_FORMAT."""
+    fmt = (env.get("NOTIFY_FORMAT") or "teams").strip().lower()
+    if fmt not in NOTIFY_FORMATS:
+        problems.add("NOTIFY_FORMAT", f"{fmt[:20]!r} is not a notification format", "use teams or slack")
+        fmt = "teams"
+    url = (env.get("NOTIFY_WEBHOOK_URL") or "").strip() or None
+    if url is not None:
+        register_secret(url)
+        parts = urlsplit(url)
+        if url.startswith("@Microsoft.KeyVault("):
+            problems.add("NOTIFY_WEBHOOK_URL", "is a Key Vault reference the platform could not resolve",
+                         "grant the Function's identity 'Key Vault Secrets User' on the secret and check its URI")
+            url = None
+        elif parts.scheme != "https" or not parts.hostname:
+            problems.add("NOTIFY_WEBHOOK_URL", "is not an https:// URL (its value is not shown: it holds a token)",
+                         "use the Teams workflow's or the Slack incoming webhook's https URL, or remove the setting")
+            url = None
+    return {"notify_webhook_url": url, "notify_format": fmt}
+
+
 def _check_shared_resources(problems: _Problems, targets: list[Target]) -> None:
     """Several targets may share one app registration (each keeps to its own credentials), but two targets that
     share a Key Vault secret or a CycleCloud account would overwrite each other's secret."""
@@ -654,6 +681,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         auto_remediate=_flag(problems, env, "AUTO_REMEDIATE", False),
         max_concurrency=max_concurrency,
         **_http_api(problems, env),
+        **_notifications(problems, env),
     )
     if problems.items:
         raise ConfigError(problems.items)
