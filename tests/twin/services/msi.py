@@ -1,4 +1,8 @@
-"""The App Service managed identity endpoint (api-version 2019-08-01), plain HTTP on 127.0.0.1 as in Azure."""
+"""The App Service managed identity endpoint (api-version 2019-08-01), plain HTTP on 127.0.0.1 as in Azure.
+
+Errors are App Service's `{"statusCode", "message", "correlationId"}`: 401 for a wrong `X-IDENTITY-HEADER`,
+400 "Unable to load the proper Managed Identity." for an unknown user-assigned client id, and 500 for a
+resource Entra does not know (see `token`)."""
 
 from __future__ import annotations
 
@@ -42,7 +46,11 @@ class ManagedIdentityService(Service):
         from .entra import KNOWN_AUDIENCES
 
         if resource not in KNOWN_AUDIENCES:
-            raise self._error(400, f"AADSTS500011: The resource principal named {resource} was not found.")
+            # App Service / Functions does not pass Entra's AADSTS500011 on: it answers a vague 500 (quoted in
+            # Azure/azure-functions-host#9884 and Azure/azure-sdk-for-net#44685, "occured" sic; MSAL Python's
+            # msal/managed_identity.py: "Empirically, wrong resource ends up with a vague statusCode=500"),
+            # which azure-core's retry policy retries like any 500 before azure-identity gives up.
+            raise self._error(500, "An unexpected error occured while fetching the AAD Token.")
         token, _ = self.twin.tokens.issue(principal.tenant_id, principal.object_id, principal.app_id or "",
                                           resource, now)
         return json_response(200, {
