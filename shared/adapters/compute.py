@@ -35,6 +35,7 @@ class VmInfo:
     location: str
     identity_principal_id: str | None  # the system-assigned identity's object id; None = identity off
     identity_tenant_id: str | None
+    user_assigned_identity_ids: tuple[str, ...] = ()  # attached user-assigned identities (resource ids)
 
     @property
     def has_system_identity(self) -> bool:
@@ -86,7 +87,35 @@ class ComputeAdapter:
             id=str(_get(vm, "id") or vm_id), name=str(_get(vm, "name") or name), location=str(_get(vm, "location")),
             identity_principal_id=str(principal).lower() if principal else None,
             identity_tenant_id=str(_get(identity, "tenant_id")).lower() if principal else None,
+            user_assigned_identity_ids=tuple(sorted(_get(identity, "user_assigned_identities") or {})),
         )
+
+    async def enable_system_identity(self, vm_id: str, timeout_seconds: float = 120.0) -> VmInfo:
+        """Turn on the VM's system-assigned identity, keeping its user-assigned identities attached (a PATCH
+        whose identity type omitted "UserAssigned" would detach them). Returns the VM as read back after the
+        change; a VM whose system identity is already on is returned unchanged, without a write."""
+        current = await self.get_vm(vm_id)
+        if current.has_system_identity:
+            return current
+        sub, rg, name = parse_vm_id(vm_id)
+        identity: dict[str, Any] = {"type": "SystemAssigned"}
+        if current.user_assigned_identity_ids:
+            identity = {"type": "SystemAssigned, UserAssigned",
+                        "userAssignedIdentities": {i: {} for i in current.user_assigned_identity_ids}}
+        body: Any = {"identity": identity}  # only identity: every other VM setting stays as it is
+        what = f"Turning on the system-assigned identity of {vm_id}"
+        logger.info("turning on the system-assigned identity of %s", vm_id)
+        try:
+            poller = await self.clients.compute(sub).virtual_machines.begin_update(
+                rg, name, body, polling_interval=POLLING_INTERVAL_SECONDS)
+            await asyncio.wait_for(poller.result(), timeout=timeout_seconds)
+        except TimeoutError:
+            raise ServiceError(f"{what} did not finish within {timeout_seconds:g} s.",
+                               reason="ARM is still updating the VM.",
+                               fix="Check the VM's Identity blade; calling again resumes.") from None
+        except Exception as exc:
+            raise_arm_error(exc, what=what, scope=vm_id)
+        return await self.get_vm(vm_id)
 
     async def run_command(self, vm_id: str, name: str, script: list[str], parameters: dict[str, str],
                           protected_parameters: dict[str, str], timeout_seconds: float = 300.0,
