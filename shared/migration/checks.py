@@ -44,9 +44,11 @@ class Preflight:
         return not self.problems
 
 
-async def preflight(ctx: AppContext, target: Target, rotation_store: JournalStore) -> Preflight:
+async def preflight(ctx: AppContext, target: Target, rotation_store: JournalStore, *,
+                    holding_lock: bool = False) -> Preflight:
     """Step 1: the VM is reachable through ARM, CycleCloud's account knows managed identity, the target's
-    subscriptions and roles resolve, and no rotation is in flight."""
+    subscriptions and roles resolve, and no rotation is in flight (`holding_lock`: this run holds the target's
+    lock, so only the rotation journal can say one is in flight)."""
     result = Preflight([])
     missing = [name for name, value in (("vm_resource_id", target.vm_resource_id), ("cyclecloud", target.cyclecloud),
                                         ("app_id", target.app_id), ("secret_name", target.secret_name)) if not value]
@@ -89,7 +91,7 @@ async def preflight(ctx: AppContext, target: Target, rotation_store: JournalStor
         if rotation.current is not None:
             result.problems.append(f"rotation {rotation.current.id} of '{target.name}' is in flight (stage "
                                    f"{rotation.current.stage.value}); let it finish first")
-        elif await rotation_store.is_locked(target.name):
+        elif not holding_lock and await rotation_store.is_locked(target.name):
             result.problems.append(f"a rotation or maintenance run holds '{target.name}' now; call again later")
     except RemediatorError as exc:
         result.problems.append(f"the rotation journal cannot be read: {exc.message}")

@@ -65,7 +65,7 @@ class _Run:
         self.current = await self.store.write_migration(self.current, journal)
 
     async def start(self) -> None:
-        checked = await preflight(self.ctx, self.target, self.rotation_store)
+        checked = await preflight(self.ctx, self.target, self.rotation_store, holding_lock=True)
         if not checked.ok:
             raise _blocked(f"The migration of '{self.target.name}' cannot start.", "; ".join(checked.problems),
                            "Fix what the preflight names, then call again (nothing was changed).", self.target.name,

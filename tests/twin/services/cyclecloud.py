@@ -43,6 +43,7 @@ SECRET_FIELD = "AzureRMApplicationSecret"
 MASK_TAIL = "*" * 8
 FULL_MASK = "*" * 11
 STORAGE_READ = "Microsoft.Storage/storageAccounts/read"
+AUTH_MODES = ("managed_identity", "service_principal")
 
 
 def masked(record: dict[str, Any], *, fully: bool = False) -> dict[str, Any]:
@@ -57,14 +58,16 @@ def masked(record: dict[str, Any], *, fully: bool = False) -> dict[str, Any]:
     return out
 
 
-def validation_error(state: State, record: dict[str, Any]) -> str | None:
+def validation_error(state: State, record: dict[str, Any], vm: VirtualMachine | None = None) -> str | None:
     """What CycleCloud's "Validate" says about the record's credential, or None when it is good.
 
     Mirrors the messages of the support articles: `Invalid Azure credentials provided: AADSTS...` for a token
     refusal, and the authorization error when the principal cannot read storage accounts. Never echoes the secret.
+    A managed-identity account is validated against `vm` (the CycleCloud VM): its system-assigned identity must
+    be on and hold its roles effectively (role propagation included); without a VM the twin cannot tell.
     """
     if record.get("AzureRMUseManagedIdentity") is True:
-        return None
+        return managed_identity_error(state, record, vm)
     tenant_id = str(record.get("AzureRMTenantId") or "").lower()
     app_id = str(record.get("AzureRMApplicationId") or "").lower()
     secret = str(record.get(SECRET_FIELD) or "")
@@ -87,6 +90,24 @@ def validation_error(state: State, record: dict[str, Any]) -> str | None:
         if sp is None or not state.is_allowed(sp.object_id, STORAGE_READ, scope):
             object_id = sp.object_id if sp else "unknown"
             return (f"{prefix}The client '{app_id}' with object id '{object_id}' does not have authorization to "
+                    f"perform action '{STORAGE_READ}' over scope '{scope}' or the scope is invalid. If access was "
+                    "recently granted, please refresh your credentials.")
+    return None
+
+
+def managed_identity_error(state: State, record: dict[str, Any], vm: VirtualMachine | None) -> str | None:
+    if vm is None:
+        return None
+    prefix = "Invalid Azure credentials provided: "
+    subscription = str(record.get("AzureRMSubscriptionId") or "").lower()
+    scope = f"/subscriptions/{subscription}"
+    with state.lock:
+        principal = vm.identity_principal_id
+        if principal is None:
+            return (f"{prefix}ManagedIdentityCredential authentication unavailable. No identity has been assigned "
+                    "to this resource.")
+        if not state.is_allowed(principal, STORAGE_READ, scope):
+            return (f"{prefix}The client '{principal}' with object id '{principal}' does not have authorization to "
                     f"perform action '{STORAGE_READ}' over scope '{scope}' or the scope is invalid. If access was "
                     "recently granted, please refresh your credentials.")
     return None
@@ -196,6 +217,11 @@ class CycleCloudService(Service):
                 raise _error(401, "Unauthorized", "Invalid username or password.", challenge)
             return user
 
+    def _vm_of(self, server: CycleCloudServer) -> VirtualMachine | None:
+        with self.state.lock:
+            return next((vm for vm in self.state.virtual_machines.values()
+                         if (vm.cyclecloud_host or "").lower() == server.host.lower()), None)
+
     def _account(self, server: CycleCloudServer, request: Request) -> dict[str, Any]:
         name = request.params["account"]
         record = server.accounts.get(name)
@@ -238,7 +264,7 @@ class CycleCloudService(Service):
         if SECRET_FIELD not in body:  # a dry run without a secret checks the path and shape only
             return server, merged
         if server.validates_on_save:
-            message = validation_error(self.state, merged)
+            message = validation_error(self.state, merged, self._vm_of(server))
             if message:
                 raise _error(400, "InvalidCredentials", message)
         return server, merged
@@ -294,8 +320,15 @@ class CycleCloudService(Service):
         if problem:
             return 90, "", f"twin: {problem}"
         allowed = _allowed_fields(text) or []
-        if edit and ("CC_NEW_SECRET" not in text or "CC_NEW_SECRET" not in protected):
+        # an authentication-mode switch (migration to the VM's managed identity, or its rollback): CC_AUTH_MODE
+        mode = plain.get("CC_AUTH_MODE")
+        if mode is not None and (mode not in AUTH_MODES or "CC_AUTH_MODE" not in text):
+            return 90, "", "twin: CC_AUTH_MODE must be managed_identity or service_principal and used by the script"
+        needs_secret = mode != "managed_identity"
+        if edit and needs_secret and ("CC_NEW_SECRET" not in text or "CC_NEW_SECRET" not in protected):
             return 90, "", "twin: the new secret must come from the protected parameter CC_NEW_SECRET"
+        if mode == "service_principal" and not plain.get("CC_APP_ID"):
+            return 90, "", "twin: a switch back to a service principal needs CC_APP_ID"
         host = (vm.cyclecloud_host or "").lower()
         server = self.state.cyclecloud_servers.get(host)
         if server is None:
@@ -307,9 +340,13 @@ class CycleCloudService(Service):
                 return 3, "CCR-RESULT account-missing\n", f"Account not found: {account}\n"
             record = dict(current)
         if dry_run or edit:
-            if edit:
+            if edit and mode == "managed_identity":
+                record.update({"AzureRMUseManagedIdentity": True, "AzureRMApplicationId": "", SECRET_FIELD: ""})
+            elif edit:
                 record["AzureRMApplicationSecret"] = protected["CC_NEW_SECRET"]
-            message = validation_error(self.state, record) if server.validates_on_save else None
+                if mode == "service_principal":
+                    record.update({"AzureRMUseManagedIdentity": False, "AzureRMApplicationId": plain["CC_APP_ID"]})
+            message = validation_error(self.state, record, vm) if server.validates_on_save else None
             if message:
                 return 5, "CCR-RESULT edit-rejected\n", f"Error: {message}\n"
             if dry_run and not server.ignores_dry_run:
