@@ -12,7 +12,7 @@ from urllib.parse import urlsplit
 
 import azure.functions as func
 
-from shared import __version__, http_routes
+from shared import __version__, http_routes, telemetry
 from shared.caller import Caller, caller_from_headers, require_role
 from shared.config import DEFAULT_CONTINUATION_QUEUE
 from shared.context import AppContext
@@ -24,6 +24,7 @@ app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
 logger = logging.getLogger("function_app")
 logging.getLogger("azure").setLevel(logging.WARNING)
 install_filter()
+telemetry.configure()  # Application Insights when configured (docs/operations.md); else nothing is loaded
 
 _context: AppContext | None = None
 
@@ -62,7 +63,10 @@ async def _serve(req: func.HttpRequest, route: RouteSpec, handler: Handler) -> f
                         extra={"requested_by": caller.label, "target": parsed.target, "http_status": result.status})
         return result
 
-    return _respond(await run_mapped(call, route.name))
+    with telemetry.span(f"http {route.name}", route=route.name, target=req.route_params.get("target")) as span:
+        result = await run_mapped(call, route.name)
+        span.set(outcome="ok" if result.status < 400 else "error", httpStatus=result.status)
+    return _respond(result)
 
 
 def _base_url(req: func.HttpRequest) -> str:

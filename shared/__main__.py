@@ -7,6 +7,7 @@
     python -m shared rotate <target> [--force] [--dry-run]
     python -m shared roles <target> [--apply]
     python -m shared remediate <target> [--dry-run]
+    python -m shared targets [--json]
 """
 
 from __future__ import annotations

@@ -21,6 +21,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "rotate": ("shared.cli.rotate_cmd", "rotate a target's client secret (crash-safe)"),
     "roles": ("shared.cli.roles_cmd", "plan or apply the target's role assignments"),
     "remediate": ("shared.cli.remediate_cmd", "validate, fix what can be fixed, validate again"),
+    "targets": ("shared.cli.targets_cmd", "every target at a glance: status, expiry, rotations, open operations"),
     "migrate": ("shared.cli.migrate_cmd", "move a target from its client secret to the VM's managed identity"),
 }
 

@@ -190,21 +190,41 @@ class TargetList:
         return {"targets": self.targets}
 
 
-async def _last_rotation(ctx: AppContext, target: Target) -> dict[str, Any] | None:
+LAST_ROTATION_FIELDS = ("id", "finished_at", "result", "new_key_id", "new_end", "reason", "push_confirmed")
+OPEN_OPERATION_FIELDS = ("id", "stage", "started_at", "updated_at", "reason", "attempts", "last_error",
+                         "requested_by")
+
+
+@dataclass
+class RotationView:
+    """The journal's answer for the list: the last finished rotation, the open one and where it stands, and the
+    operations whose push CycleCloud could not confirm (secret-free)."""
+
+    last: dict[str, Any] | None = None
+    open: dict[str, Any] | None = None
+    unconfirmed: list[str] = field(default_factory=list)
+
+
+async def _rotation_view(ctx: AppContext, target: Target) -> RotationView:
     from ..rotation.store import JournalStore
 
     if not target.uses_secret:
-        return None
+        return RotationView()
     try:
         journal = (await JournalStore(ctx.clients.blob_service(), ctx.settings.storage.container)
                    .read(target.name)).journal
     except Exception as exc:  # no storage or no journal yet: the list still answers
         logger.info("no rotation journal for %s: %s", target.name, type(exc).__name__)
-        return None
-    if not journal.history:
-        return None
-    last = journal.history[0]
-    return {key: last.get(key) for key in ("id", "finished_at", "result", "new_key_id", "new_end", "reason")}
+        return RotationView()
+    view = RotationView()
+    if journal.history:
+        view.last = {key: journal.history[0].get(key) for key in LAST_ROTATION_FIELDS}
+    if journal.current is not None:
+        current = journal.current.to_dict()
+        view.open = {key: current.get(key) for key in OPEN_OPERATION_FIELDS}
+    operations = ([journal.current.to_dict()] if journal.current else []) + list(journal.history)
+    view.unconfirmed = [str(op.get("id")) for op in operations if op.get("push_confirmed") is False]
+    return view
 
 
 async def _vault_expiry(ctx: AppContext, target: Target) -> datetime | None:
@@ -238,6 +258,7 @@ async def _target_status(ctx: AppContext, target: Target, now: datetime) -> dict
     expires = _parse_time(record.get("secret_expires_on")) if record else None
     if expires is None:
         expires = await _vault_expiry(ctx, target)
+    rotation = await _rotation_view(ctx, target)
     return {
         "name": target.name,
         "mode": target.mode.value,
@@ -245,12 +266,16 @@ async def _target_status(ctx: AppContext, target: Target, now: datetime) -> dict
         "checked_at": record.get("checked_at") if record else None,
         "days_to_expiry": round((expires - now).total_seconds() / 86400, 1) if expires else None,
         "secret_expires_on": expires.strftime("%Y-%m-%dT%H:%M:%SZ") if expires else None,
-        "last_rotation": await _last_rotation(ctx, target),
+        "last_rotation": rotation.last,
+        "open_operation": rotation.open,
+        "unconfirmed_pushes": rotation.unconfirmed,
         "findings": list(record.get("findings", [])) if record else [],
     }
 
 
 async def list_targets(ctx: AppContext) -> TargetList:
-    """GET /api/targets: every configured target with its last known status, days to expiry, last rotation."""
+    """GET /api/targets and `python -m shared targets`: every configured target with its last known status and
+    health check time, days to expiry, last rotation and its outcome, the open operation and its stage, and
+    unconfirmed pushes. Reads only the state container (and Key Vault before the first check)."""
     now = datetime.now(UTC)
     return TargetList(list(await asyncio.gather(*(_target_status(ctx, t, now) for t in ctx.settings.targets))))

@@ -95,7 +95,7 @@ TARGET_STATUS_SCHEMA: dict[str, Any] = {
     "type": "object",
     "additionalProperties": False,
     "required": ["name", "mode", "status", "checked_at", "days_to_expiry", "secret_expires_on", "last_rotation",
-                 "findings"],
+                 "open_operation", "unconfirmed_pushes", "findings"],
     "properties": {
         "name": {"type": "string"},
         "mode": {"type": "string", "enum": ["service_principal", "managed_identity"]},
@@ -104,7 +104,15 @@ TARGET_STATUS_SCHEMA: dict[str, Any] = {
         "checked_at": {**_NULLABLE_STRING, "format": "date-time"},
         "days_to_expiry": {"type": ["number", "null"]},
         "secret_expires_on": {**_NULLABLE_STRING, "format": "date-time"},
-        "last_rotation": {"type": ["object", "null"]},
+        "last_rotation": {"type": ["object", "null"],
+                          "description": "The last finished rotation: id, finished_at, result (committed, "
+                                         "abandoned), new_key_id, new_end, reason, push_confirmed."},
+        "open_operation": {"type": ["object", "null"],
+                           "description": "The rotation in progress (null: none): id, stage it runs next, "
+                                          "started_at, updated_at, reason, attempts, last_error (stage, code, "
+                                          "message, at), requested_by."},
+        "unconfirmed_pushes": {"type": "array", "items": {"type": "string"},
+                               "description": "Operations whose push CycleCloud's read-back could not confirm."},
         "findings": {"type": "array", "items": {"type": "string"}, "description": "codes from the last check"},
     },
 }
