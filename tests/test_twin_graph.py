@@ -297,3 +297,54 @@ async def test_client_factory_graph_client_speaks_the_same_wire(twin: Twin, sett
     log = [r for r in twin.request_log if r.service == "graph"]
     assert [(r.operation, r.status, r.caller) for r in log] == [
         ("getApplication", 200, FUNCTION_OBJECT_ID), ("addPassword", 200, FUNCTION_OBJECT_ID)]
+
+
+async def test_lifetime_refusal_carries_graphs_details_and_inner_error_date(twin: Twin,
+                                                                             graph: GraphServiceClient) -> None:
+    """The raw body as Graph sends it (OfficeDev/microsoft-365-agents-toolkit#10998), and kiota still parses it."""
+    import requests
+
+    load(twin, max_password_lifetime_days=90)
+    from azure.identity import ManagedIdentityCredential as SyncManagedIdentityCredential
+
+    bearer = SyncManagedIdentityCredential().get_token("https://graph.microsoft.com/.default").token
+    raw = requests.post(f"https://graph.microsoft.com/v1.0/applications/{APP_OBJECT_ID}/addPassword",
+                        json={"passwordCredential": {"displayName": "x"}},
+                        headers={"Authorization": f"Bearer {bearer}"}, timeout=10)
+    assert raw.status_code == 400
+    error = raw.json()["error"]
+    assert list(error) == ["code", "message", "details", "innerError"]
+    assert error["details"] == [{"code": "InvalidKeyEndDate", "message": error["message"], "target": "EndDate"}]
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d", error["innerError"]["date"])  # no fraction, no Z
+    with pytest.raises(ODataError) as raised:  # the SDK reads that shape (details and the zone-less date)
+        await graph.applications.by_application_id(APP_OBJECT_ID).add_password.post(add_body())
+    assert raised.value.error is not None and raised.value.error.details
+    assert raised.value.error.details[0].code == "InvalidKeyEndDate"
+
+
+async def test_tenant_default_policy_can_be_enabled_and_applies_without_an_assigned_policy(
+        twin: Twin, graph: GraphServiceClient) -> None:
+    scenario = World().scenario()
+    scenario["tenants"][0]["default_app_management_policy"] = {"enabled": True, "max_password_lifetime_days": 30}
+    scenario["principals"][0]["graph_app_roles"].append("Policy.Read.ApplicationConfiguration")
+    twin.load(scenario)
+    default = await graph.policies.default_app_management_policy.get()
+    assert default is not None and default.is_enabled is True
+    assert default.id == "00000000-0000-0000-0000-000000000000"
+    assert default.application_restrictions is not None
+    [restriction] = default.application_restrictions.password_credentials or []
+    assert restriction.max_lifetime == timedelta(days=30)
+    assigned = await graph.applications.by_application_id(APP_OBJECT_ID).app_management_policies.get()
+    assert assigned is not None and not assigned.value  # nothing assigned to the app itself
+    with pytest.raises(ODataError) as raised:
+        await graph.applications.by_application_id(APP_OBJECT_ID).add_password.post(add_body())
+    assert raised.value.error is not None and raised.value.error.code == "CredentialInvalidLifetimeAsPerAppPolicy"
+    assert "'00000000-0000-0000-0000-000000000000'" in (raised.value.error.message or "")
+    ok = await graph.applications.by_application_id(APP_OBJECT_ID).add_password.post(
+        add_body(end=datetime.now(UTC) + timedelta(days=29)))
+    assert ok is not None and ok.secret_text
+    # an app's own policy overrides the tenant default
+    twin.state.applications[APP_OBJECT_ID].max_password_lifetime_days = 365
+    longer = await graph.applications.by_application_id(APP_OBJECT_ID).add_password.post(
+        add_body(end=datetime.now(UTC) + timedelta(days=200)))
+    assert longer is not None

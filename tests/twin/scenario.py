@@ -57,6 +57,13 @@ def load_scenario(twin: Twin, source: dict[str, Any] | str | Path) -> None:
 
         for raw in scenario.get("tenants", []):
             tenant = Tenant(raw["id"].lower(), raw.get("domain", f"{raw['id'][:8]}.onmicrosoft.com"))
+            policy = raw.get("default_app_management_policy") or {}
+            unknown = set(policy) - {"enabled", "max_password_lifetime_days", "password_addition_blocked"}
+            if unknown:
+                raise ValueError(f"scenario tenants[].default_app_management_policy: unknown fields {sorted(unknown)}")
+            tenant.default_policy_enabled = bool(policy.get("enabled", False))
+            tenant.default_max_password_lifetime_days = policy.get("max_password_lifetime_days")
+            tenant.default_password_addition_blocked = bool(policy.get("password_addition_blocked", False))
             state.tenants[tenant.id] = tenant
 
         for raw in scenario.get("applications", []):

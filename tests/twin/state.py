@@ -76,6 +76,11 @@ def iso(value: datetime | None) -> str | None:
 class Tenant:
     id: str
     domain: str = "contoso.onmicrosoft.com"
+    # the tenant-wide default app management policy (Graph policies/defaultAppManagementPolicy): off unless a
+    # scenario enables it; applies to apps without an assigned policy of their own
+    default_policy_enabled: bool = False
+    default_max_password_lifetime_days: int | None = None
+    default_password_addition_blocked: bool = False
 
 
 @dataclass

@@ -20,7 +20,7 @@ from typing import Any
 
 from ..http import HttpError, Request, Response, Router, empty, json_response
 from ..server import GRAPH_HOSTS, Service
-from ..state import Application, PasswordCredential, Principal, hash_secret, iso, new_guid, parse_time
+from ..state import Application, PasswordCredential, Principal, hash_secret, new_guid, parse_time
 from ..tokens import TokenInfo
 from .common import require_token
 
@@ -29,6 +29,7 @@ WRITE_ROLES = {"Application.ReadWrite.All", "Directory.ReadWrite.All"}
 OWNED_BY = "Application.ReadWrite.OwnedBy"
 POLICY_READ_ROLES = {"Policy.Read.All", "Policy.Read.ApplicationConfiguration",
                      "Policy.ReadWrite.ApplicationConfiguration"}
+TENANT_DEFAULT_POLICY_ID = "00000000-0000-0000-0000-000000000000"
 DEFAULT_PASSWORD_LIFETIME = timedelta(days=730)  # Graph: "startDateTime + 2 years"
 _SECRET_ALPHABET = string.ascii_letters + string.digits + "-_.~"
 _FILTER_APP_ID = re.compile(r"^\s*appId\s+eq\s+'([^']*)'\s*$", re.IGNORECASE)
@@ -86,20 +87,35 @@ class GraphService(Service):
     # -- errors -------------------------------------------------------------------------------------------
 
     def _error(self, request: Request, status: int, code: str, message: str,
-               headers: dict[str, str] | None = None) -> Response:
+               headers: dict[str, str] | None = None, details: list[dict[str, str]] | None = None) -> Response:
         now = self.state.now()
-        return json_response(status, {"error": {
-            "code": code,
-            "message": message,
-            "innerError": {
-                "date": iso(now),
-                "request-id": new_guid(),
-                "client-request-id": request.headers.get("client-request-id", new_guid()),
-            },
-        }}, headers)
+        error: dict[str, Any] = {"code": code, "message": message}
+        if details is not None:
+            error["details"] = details
+        error["innerError"] = {
+            # Graph's innerError.date has no fraction and no `Z` ("2024-03-05T13:14:55", quoted in
+            # OfficeDev/microsoft-365-agents-toolkit#10998)
+            "date": now.strftime("%Y-%m-%dT%H:%M:%S"),
+            "request-id": new_guid(),
+            "client-request-id": request.headers.get("client-request-id", new_guid()),
+        }
+        return json_response(status, {"error": error}, headers)
 
-    def _fail(self, request: Request, status: int, code: str, message: str) -> HttpError:
-        return HttpError(self._error(request, status, code, message))
+    def _fail(self, request: Request, status: int, code: str, message: str,
+              details: list[dict[str, str]] | None = None) -> HttpError:
+        return HttpError(self._error(request, status, code, message, details=details))
+
+    def _restriction(self, app: Application) -> tuple[str, int | None, bool] | None:
+        """(policy id, max password lifetime in days, password addition blocked) that applies to `app`: its own
+        assigned policy, else the tenant default policy when enabled (Graph: "the app's policy overrides the
+        tenant default"), else None."""
+        if app.password_addition_blocked or app.max_password_lifetime_days is not None:
+            return app_policy_id(app), app.max_password_lifetime_days, app.password_addition_blocked
+        tenant = self.state.tenants.get(app.tenant_id)
+        if tenant is not None and tenant.default_policy_enabled:
+            return (TENANT_DEFAULT_POLICY_ID, tenant.default_max_password_lifetime_days,
+                    tenant.default_password_addition_blocked)
+        return None
 
     def _denied(self, request: Request) -> HttpError:
         return self._fail(request, 403, "Authorization_RequestDenied",
@@ -247,14 +263,19 @@ class GraphService(Service):
                 raise self._fail(request, 400, "Request_BadRequest",
                                  "Invalid value specified for property 'endDateTime' of resource "
                                  "'PasswordCredential'.") from None
-            if app.password_addition_blocked:
-                raise self._fail(request, 400, "CredentialTypeNotAllowedAsPerAppPolicy",
-                                 f"Credential type not allowed as per assigned policy '{app_policy_id(app)}'.")
-            if app.max_password_lifetime_days is not None and \
-                    end - start > timedelta(days=app.max_password_lifetime_days):
-                raise self._fail(request, 400, "CredentialInvalidLifetimeAsPerAppPolicy",
-                                 "Credential lifetime exceeds the max value allowed as per assigned policy "
-                                 f"'{app_policy_id(app)}'.")
+            restriction = self._restriction(app)
+            if restriction is not None:
+                policy_id, max_days, blocked = restriction
+                if blocked:
+                    raise self._fail(request, 400, "CredentialTypeNotAllowedAsPerAppPolicy",
+                                     f"Credential type not allowed as per assigned policy '{policy_id}'.")
+                if max_days is not None and end - start > timedelta(days=max_days):
+                    message = ("Credential lifetime exceeds the max value allowed as per assigned policy "
+                               f"'{policy_id}'.")
+                    # details[] as Graph sends it (OfficeDev/microsoft-365-agents-toolkit#10998)
+                    raise self._fail(request, 400, "CredentialInvalidLifetimeAsPerAppPolicy", message,
+                                     details=[{"code": "InvalidKeyEndDate", "message": message,
+                                               "target": "EndDate"}])
             value = new_client_secret()
             credential = PasswordCredential(
                 key_id=new_guid(), secret_hash=hash_secret(value), hint=value[:3],
@@ -362,18 +383,30 @@ class GraphService(Service):
 
     def default_policy(self, request: Request) -> Response:
         with self.state.lock:
-            _, roles = self._caller(request)
+            info, roles = self._caller(request)
             if not roles & POLICY_READ_ROLES:
                 raise self._denied(request)
-        # The twin models restrictions per application (an assigned appManagementPolicy); the tenant default
-        # policy is present but off, as in a tenant that never configured it.
+            tenant = self.state.tenants.get(info.tenant_id.lower())
+            enabled = bool(tenant and tenant.default_policy_enabled)
+            restrictions: list[dict[str, Any]] = []
+            if tenant is not None and enabled:
+                if tenant.default_password_addition_blocked:
+                    restrictions.append({"restrictionType": "passwordAddition", "state": "enabled",
+                                         "maxLifetime": None,
+                                         "restrictForAppsCreatedAfterDateTime": "2019-01-01T00:00:00Z"})
+                if tenant.default_max_password_lifetime_days is not None:
+                    restrictions.append({"restrictionType": "passwordLifetime", "state": "enabled",
+                                         "maxLifetime": f"P{tenant.default_max_password_lifetime_days}D",
+                                         "restrictForAppsCreatedAfterDateTime": "2019-01-01T00:00:00Z"})
+        # Off unless the scenario enables it for the caller's tenant (`tenants[].default_app_management_policy`);
+        # the shape follows learn.microsoft.com "Get tenantAppManagementPolicy" (id all zeros).
         return json_response(200, {
             "@odata.context": f"https://{request.host}/v1.0/$metadata#policies/defaultAppManagementPolicy/$entity",
-            "id": "00000000-0000-0000-0000-000000000000",
+            "id": TENANT_DEFAULT_POLICY_ID,
             "displayName": "Default app management tenant policy",
             "description": "Default tenant policy that enforces app management restrictions on applications and "
                            "service principals.",
-            "isEnabled": False,
-            "applicationRestrictions": {"passwordCredentials": [], "keyCredentials": []},
+            "isEnabled": enabled,
+            "applicationRestrictions": {"passwordCredentials": restrictions, "keyCredentials": []},
             "servicePrincipalRestrictions": {"passwordCredentials": [], "keyCredentials": []},
         })
