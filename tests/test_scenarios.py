@@ -51,6 +51,12 @@ def test_scenario_names_the_guides_cause_and_its_page_matches(scenario: GuideSce
             assert "0 created" not in line
     if scenario.follow_up is not None:
         assert run.steps[3].exit_code == 0, run.steps[3].output
+    if "role.propagating" in scenario.expect:  # the guide's case: CycleCloud's own Validate still fails
+        assert "does not have authorization" in str(validate.cyclecloud_says)
+    # the judge: "healthy" (exit 0) only when CycleCloud's own Validate passes at that moment
+    for step in run.steps:
+        if step.exit_code == 0:
+            assert step.cyclecloud_says is None, (step.command, step.cyclecloud_says)
 
     difference = drift(run)
     assert difference is None, (f"docs/scenarios/{scenario.name}.md no longer matches the CLI; run `python -m "

@@ -32,6 +32,20 @@ class Step:
     command: tuple[str, ...]
     exit_code: int
     output: str
+    # what CycleCloud's own Validate says about its account right after the step (None: it passes); not on the
+    # page, it is the ground truth the tests hold "healthy" to
+    cyclecloud_says: str | None = None
+
+
+def cyclecloud_validation(twin: Twin) -> str | None:
+    """CycleCloud's own answer to Configure > Cloud Provider Accounts > Credentials > Validate, from the twin."""
+    from tests.twin.services.cyclecloud import validation_error
+    from tests.world import CC_HOST
+
+    with twin.state.lock:
+        server = twin.state.cyclecloud_servers.get(CC_HOST)
+        account = dict(server.accounts.get("azure") or {}) if server is not None else {}
+    return validation_error(twin.state, account) if account else "no account"
 
 
 @dataclass(frozen=True)
@@ -98,12 +112,13 @@ def run_scenario(twin: Twin, scenario: GuideScenario, cc_ca: str, storage: str) 
             ("What remediate does", ("remediate", TARGET)))
         for title, command in plan:
             code, output = cli(*command)
-            steps.append(Step(title, command, code, output))
+            steps.append(Step(title, command, code, output, cyclecloud_validation(twin)))
         if scenario.follow_up is not None:
             scenario.follow_up.act(twin)
             follow = (*scenario.follow_up.command, TARGET)
             code, output = cli(*follow)
-            steps.append(Step(f"{scenario.follow_up.description}: {' '.join(follow)}", follow, code, output))
+            steps.append(Step(f"{scenario.follow_up.description}: {' '.join(follow)}", follow, code, output,
+                              cyclecloud_validation(twin)))
     return ScenarioRun(scenario, tuple(steps))
 
 
