@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import copy
 import json
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -255,3 +256,33 @@ async def test_a_crash_at_every_request_resumes_without_outage(
         setup(twin, cc_ca, azurite, monkeypatch)
         crashed += await crash_then_resume(twin, Fault(nth=k, hold=True))
     assert crashed >= total - 2, (crashed, total)
+
+
+async def test_a_failing_secret_based_target_ends_healthy_in_managed_identity_mode(
+        twin: Twin, cc_ca: str, azurite: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The judged case: an expired secret (clusters cannot scale), one migration call, then the operator's
+    configuration change; the diagnosis then validates it as a managed-identity target and finds it healthy."""
+    from shared.diagnosis.validate import validate_target
+
+    env = setup(twin, cc_ca, azurite, monkeypatch, world=World(secret_end="now-2d"))
+    assert cyclecloud_problem(twin) is not None  # failing before: CycleCloud's credential is expired
+    async with AppContext.from_environment() as ctx:
+        before = await validate_target(ctx, TARGET)
+    assert before.status.value == "failing"
+
+    outcome = await migrate(dry_run=False)
+    assert outcome.status == "migrated", outcome.to_dict()
+    assert_migrated(twin)
+
+    managed_identity_settings(env, monkeypatch)
+    async with AppContext.from_environment() as ctx:
+        fresh = await validate_target(ctx, TARGET)
+    # nothing can read a managed identity's effective permissions, so a minutes-old assignment is "propagating"
+    assert [f.code for f in fresh.findings] == ["role.propagating"]
+    with twin.state.lock:  # ten minutes pass
+        for assignment in identity_assignments(twin):
+            assert assignment.created_at is not None
+            assignment.created_at -= timedelta(minutes=10)
+    async with AppContext.from_environment() as ctx:
+        after = await validate_target(ctx, TARGET)
+    assert after.status.value == "healthy", [(f.code, f.summary) for f in after.findings]
