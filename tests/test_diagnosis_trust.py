@@ -334,6 +334,12 @@ def test_a_dry_run_whose_rotation_fails_does_not_say_apply_it(setup: Any, monkey
         assert "Apply it" not in out and "Do not apply it yet" in out, out
     else:  # the rotation can plan without storage: then applying is what to do next
         assert "rotate [planned]" in out and "Apply it" in out, out
+    status, body = call("remediate", b'{"dry_run": true}')
+    assert status == 200 and body["result"] == "planned", body
+    failed = [a for a in body["actions"] if a["outcome"] == "failed"]
+    if failed:
+        assert not any("applies the plan" in step for step in body["next"]), body["next"]
+        assert any("Fix the failed step" in step for step in body["next"]), body["next"]
 
 
 def test_the_cli_survives_a_reader_that_stops_reading(setup: Any, twin: Twin) -> None:
