@@ -223,3 +223,49 @@ async def test_async_client_round_trip(twin: Twin) -> None:
         assert versions == [stored.properties.version]
         with pytest.raises(ResourceNotFoundError):
             await kv.get_secret("absent")
+
+
+def test_asynchronous_soft_delete_is_waited_out_by_the_sdk_poller(twin: Twin) -> None:
+    scenario_delay = 1.5
+    load(twin)
+    twin.state.switches.secret_delete_seconds = scenario_delay
+    with client() as kv:
+        started = time.monotonic()
+        poller = kv.begin_delete_secret(SECRET_NAME)
+        with pytest.raises(ResourceNotFoundError, match="Deleted Secret not found"):
+            kv.get_deleted_secret(SECRET_NAME)  # still being deleted
+        with pytest.raises(ResourceExistsError) as raised:
+            kv.purge_deleted_secret(SECRET_NAME)
+        assert raised.value.status_code == 409
+        assert raised.value.message is not None and "Secret is currently being deleted." in raised.value.message
+        with pytest.raises(ResourceExistsError):
+            kv.set_secret(SECRET_NAME, "too soon")
+        poller.wait()  # GETs the deleted secret until it exists (result() alone does not wait)
+        deleted = poller.result()
+        assert time.monotonic() - started >= scenario_delay * 0.9
+        assert deleted.name == SECRET_NAME and deleted.recovery_id
+        assert kv.get_deleted_secret(SECRET_NAME).name == SECRET_NAME
+        kv.purge_deleted_secret(SECRET_NAME)
+    polls = [r.status for r in twin.request_log if r.operation == "getDeletedSecret"]
+    assert 404 in polls and polls[-1] == 200
+
+
+def test_asynchronous_soft_delete_switch_loads_from_the_scenario(twin: Twin) -> None:
+    twin.reset()
+    scenario = World().scenario()
+    scenario["propagation"] = {"secret_delete_seconds": 30}
+    twin.load(scenario)
+    assert twin.state.switches.secret_delete_seconds == 30
+
+
+@pytest.mark.parametrize("maxresults", ["0", "26", "-1"])
+def test_out_of_range_maxresults_is_refused(twin: Twin, maxresults: str) -> None:
+    import requests
+
+    load(twin)
+    token = ManagedIdentityCredential().get_token("https://vault.azure.net/.default").token
+    answer = requests.get(f"{VAULT_URL}/secrets", params={"api-version": "2025-07-01", "maxresults": maxresults},
+                          headers={"Authorization": f"Bearer {token}"}, timeout=10)
+    assert answer.status_code == 400
+    assert answer.json()["error"]["code"] == "BadParameter"
+    assert "between 1 and 25" in answer.json()["error"]["message"]

@@ -274,6 +274,8 @@ class VaultSecret:
     name: str
     versions: list[SecretVersion] = field(default_factory=list)  # oldest first
     deleted_at: datetime | None = None  # soft-deleted
+    # asynchronous soft delete (Switches.secret_delete_seconds): until then the secret is "being deleted"
+    deleting_until: datetime | None = None
 
     def latest(self) -> SecretVersion | None:
         return self.versions[-1] if self.versions else None

@@ -193,11 +193,17 @@ class KeyVaultService(Service):
         return body
 
     def _page(self, request: Request, items: list[dict[str, Any]]) -> Response:
+        raw_size = request.query.get("maxresults")
         try:
-            size = max(1, min(int(request.query.get("maxresults") or PAGE_SIZE), PAGE_SIZE))
+            size = int(raw_size) if raw_size is not None else PAGE_SIZE
             offset = int(request.query.get("$skiptoken") or 0)
         except ValueError:
             raise self._fail(400, "BadParameter", "Invalid paging parameters.") from None
+        if not 1 <= size <= PAGE_SIZE:
+            # the Key Vault swagger bounds maxresults to 1..25 (the service refuses, not clamps); the message text
+            # is the twin's assumption
+            raise self._fail(400, "BadParameter", f"The value of parameter 'maxresults' must be between 1 and "
+                                                  f"{PAGE_SIZE}.")
         page = items[offset:offset + size]
         next_link = None
         if offset + size < len(items):
@@ -242,6 +248,8 @@ class KeyVaultService(Service):
             if not isinstance(payload, dict) or not isinstance(payload.get("value"), str):
                 raise self._fail(400, "BadParameter", "Property 'value' is required and must be a string.")
             existing = self._find(vault, name)
+            if existing is not None and self._being_deleted(existing):
+                raise self._still_deleting(existing.name)
             if existing is not None and existing.deleted_at is not None:
                 raise self._fail(409, "Conflict",
                                  f"Secret {existing.name} is currently in a deleted but recoverable state, and its "
@@ -319,21 +327,42 @@ class KeyVaultService(Service):
             vault, _ = self._begin(request, "delete", name)
             secret = self._live(vault, name)
             secret.deleted_at = self.state.now()
+            seconds = self.state.switches.secret_delete_seconds
+            secret.deleting_until = secret.deleted_at + timedelta(seconds=seconds) if seconds > 0 else None
             return json_response(200, self._deleted_bundle(request, secret))
+
+    # -- asynchronous soft delete -------------------------------------------------------------------------
+    # Key Vault answers the DELETE at once and finishes the deletion in the background: until then the deleted
+    # secret cannot be read (404 "Deleted Secret not found", Azure/azure-sdk-for-net#26027, which is what
+    # azure-keyvault-secrets' delete poller waits out), nor purged (409 Conflict "Secret is currently being
+    # deleted.", hashicorp/terraform-provider-azurerm#10454). The same 409 for recover and for a set of the
+    # name, and the innererror code `ObjectIsBeingDeleted`, are the twin's assumption.
+
+    def _being_deleted(self, secret: VaultSecret) -> bool:
+        return secret.deleting_until is not None and self.state.now() < secret.deleting_until
+
+    def _still_deleting(self, name: str) -> HttpError:
+        return self._fail(409, "Conflict", "Secret is currently being deleted.", "ObjectIsBeingDeleted")
 
     # -- soft delete --------------------------------------------------------------------------------------
 
     def _deleted(self, vault: Vault, name: str) -> VaultSecret:
         secret = self._find(vault, name)
-        if secret is None or secret.deleted_at is None or not secret.versions:
+        if secret is None or secret.deleted_at is None or not secret.versions or self._being_deleted(secret):
             raise self._fail(404, "SecretNotFound", f"Deleted Secret not found: {name}")
         return secret
+
+    def _refuse_while_deleting(self, vault: Vault, name: str) -> None:
+        secret = self._find(vault, name)
+        if secret is not None and self._being_deleted(secret):
+            raise self._still_deleting(name)
 
     def list_deleted(self, request: Request) -> Response:
         with self.state.lock:
             vault, _ = self._begin(request, "readMetadata/action", None)
             items = [self._deleted_bundle(request, s, item=True)
-                     for s in vault.secrets.values() if s.deleted_at is not None and s.versions]
+                     for s in vault.secrets.values()
+                     if s.deleted_at is not None and s.versions and not self._being_deleted(s)]
         return self._page(request, items)
 
     def get_deleted(self, request: Request) -> Response:
@@ -346,6 +375,7 @@ class KeyVaultService(Service):
         name = request.params["name"]
         with self.state.lock:
             vault, _ = self._begin(request, "purge/action", name)
+            self._refuse_while_deleting(vault, name)
             secret = self._deleted(vault, name)
             vault.secrets = {k: v for k, v in vault.secrets.items() if v is not secret}
         return empty(204)
@@ -354,8 +384,10 @@ class KeyVaultService(Service):
         name = request.params["name"]
         with self.state.lock:
             vault, _ = self._begin(request, "recover/action", name)
+            self._refuse_while_deleting(vault, name)
             secret = self._deleted(vault, name)
             secret.deleted_at = None
+            secret.deleting_until = None
             latest = secret.latest()
             assert latest is not None
             return json_response(200, self._bundle(request, secret.name, latest, with_value=False))
