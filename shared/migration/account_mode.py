@@ -64,7 +64,8 @@ async def switch_account(compute: ComputeAdapter, *, target: str, vm_id: str, ac
     parameters = {"CC_ACCOUNT": account, "CC_AUTH_MODE": mode}
     protected: dict[str, str] = {}
     if mode == SERVICE_PRINCIPAL:
-        assert secret is not None and app_id
+        if secret is None or not app_id:
+            raise ValueError("switching back to a service principal needs its app id and secret")
         register_secret(secret)
         parameters["CC_APP_ID"] = app_id
         protected["CC_NEW_SECRET"] = secret
