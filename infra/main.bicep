@@ -282,6 +282,9 @@ module api 'app/api.bicep' = {
       NOTIFY_WEBHOOK_URL: notifyWebhookReference
       NOTIFY_FORMAT: notifyFormat
       PYTHON_APPLICATIONINSIGHTS_ENABLE_TELEMETRY: toLower(string(pythonTelemetry))
+      // every span is kept (a few per target per hour); the distro's default rate-limited sampler drops some
+      OTEL_TRACES_SAMPLER: 'microsoft.fixed_percentage'
+      OTEL_TRACES_SAMPLER_ARG: '1.0'
     }
   }
 }

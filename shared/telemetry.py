@@ -86,24 +86,37 @@ def configure(env: Mapping[str, str] | None = None) -> bool:
 
 
 def _configure_azure_monitor(env: Mapping[str, str]) -> None:
-    from azure.identity import ManagedIdentityCredential
     from azure.monitor.opentelemetry import configure_azure_monitor
 
     from .redaction import redacting_log_record_processor
 
-    kwargs: dict[str, Any] = {
-        "connection_string": env["APPLICATIONINSIGHTS_CONNECTION_STRING"],
-        "logger_name": "shared",  # the product's records; the worker already forwards the host's own
-        "log_record_processors": [redacting_log_record_processor()],  # runs before the exporter's batch
-    }
-    if "Authorization=AAD" in env.get("APPLICATIONINSIGHTS_AUTHENTICATION_STRING", ""):
-        # local authentication is off on the Application Insights resource: send with the app's identity
-        kwargs["credential"] = ManagedIdentityCredential(client_id=env.get("AZURE_CLIENT_ID") or None)
-    configure_azure_monitor(**kwargs)
+    # APPLICATIONINSIGHTS_AUTHENTICATION_STRING ("ClientId=...;Authorization=AAD", set by infra/app/api.bicep) is
+    # read by the exporter itself: Application Insights has local authentication off
+    configure_azure_monitor(
+        connection_string=env["APPLICATIONINSIGHTS_CONNECTION_STRING"],
+        logger_name="shared",  # the product's records; the worker already forwards the host's own
+        log_record_processors=[redacting_log_record_processor()],  # runs before the exporter's batch
+        # a few spans per target per hour: keep every one (the default rate-limited sampler can drop the first
+        # spans of a fresh process, which is exactly the rotation an on-call engineer asks about)
+        sampling_ratio=1.0,
+    )
 
 
 def enabled() -> bool:
     return _enabled
+
+
+def flush(timeout_seconds: float = 10.0) -> None:
+    """Export what is buffered now (a short-lived process, such as the CLI, before it exits)."""
+    if not _enabled:
+        return
+    from opentelemetry import _logs, metrics, trace
+
+    millis = int(timeout_seconds * 1000)
+    for provider in (trace.get_tracer_provider(), _logs.get_logger_provider(), metrics.get_meter_provider()):
+        force_flush = getattr(provider, "force_flush", None)
+        if force_flush is not None:
+            force_flush(millis)
 
 
 # -- spans -----------------------------------------------------------------------------------------------------

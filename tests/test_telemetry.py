@@ -4,6 +4,7 @@ free text), and scanned for secret values."""
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import subprocess
@@ -16,6 +17,7 @@ import pytest
 from shared.context import AppContext
 from shared.redaction import install_filter, register_secret
 from shared.rotation import RotationStatus, rotate_target
+from shared.telemetry import DAYS_TO_EXPIRY_METRIC as DAYS_METRIC
 from tests.rotation_invariants import assert_no_values, snapshot
 from tests.rotation_support import apply_env, rotation_env
 from tests.telemetry_capture import Captured, capture
@@ -142,3 +144,106 @@ def test_importing_the_function_app_loads_no_telemetry_sdk_unless_configured() -
     out = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, env=env, capture_output=True, text=True,
                          timeout=120, check=True)
     assert out.stdout.strip() == "[]", out.stdout
+
+
+class _Ingestion:
+    """A local Application Insights ingestion endpoint (HTTPS, certificate from the twin's CA): keeps every
+    envelope the Azure Monitor exporter posts to /v2.1/track."""
+
+    def __init__(self, twin: Twin) -> None:
+        import gzip
+        import ssl
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        self.envelopes: list[dict[str, Any]] = []
+        owner = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                if self.headers.get("Content-Encoding") == "gzip":
+                    raw = gzip.decompress(raw)
+                items = json.loads(raw)
+                owner.envelopes += items if isinstance(items, list) else [items]
+                reply = json.dumps({"itemsReceived": len(items), "itemsAccepted": len(items), "errors": []})
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(reply)))
+                self.end_headers()
+                self.wfile.write(reply.encode())
+
+            def log_message(self, *args: Any) -> None:
+                return None
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        twin.ca.issue_cert("127.0.0.1").configure_cert(context)
+        self.server.socket = context.wrap_socket(self.server.socket, server_side=True)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    @property
+    def endpoint(self) -> str:
+        return f"https://127.0.0.1:{self.server.server_address[1]}/"
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+# run in a child process: configure_azure_monitor sets the global providers once per process, as in a worker
+_CHILD = """
+import ipaddress, logging, socket, sys
+real = socket.socket.connect
+def guarded(self, address):
+    if self.family in (socket.AF_INET, socket.AF_INET6) and not ipaddress.ip_address(address[0]).is_loopback:
+        print("GUARD", address, file=sys.stderr)
+        raise OSError("tests may only reach 127.0.0.1")
+    return real(self, address)
+socket.socket.connect = guarded
+from shared import telemetry
+from shared.redaction import register_secret
+register_secret(SECRET)
+assert telemetry.configure()
+with telemetry.span("rotate", target="hpc-prod") as span:
+    span.set(outcome="failed", stage="push", operationId="op-1", code="cyclecloud_rejected")
+    telemetry.emit(telemetry.Event.ROTATION_FAILED, "hpc-prod", stage="push", code="cyclecloud_rejected",
+                   operationId="op-1", reason="CycleCloud refused " + SECRET)
+telemetry.days_to_expiry("hpc-prod", "2099-01-01T00:00:00Z")
+logging.getLogger("shared.rotation").warning("secret %s in a log line", SECRET)
+telemetry.flush()
+"""
+
+
+def test_telemetry_arrives_at_application_insights_through_the_distro(twin: Twin) -> None:
+    """The connection-string route end to end: configure_azure_monitor, the exporters, the ingestion API."""
+    ingestion = _Ingestion(twin)
+    secret = "Ch8Q~child-process-secret-0123456789abcd"
+    try:
+        env = {**os.environ, **twin.environment(),
+               "APPLICATIONINSIGHTS_CONNECTION_STRING": "InstrumentationKey=00000000-0000-0000-0000-000000000001;"
+                                                        f"IngestionEndpoint={ingestion.endpoint}",
+               "APPLICATIONINSIGHTS_STATSBEAT_DISABLED_ALL": "true",
+               "OTEL_EXPERIMENTAL_RESOURCE_DETECTORS": "otel"}
+        for key in ("PYTHON_APPLICATIONINSIGHTS_ENABLE_TELEMETRY", "APPLICATIONINSIGHTS_AUTHENTICATION_STRING"):
+            env.pop(key, None)
+        child = subprocess.run([sys.executable, "-c", f"SECRET = {secret!r}\n" + _CHILD], cwd=ROOT, env=env,
+                               capture_output=True, text=True, timeout=120)
+        assert child.returncode == 0, child.stderr[-3000:]
+        assert "GUARD" not in child.stderr, child.stderr[-3000:]
+    finally:
+        ingestion.close()
+    by_type: dict[str, list[dict[str, Any]]] = {}
+    for envelope in ingestion.envelopes:
+        by_type.setdefault(envelope["data"]["baseType"], []).append(envelope["data"]["baseData"])
+    [event] = [e for e in by_type.get("EventData", []) if e["name"] == "RotationFailed"]
+    assert event["properties"]["target"] == "hpc-prod" and event["properties"]["stage"] == "push"
+    assert event["properties"]["code"] == "cyclecloud_rejected" and event["properties"]["reason"].endswith("***")
+    spans = [s for s in by_type.get("RequestData", []) + by_type.get("RemoteDependencyData", [])
+             if s["name"] == "rotate"]
+    assert spans and spans[0]["properties"]["stage"] == "push", by_type.keys()
+    metrics = [m for m in by_type.get("MetricData", []) for p in m["metrics"] if p["name"] == DAYS_METRIC]
+    assert metrics and metrics[0]["properties"]["target"] == "hpc-prod"
+    traces = [t["message"] for t in by_type.get("MessageData", [])]
+    assert "secret *** in a log line" in traces
+    assert secret not in json.dumps(ingestion.envelopes)
