@@ -220,8 +220,10 @@ def test_caller_without_role_assignments_write_gets_authorization_failed(twin: T
         auth_client().role_assignments.create(SUB_SCOPE, name, params(READER, VM_PRINCIPAL_ID))
     err = raised.value
     assert err.status_code == 403 and err.error is not None and err.error.code == "AuthorizationFailed"
+    # a service principal is named by its object id twice (Azure/azure-sdk-for-net#1157), never its client id
+    assert FUNCTION_CLIENT_ID not in err.error.message
     assert err.error.message == (
-        f"The client '{FUNCTION_CLIENT_ID}' with object id '{FUNCTION_OBJECT_ID}' does not have authorization to "
+        f"The client '{FUNCTION_OBJECT_ID}' with object id '{FUNCTION_OBJECT_ID}' does not have authorization to "
         f"perform action 'Microsoft.Authorization/roleAssignments/write' over scope "
         f"'{SUB_SCOPE}/providers/Microsoft.Authorization/roleAssignments/{name}' or the scope is invalid. If access "
         "was recently granted, please refresh your credentials.")

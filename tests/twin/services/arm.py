@@ -192,12 +192,23 @@ class ArmService(Service):
         if allowed:
             return
         shown = reported_scope or scope
-        message = (f"The client '{info.app_id}' with object id '{info.object_id}' does not have authorization to "
+        message = (f"The client '{self._client_name(info)}' with object id '{info.object_id}' does not have "
+                   "authorization to "
                    f"perform action '{action}' over scope '{shown}' or the scope is invalid. If access was "
                    "recently granted, please refresh your credentials.")
         if log_failure:
             self._log_failure(info, action, shown, {"error": {"code": "AuthorizationFailed", "message": message}})
         raise arm_error(403, "AuthorizationFailed", message)
+
+    def _client_name(self, info: TokenInfo) -> str:
+        """Who ARM names as 'the client' in AuthorizationFailed: a service principal (managed identities included)
+        by its object id, twice ("The client '63df…' with object id '63df…'", Azure/azure-sdk-for-net#1157,
+        microsoft/azure-tools-for-java#3643), a user by sign-in name (Azure/azure-powershell#16319)."""
+        with self.state.lock:
+            principal = self.state.principals.get(info.object_id.lower())
+        if principal is not None and principal.kind == "User":
+            return principal.display_name
+        return info.object_id
 
     def _log_failure(self, info: TokenInfo, action: str, resource_id: str, error: dict[str, Any]) -> None:
         match = _SUB_IN_SCOPE.match(resource_id)
