@@ -17,7 +17,7 @@ import pytest
 
 from shared.context import AppContext
 from shared.errors import ConflictError
-from shared.migration import MigrationStage, migrate_target, rollback_target
+from shared.migration import MigrationStage, migrate_target, rollback_target, runner
 from shared.migration.store import MigrationStore
 from shared.rotation import RotationStatus, rotate_target
 from tests.rotation_support import apply_env, rotation_env
@@ -28,6 +28,12 @@ from tests.world import APP_ID, CC_HOST, CC_PASSWORD, CURRENT_SECRET, KEY_ID, SU
 UAMI = (f"/subscriptions/{SUBSCRIPTION}/resourceGroups/rg-cyclecloud/providers/Microsoft.ManagedIdentity/"
         "userAssignedIdentities/cc-locker")
 CONTRIBUTOR = "b24988ac-6180-42a0-ab88-20f7382dd24c"
+
+
+@pytest.fixture(autouse=True)
+def _no_propagation_wait(monkeypatch: pytest.MonkeyPatch) -> None:
+    """New role assignments apply at once in these twins (see test_new_roles_get_time_to_apply_before_the_switch)."""
+    monkeypatch.setattr(runner, "ROLE_PROPAGATION_SECONDS", 0.0)
 
 
 def identity_off(scenario: dict[str, Any]) -> None:
@@ -286,3 +292,21 @@ async def test_a_failing_secret_based_target_ends_healthy_in_managed_identity_mo
     async with AppContext.from_environment() as ctx:
         after = await validate_target(ctx, TARGET)
     assert after.status.value == "healthy", [(f.code, f.summary) for f in after.findings]
+
+
+async def test_new_roles_get_time_to_apply_before_the_switch(
+        twin: Twin, cc_ca: str, azurite: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A CycleCloud that does not validate on save would accept the switch before Azure applies the new role;
+    the migration gives new assignments ROLE_PROPAGATION_SECONDS first, so there is no outage window."""
+    setup(twin, cc_ca, azurite, monkeypatch)
+    twin.state.propagation.role_assignment_seconds = 1.0
+    twin.state.cyclecloud_servers[CC_HOST].validates_on_save = False
+    monkeypatch.setattr(runner, "ROLE_PROPAGATION_SECONDS", 1.5)
+    outcome = await migrate(dry_run=False)
+    assert outcome.status == "migrated"
+    assert cyclecloud_problem(twin) is None
+    async with AppContext.from_environment() as ctx:
+        store = MigrationStore(ctx.clients.blob_service(), ctx.settings.storage.container)
+        journal = (await store.read_migration(TARGET)).journal
+    assert journal is not None and journal.roles_effective_at is not None and journal.switched_at is not None
+    assert journal.switched_at >= journal.roles_effective_at

@@ -7,10 +7,17 @@ import json
 import pytest
 
 from shared.cli import main
+from shared.migration import runner
 from tests.rotation_support import apply_env, rotation_env
 from tests.test_migration import identity_off
 from tests.twin import Twin
 from tests.world import CC_HOST, CC_PASSWORD, CURRENT_SECRET, TARGET, World
+
+
+@pytest.fixture(autouse=True)
+def _no_propagation_wait(monkeypatch: pytest.MonkeyPatch) -> None:
+    """New role assignments apply at once in these twins (see test_new_roles_get_time_to_apply_before_the_switch)."""
+    monkeypatch.setattr(runner, "ROLE_PROPAGATION_SECONDS", 0.0)
 
 
 def test_cli_plan_apply_rollback(twin: Twin, cc_ca: str, azurite: str, monkeypatch: pytest.MonkeyPatch,

@@ -12,11 +12,18 @@ import pytest
 from shared.adapters.compute import ComputeAdapter, parse_vm_id
 from shared.adapters.cyclecloud import CycleCloudUpdateRejectedError
 from shared.context import AppContext
+from shared.migration import runner
 from shared.migration.account_mode import MANAGED_IDENTITY, switch_account
 from tests.rotation_support import apply_env, rotation_env
 from tests.test_migration import UAMI, account, cyclecloud_problem, identity_off, migrate, rollback, vm_state
 from tests.twin import Twin
 from tests.world import CURRENT_SECRET, TARGET, VM_ID, World
+
+
+@pytest.fixture(autouse=True)
+def _no_propagation_wait(monkeypatch: pytest.MonkeyPatch) -> None:
+    """New role assignments apply at once in these twins (see test_new_roles_get_time_to_apply_before_the_switch)."""
+    monkeypatch.setattr(runner, "ROLE_PROPAGATION_SECONDS", 0.0)
 
 
 @pytest.fixture

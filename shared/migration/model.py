@@ -57,6 +57,7 @@ class MigrationJournal:
     updated_at: datetime
     principal_id: str | None = None
     role_assignments: tuple[str, ...] = ()  # assignment ids the identity holds for the target's roles
+    roles_effective_at: datetime | None = None  # new assignments: when Azure is assumed to apply them
     switched_at: datetime | None = None
     finished_at: datetime | None = None
     removed_key_ids: tuple[str, ...] = ()
@@ -87,6 +88,7 @@ class MigrationJournal:
             "tenant_id": self.tenant_id, "secret_name": self.secret_name, "vm_id": self.vm_id,
             "account": self.account, "started_at": to_iso(self.started_at), "updated_at": to_iso(self.updated_at),
             "principal_id": self.principal_id, "role_assignments": list(self.role_assignments),
+            "roles_effective_at": to_iso(self.roles_effective_at),
             "switched_at": to_iso(self.switched_at), "finished_at": to_iso(self.finished_at),
             "removed_key_ids": list(self.removed_key_ids), "events": list(self.events),
         }
@@ -99,6 +101,7 @@ class MigrationJournal:
             vm_id=str(data["vm_id"]), account=str(data["account"]),
             started_at=from_iso(data["started_at"]) or utcnow(), updated_at=from_iso(data["updated_at"]) or utcnow(),
             principal_id=data.get("principal_id"), role_assignments=tuple(data.get("role_assignments", [])),
+            roles_effective_at=from_iso(data.get("roles_effective_at")),
             switched_at=from_iso(data.get("switched_at")), finished_at=from_iso(data.get("finished_at")),
             removed_key_ids=tuple(data.get("removed_key_ids", [])), events=tuple(data.get("events", [])),
         )

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from datetime import timedelta
 
 from ..adapters.compute import ComputeAdapter
 from ..adapters.cyclecloud import CycleCloudUpdateRejectedError, open_cyclecloud
@@ -14,6 +15,7 @@ from ..config import Target
 from ..context import AppContext
 from ..errors import ConflictError, RemediatorError, ServiceError
 from ..roles import AssignmentState
+from ..rotation.model import utcnow
 from ..rotation.store import JournalStore, TargetLock
 from .account_mode import MANAGED_IDENTITY, SERVICE_PRINCIPAL, switch_account
 from .checks import identity_roles, preflight
@@ -27,6 +29,10 @@ logger = logging.getLogger(__name__)
 # CycleCloud validates the switched account before saving it; a role assignment that is still propagating makes
 # it refuse (nothing changes then). Wait this long between attempts (about 4 minutes in all).
 SWITCH_RETRY_DELAYS: tuple[float, ...] = (15.0, 30.0, 60.0, 120.0)
+# A role assignment usually applies within two minutes (as the diagnosis assumes for managed identities, whose
+# effective permissions nothing can read from here). A CycleCloud that does not validate on save would accept the
+# switch at once, so new assignments are given this long before the account is switched.
+ROLE_PROPAGATION_SECONDS = 120.0
 
 
 def _stores(ctx: AppContext) -> tuple[MigrationStore, JournalStore]:
@@ -103,10 +109,14 @@ class _Run:
                            self.target.name, assignments=[a.to_dict() for a in result.assignments])
         ids = tuple(a.assignment_id or a.assignment_name or "" for a in result.assignments
                     if a.state in (AssignmentState.PRESENT, AssignmentState.CREATED))
-        await self.record(self.journal.advance(MigrationStage.ROLES_ASSIGNED, role_assignments=ids))
+        created = any(a.state is AssignmentState.CREATED for a in result.assignments)
+        effective_at = utcnow() + timedelta(seconds=ROLE_PROPAGATION_SECONDS) if created else None
+        await self.record(self.journal.advance(MigrationStage.ROLES_ASSIGNED, role_assignments=ids,
+                                               roles_effective_at=effective_at))
         self.steps.append(StepReport("roles", "done", result.message))
 
     async def account(self) -> None:
+        await self._wait_for_propagation()
         client = await open_cyclecloud(self.ctx, self.target)
         try:
             account = await client.read_account()
@@ -120,11 +130,18 @@ class _Run:
                                "managed identity.", reason=f"read back: {account.to_dict()}",
                                fix="Check Settings > Cloud Provider Accounts in CycleCloud, then call again.",
                                target=self.target.name)
-        from ..rotation.model import utcnow
-
         await self.record(self.journal.advance(MigrationStage.ACCOUNT_SWITCHED, switched_at=utcnow()))
         self.steps.append(StepReport("account", "done", f"CycleCloud account '{account.name}' uses the VM's "
                                                         "managed identity (read back)"))
+
+    async def _wait_for_propagation(self) -> None:
+        effective_at = self.journal.roles_effective_at
+        if effective_at is None:
+            return
+        wait = (effective_at - utcnow()).total_seconds()
+        if wait > 0:
+            logger.info("waiting %.0fs for the new role assignments of %s to apply", wait, self.target.name)
+            await asyncio.sleep(min(wait, ROLE_PROPAGATION_SECONDS))
 
     async def _switch(self) -> None:
         delays = list(SWITCH_RETRY_DELAYS)
