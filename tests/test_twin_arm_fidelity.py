@@ -201,3 +201,40 @@ async def test_product_reads_every_page_of_the_activity_log(twin: Twin, world: W
     assert [e.message for e in events] == [f"denied {i}" for i in range(7)]
     reads = [r for r in twin.request_log if r.operation == "listActivityLog"]
     assert len(reads) == 4 and all(r.status == 200 for r in reads)
+
+
+# -- shapes of the published examples (azure-rest-api-specs) ----------------------------------------------------
+
+# Keys (with their casing) of the 200 bodies in the specs' examples; the twin may add fields, never miss or
+# re-case one. Microsoft.Authorization stable/2022-04-01 examples/RoleAssignments_Get.json, GetRoleDefinitionById.json;
+# Microsoft.Insights stable/2015-04-01 examples/GetActivityLogsFiltered.json.
+ROLE_ASSIGNMENT_KEYS = {"id", "name", "type", "properties"}
+ROLE_ASSIGNMENT_PROPERTIES = {"roleDefinitionId", "principalId", "principalType", "scope"}
+ROLE_DEFINITION_PROPERTIES = {"roleName", "type", "description", "assignableScopes", "permissions"}
+PERMISSION_KEYS = {"actions", "notActions", "dataActions", "notDataActions"}
+EVENT_KEYS = {"authorization", "caller", "claims", "correlationId", "eventDataId", "eventName", "id", "level",
+              "resourceGroupName", "resourceProviderName", "operationId", "operationName", "properties", "status",
+              "subStatus", "eventTimestamp", "submissionTimestamp", "subscriptionId"}
+
+
+def test_bodies_carry_every_field_of_the_published_examples(twin: Twin, world: World) -> None:
+    scenario = world.scenario()
+    scenario["activity_log"] = failures(1)
+    twin.load(scenario)
+    assignments = get(f"{SUB_SCOPE}/providers/Microsoft.Authorization/roleAssignments",
+                      {"api-version": "2022-04-01", "$filter": "atScope()"}).json()["value"]
+    assert assignments
+    for body in assignments:
+        assert ROLE_ASSIGNMENT_KEYS <= set(body) and ROLE_ASSIGNMENT_PROPERTIES <= set(body["properties"])
+        assert body["type"] == "Microsoft.Authorization/roleAssignments"
+    one = get(assignments[0]["id"], {"api-version": "2022-04-01"}).json()
+    assert one["id"] == assignments[0]["id"] and ROLE_ASSIGNMENT_PROPERTIES <= set(one["properties"])
+    definition = get(f"{SUB_SCOPE}/providers/Microsoft.Authorization/roleDefinitions/"
+                     "b24988ac-6180-42a0-ab88-20f7382dd24c", {"api-version": "2022-04-01"}).json()
+    assert ROLE_DEFINITION_PROPERTIES <= set(definition["properties"])
+    assert definition["type"] == "Microsoft.Authorization/roleDefinitions"
+    assert all(set(p) == PERMISSION_KEYS for p in definition["properties"]["permissions"])
+    [event] = get(EVENTS, {"api-version": "2015-04-01", "$filter": window(twin)}).json()["value"]
+    assert EVENT_KEYS <= set(event)
+    for localizable in ("eventName", "operationName", "status", "subStatus", "resourceProviderName"):
+        assert set(event[localizable]) == {"value", "localizedValue"}
