@@ -166,18 +166,32 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 
-def traced(operation: str, *, record: Callable[[Any, Any, SpanHandle], Awaitable[None]] | None = None) \
+Recorder = Callable[[Any, Any, SpanHandle], Awaitable[None]]
+ErrorRecorder = Callable[[Any, str, BaseException, SpanHandle], Awaitable[None]]
+
+
+def traced(operation: str, *, record: Recorder | None = None, record_error: ErrorRecorder | None = None) \
         -> Callable[[Callable[P, Awaitable[R]]], Callable[P, Awaitable[R]]]:
     """Decorate `async def f(ctx, target_name, ...)`: a span around each call and, on return, `record(ctx,
-    result, span)` (events, metric, notifications). Recording never fails the operation."""
+    result, span)` (events, metric, notifications); on an exception (not on a dry run), `record_error(ctx,
+    target, exc, span)` before it propagates. Recording never fails the operation."""
 
     def decorate(func: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
         @functools.wraps(func)
         async def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
             target = args[1] if len(args) > 1 and isinstance(args[1], str) else kwargs.get("target_name")
-            with span(operation, target=target if isinstance(target, str) else None,
-                      dryRun=bool(kwargs.get("dry_run", False))) as handle:
-                result = await func(*args, **kwargs)
+            dry_run = bool(kwargs.get("dry_run", False))
+            with span(operation, target=target if isinstance(target, str) else None, dryRun=dry_run) as handle:
+                try:
+                    result = await func(*args, **kwargs)
+                except Exception as exc:
+                    if record_error is not None and not dry_run and isinstance(target, str):
+                        try:
+                            await record_error(args[0] if args else None, target, exc, handle)
+                        except Exception as failure:
+                            logger.warning("recording the %s failure failed: %s", operation,
+                                           type(failure).__name__)
+                    raise
                 if record is not None:
                     try:
                         await record(args[0] if args else None, result, handle)
@@ -281,6 +295,25 @@ async def record_rotation(ctx: Any, outcome: Any, handle: SpanHandle) -> None:
         from .notify import notify_rotation
 
         await notify_rotation(ctx, outcome)
+
+
+# a caller's mistake (unknown target, not rotatable) or another run holding the target is no failed rotation
+_NOT_A_ROTATION_FAILURE = {"bad_request", "target_not_found", "target_locked", "invalid_configuration"}
+
+
+async def record_rotation_error(ctx: Any, target: str, exc: BaseException, handle: SpanHandle) -> None:
+    """rotate_target raised before any operation existed (e.g. Graph refused to list the app's credentials):
+    the same RotationFailed event and notification as a failed outcome, at stage `plan`."""
+    code = str(getattr(exc, "code", None) or type(exc).__name__)
+    if code in _NOT_A_ROTATION_FAILURE:
+        return
+    from .rotation.model import RotationOutcome, RotationStage, RotationStatus, to_iso, utcnow
+
+    message = scrub(str(getattr(exc, "message", None) or "unexpected failure; see the logs"))
+    outcome = RotationOutcome(target, RotationStatus.FAILED, message, stage=RotationStage.PLAN,
+                              error={"stage": RotationStage.PLAN.value, "code": code, "message": message,
+                                     "at": to_iso(utcnow())})
+    await record_rotation(ctx, outcome, handle)
 
 
 def health_events(target: str, status: str, findings: list[tuple[str, str]], *, mode: str | None = None,

@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from shared.context import AppContext
+from shared.errors import RemediatorError
 from shared.redaction import install_filter, register_secret
 from shared.rotation import RotationStatus, rotate_target
 from shared.telemetry import DAYS_TO_EXPIRY_METRIC as DAYS_METRIC
@@ -247,3 +248,56 @@ def test_telemetry_arrives_at_application_insights_through_the_distro(twin: Twin
     traces = [t["message"] for t in by_type.get("MessageData", [])]
     assert "secret *** in a log line" in traces
     assert secret not in json.dumps(ingestion.envelopes)
+
+
+async def test_a_rotation_refused_before_any_operation_is_a_rotation_failed_at_plan(
+        twin: Twin, cc_ca: str, azurite: str, monkeypatch: pytest.MonkeyPatch, telemetry: Captured) -> None:
+    apply_env(monkeypatch, rotation_env(twin, World(secret_end="now+10d"), cc_ca, azurite))
+    twin.faults.add(Fault(service="graph", operation="getApplication", status=403, times=None,
+                          body={"error": {"code": "Authorization_RequestDenied",
+                                          "message": "Insufficient privileges to complete the operation."}}))
+    with pytest.raises(RemediatorError) as raised:
+        await _rotate()
+    [event] = telemetry.events("RotationFailed", TARGET)
+    assert event["stage"] == "plan" and event["code"] == raised.value.code and event["status"] == "failed"
+    [span] = telemetry.spans("rotate")
+    assert span.attributes["outcome"] == "error" and span.attributes["code"] == raised.value.code
+    assert span.status.description == raised.value.code  # the code, never the text
+
+
+async def test_reconcile_reports_each_created_assignment(twin: Twin, cc_ca: str, monkeypatch: pytest.MonkeyPatch,
+                                                         telemetry: Captured) -> None:
+    from shared.roles import reconcile_target_roles
+    from tests.world import SP_OBJECT_ID
+
+    world = World()
+    scenario = world.scenario()
+    scenario["role_assignments"] = [ra for ra in scenario["role_assignments"] if ra["principal_id"] != SP_OBJECT_ID]
+    twin.load(scenario)
+    apply_env(monkeypatch, world.env(ca_bundle=cc_ca))
+    async with AppContext.from_environment() as ctx:
+        plan = await reconcile_target_roles(ctx, TARGET, dry_run=True)
+        assert not telemetry.events("RoleAssignmentCreated")  # a plan creates nothing
+        applied = await reconcile_target_roles(ctx, TARGET, dry_run=False)
+    [created] = applied.assignments
+    [event] = telemetry.events("RoleAssignmentCreated", TARGET)
+    assert event["roleId"] == created.role_id and event["principalId"] == SP_OBJECT_ID
+    assert event["scope"] == created.scope and event["verified"] is True
+    assert [s.attributes["dryRun"] for s in telemetry.spans("reconcile")] == [True, False]
+    assert plan.changes_needed
+
+
+def test_http_functions_are_spans_with_route_target_and_status(functions_host: Any, product_env: dict[str, str],
+                                                              twin: Twin, telemetry: Captured) -> None:
+    import function_app
+
+    function_app._context = None
+    reply = functions_host.http("validate", "POST", f"http://localhost/api/targets/{TARGET}/validate",
+                                route_params={"target": TARGET})
+    assert reply.status == 200
+    reply = functions_host.http("validate", "POST", "http://localhost/api/targets/nope/validate",
+                                route_params={"target": "nope"})
+    assert reply.status == 404
+    spans = telemetry.spans("POST /api/targets/{target}/validate")
+    assert [(s.attributes["target"], s.attributes["outcome"], s.attributes["httpStatus"]) for s in spans] == \
+        [(TARGET, "ok", 200), ("nope", "error", 404)]

@@ -15,7 +15,7 @@ from ..errors import BadRequestError, RemediatorError
 from .deadline import Deadline
 from .layout import pending_name
 from .model import Journal, RotationOutcome, RotationStatus, operation_of, utcnow
-from .policy import decide, effective_lead_days, effective_lifetime_days
+from .policy import decide, effective_lifetime_days, lead_days_for
 from .protocol import Progress, RotationRun
 from .removal import removal_verdict
 from .store import JournalStore, TargetLock
@@ -52,7 +52,7 @@ def _store(ctx: AppContext) -> JournalStore:
     return JournalStore(ctx.clients.blob_service(), ctx.settings.storage.container)
 
 
-@telemetry.traced("rotate", record=telemetry.record_rotation)  # span, events, metric, notification
+@telemetry.traced("rotate", record=telemetry.record_rotation, record_error=telemetry.record_rotation_error)
 async def rotate_target(ctx: AppContext, target_name: str, *, force: bool = False, dry_run: bool = False,
                         deadline_seconds: float = 200.0, on_progress: Progress | None = None,
                         requested_by: str | None = None) -> RotationOutcome:
@@ -110,9 +110,10 @@ async def plan_rotation(ctx: AppContext, target: Target, *, force: bool) -> Rota
     steps += [f"retire replaced credential {r.key_id}" for r in due if r.key_id not in kept]
     steps += [f"keep credential {key}: {why}" for key, why in kept.items()]
     lifetime = effective_lifetime_days(target.rotation, journal.policy_max_lifetime_days)
-    lead = effective_lead_days(target.rotation, lifetime)
     stored = run.facts(await run.read_stored(main))
-    decision = decide(utcnow(), target.rotation, app.credentials, stored, force=force, lead_days=lead)
+    decision = decide(utcnow(), target.rotation, app.credentials, stored, force=force,
+                      policy_max_days=journal.policy_max_lifetime_days)
+    lead = lead_days_for(target.rotation, decision.current.credential, journal.policy_max_lifetime_days)
     blocked = run.secret_needs_a_person(main, force=force)
     if current_op is not None:
         steps.append(f"resume operation {current_op.id} at stage '{current_op.stage.value}'")
