@@ -543,6 +543,15 @@ _CATALOG: tuple[FindingSpec, ...] = (
                          "python -m shared rotate {target} --dry-run"),),
     ),
     FindingSpec(
+        "rotation.lifetime_limited", Severity.INFO, "Secret lifetime limited by a policy",
+        "An app management policy caps how long a new client secret may live, so rotations happen more often "
+        "than rotation.lifetime_days says, and a secret is due at most halfway through its life.",
+        (RemediationStep("Set rotation.lifetime_days (and rotate_before_days) within the policy, or ask the Entra "
+                         "admin to exempt the app.",
+                         "Entra ID > Enterprise apps > App management policies",
+                         "python -m shared rotate {target} --dry-run"),),
+    ),
+    FindingSpec(
         "rotation.push_unconfirmed", Severity.WARNING, "CycleCloud did not confirm the new secret",
         "The last rotation gave CycleCloud a new secret, but the account's read-back shows no hint of its secret, "
         "so the product cannot confirm CycleCloud holds it; the replaced credential is kept meanwhile.",

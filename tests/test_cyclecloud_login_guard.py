@@ -126,12 +126,30 @@ def test_callers_on_different_event_loops_wait_for_the_same_login() -> None:
 
 
 def _many_targets(world: World, n: int, cc_ca: str) -> World:
+    """n targets on one app registration, each with its own CycleCloud account and Key Vault secret (two targets
+    may not share either) on the same CycleCloud server and user."""
     world.extra_targets = []
     for i in range(1, n):
         target = world.target(ca_bundle=cc_ca)
         target["name"] = f"hpc-{i}"
+        target["secret_name"] = f"{target['secret_name']}-{i}"
+        target["cyclecloud"] = {**target["cyclecloud"], "account": f"azure-{i}"}
         world.extra_targets.append(target)
     return world
+
+
+def _many_accounts_scenario(world: World) -> dict[str, Any]:
+    scenario = world.scenario()
+    server, vault = scenario["cyclecloud_servers"][0], scenario["vaults"][0]
+    main = server["accounts"][0]
+    for target in world.extra_targets:
+        server["accounts"].append({**main, "Name": target["cyclecloud"]["account"]})
+        vault["secrets"][target["secret_name"]] = vault["secrets"][main_secret_name(world)]
+    return scenario
+
+
+def main_secret_name(world: World) -> str:
+    return str(world.target()["secret_name"])
 
 
 @pytest.fixture
@@ -139,7 +157,7 @@ def shared_server_env(twin: Twin, world: World, cc_ca: str, azurite: str,
                       monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
     """Five targets on one CycleCloud server and user (as in a site with several clusters), Azurite storage."""
     _many_targets(world, 5, cc_ca)
-    twin.load(world.scenario())
+    twin.load(_many_accounts_scenario(world))
     env = world.env(ca_bundle=cc_ca, storage=azurite)
     env["MAX_CONCURRENCY"] = "5"
     for key, value in env.items():

@@ -124,3 +124,16 @@ def test_outcome_status_codes_and_where_to_look() -> None:
     assert body["statusUrl"] == "/api/targets/hpc/rotation" and body["stage"] == "test" and body["operationId"] == "op"
     assert RotationOutcome("hpc", RotationStatus.ROTATED, "done").http_status == 200
     assert RotationOutcome("hpc", RotationStatus.FAILED, "no").http_status == 200
+
+
+def test_lead_time_is_at_most_half_a_secrets_lifetime() -> None:
+    from shared.rotation.policy import effective_lead_days, effective_lifetime_days, lead_days_for
+
+    assert effective_lifetime_days(POLICY, None) == 180 and effective_lifetime_days(POLICY, 60) == 59
+    assert effective_lead_days(POLICY, 180) == 30 and effective_lead_days(POLICY, 19) == 9
+    assert effective_lead_days(POLICY, 1) == 1
+    # a credential's own (shorter) lifetime counts: 20 days from start to end -> due 10 days before expiry
+    short = AppCredential("k1", None, "Abc", NOW - timedelta(days=5), NOW + timedelta(days=15))
+    assert lead_days_for(POLICY, short) == 10
+    assert not decide(NOW, POLICY, [short], facts(key="k1"), force=False).due  # 15 days left, lead 10
+    assert lead_days_for(POLICY, None, policy_max_days=20) == 9

@@ -96,7 +96,7 @@ async def test_due_secret_is_rotated_through_every_step(twin: Twin, cc_ca: str, 
 
 async def test_replaced_credential_is_kept_for_the_grace_period_then_retired(twin: Twin, cc_ca: str, azurite: str,
                                                                              monkeypatch: pytest.MonkeyPatch) -> None:
-    setup(twin, cc_ca, azurite, monkeypatch, World(secret_end="now+10d"), rotation={"grace_hours": 0.0006})
+    setup(twin, cc_ca, azurite, monkeypatch, World(secret_end="now+10d"), rotation={"grace_hours": 0.0015})
     first = await rotate()  # K0 (a person's) -> K1 (the product's): K0 is kept, it is not the product's
     assert first.status is RotationStatus.ROTATED and first.retire_after is None
     second = await rotate(force=True)  # K1 -> K2: K1 is the product's, retired after the grace period
@@ -106,11 +106,13 @@ async def test_replaced_credential_is_kept_for_the_grace_period_then_retired(twi
     assert {c["key_id"] for c in snap.credentials} == {KEY_ID, first.new_key_id, second.new_key_id}
     k1_value = snap.main[-2]["value"]
     assert secret_works(twin, k1_value)  # the replaced secret still works during the grace period
-    await asyncio.sleep(2.3)
+    due = datetime.fromisoformat(str(second.retire_after).replace("Z", "+00:00"))
+    await asyncio.sleep(max(0.0, (due - datetime.now(UTC)).total_seconds()) + 0.3)
     again = await rotate()
     assert again.status is RotationStatus.NOT_DUE
     assert any(f"retired replaced credential {first.new_key_id}" in m for m in again.maintenance)
-    snap = check_invariants(twin, settled=True, initial_key_ids=INITIAL | {str(first.new_key_id)})
+    snap = check_invariants(twin, settled=True, initial_key_ids=INITIAL | {str(first.new_key_id)},
+                            product_key_ids=frozenset({str(first.new_key_id)}))
     assert [c["key_id"] for c in snap.credentials] == [KEY_ID, second.new_key_id]
     assert [v["enabled"] for v in snap.main] == [True, False, True]  # K1's version disabled with its credential
 
@@ -191,6 +193,13 @@ async def test_policy_maximum_at_or_below_the_lead_time_does_not_rotate_on_every
     async with AppContext.from_environment() as ctx:
         plan = (await rotate_target(ctx, TARGET, dry_run=True)).plan
     assert plan is not None and plan["leadDays"] == 9 and plan["lifetimeDays"] == 19
+    from shared.diagnosis import validate_target
+
+    async with AppContext.from_environment() as ctx:
+        report = (await validate_target(ctx, TARGET, timeout_seconds=30)).to_dict()
+    assert not [f for f in report["findings"] if f["code"] == "secret.expiring_soon"]  # the same rule as rotation
+    limited = next(f for f in report["advice"] if f["code"] == "rotation.lifetime_limited")
+    assert "20 days" in limited["detail"] and "rotated 9 days before expiry" in limited["detail"]
 
 
 async def test_policy_limit_that_cannot_be_read_is_reported_exactly(twin: Twin, cc_ca: str, azurite: str,
@@ -307,6 +316,7 @@ async def test_sweep_rotates_every_target_and_one_failure_does_not_stop_the_othe
     world = World(secret_end="now+10d")
     broken = {**world.target(ca_bundle=cc_ca), "name": "hpc-broken", "app_id": "99999999-9999-4999-8999-999999999999",
               "secret_name": "broken-secret"}
+    broken["cyclecloud"] = {**broken["cyclecloud"], "account": "azure-broken"}
     mi = {"name": "hpc-mi", "mode": "managed_identity", "tenant_id": broken["tenant_id"],
           "subscription_ids": broken["subscription_ids"], "vm_resource_id": broken["vm_resource_id"]}
     setup(twin, cc_ca, azurite, monkeypatch, world, extra_targets=[broken, mi])

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import copy
 import json
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -140,6 +141,15 @@ async def test_another_targets_journal_and_vault_protect_a_credential_it_holds(
 # -- 2. the main secret soft-deleted or disabled by a person ------------------------------------------------
 
 
+GRACE_HOURS = 0.0015  # 5.4 s: long enough that no retirement falls due before a test has interfered
+
+
+async def wait_for_retirement(outcome: Any) -> None:
+    """Sleep until the replaced credential of `outcome` is due for retirement."""
+    due = datetime.fromisoformat(str(outcome.retire_after).replace("Z", "+00:00"))
+    await asyncio.sleep(max(0.0, (due - datetime.now(UTC)).total_seconds()) + 0.3)
+
+
 async def rotate_twice(twin: Twin) -> tuple[Any, Any]:
     """K0 (a person's) -> P1 -> P2: P1 is the product's and is scheduled for retirement."""
     first = await rotate()
@@ -150,11 +160,11 @@ async def rotate_twice(twin: Twin) -> tuple[Any, Any]:
 
 async def test_soft_deleted_main_secret_blocks_every_removal_until_recovered(
         twin: Twin, cc_ca: str, azurite: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    setup(twin, cc_ca, azurite, monkeypatch, rotation={"grace_hours": 0.0004})
-    first, _ = await rotate_twice(twin)
+    setup(twin, cc_ca, azurite, monkeypatch, rotation={"grace_hours": GRACE_HOURS})
+    first, second = await rotate_twice(twin)
     with twin.state.lock:
         vault_secret(twin, SECRET_NAME).deleted_at = twin.state.now()
-    await asyncio.sleep(1.6)  # the grace period is over
+    await wait_for_retirement(second)
     outcome = await rotate()
     assert outcome.status is RotationStatus.FAILED, outcome.to_dict()
     assert [f["code"] for f in outcome.findings] == ["secret.deleted"] and "recover" in outcome.findings[0]["fix"]
@@ -168,16 +178,17 @@ async def test_soft_deleted_main_secret_blocks_every_removal_until_recovered(
     again = await rotate()
     assert again.status is RotationStatus.NOT_DUE
     assert first.new_key_id not in credential_ids(twin)
-    check_invariants(twin, settled=True, initial_key_ids={KEY_ID, str(first.new_key_id)})
+    check_invariants(twin, settled=True, initial_key_ids={KEY_ID, str(first.new_key_id)},
+                     product_key_ids=frozenset({str(first.new_key_id)}))
 
 
 async def test_disabled_newest_main_version_blocks_removal_and_does_not_churn(
         twin: Twin, cc_ca: str, azurite: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    setup(twin, cc_ca, azurite, monkeypatch, rotation={"grace_hours": 0.0004})
-    first, _ = await rotate_twice(twin)
+    setup(twin, cc_ca, azurite, monkeypatch, rotation={"grace_hours": GRACE_HOURS})
+    first, second = await rotate_twice(twin)
     with twin.state.lock:
         vault_secret(twin, SECRET_NAME).versions[-1].enabled = False
-    await asyncio.sleep(1.6)
+    await wait_for_retirement(second)
     for _ in range(2):  # the newest enabled version is P1's now, yet nothing rotates and nothing is removed
         outcome = await rotate()
         assert outcome.status is RotationStatus.FAILED and outcome.findings[0]["code"] == "secret.disabled"
@@ -256,8 +267,8 @@ async def test_lost_pending_value_closes_the_operation_and_starts_over(
 
 async def test_rolled_back_value_keeps_its_credential(twin: Twin, cc_ca: str, azurite: str,
                                                       monkeypatch: pytest.MonkeyPatch) -> None:
-    setup(twin, cc_ca, azurite, monkeypatch, rotation={"grace_hours": 0.0004})
-    first, _ = await rotate_twice(twin)
+    setup(twin, cc_ca, azurite, monkeypatch, rotation={"grace_hours": GRACE_HOURS})
+    first, second = await rotate_twice(twin)
     with twin.state.lock:  # Terraform re-applies P1's value as a new, untagged version
         main = vault_secret(twin, SECRET_NAME)
         p1 = next(v for v in main.versions if v.tags.get("keyId") == first.new_key_id)
@@ -265,7 +276,7 @@ async def test_rolled_back_value_keeps_its_credential(twin: Twin, cc_ca: str, az
         rollback.tags, rollback.version = {}, "e" * 32
         rollback.created = rollback.updated = twin.state.now()
         main.versions.append(rollback)
-    await asyncio.sleep(1.6)
+    await wait_for_retirement(second)
     outcome = await rotate()
     assert first.new_key_id in credential_ids(twin)
     kept = {k["keyId"]: k["reason"] for k in outcome.kept}

@@ -64,12 +64,11 @@ def identify_current(credentials: Iterable[AppCredential], stored: StoredSecretF
 
 
 def decide(now: datetime, policy: RotationPolicy, credentials: Iterable[AppCredential],
-           stored: StoredSecretFacts | None, *, force: bool, lead_days: int | None = None) -> Decision:
+           stored: StoredSecretFacts | None, *, force: bool, policy_max_days: int | None = None) -> Decision:
     """Due when forced, when there is no usable stored secret, when it matches no credential, or when its
-    credential is expired or expires within `lead_days` (default `rotate_before_days`; see effective_lead_days).
-    Recovering needs no old secret."""
-    lead = policy.rotate_before_days if lead_days is None else lead_days
+    credential is expired or expires within its lead time (`lead_days_for`). Recovering needs no old secret."""
     current = identify_current(credentials, stored)
+    lead = lead_days_for(policy, current.credential, policy_max_days)
     if force:
         return Decision(True, "forced", current)
     if stored is None:
@@ -122,6 +121,19 @@ def effective_lifetime_days(policy: RotationPolicy, policy_max_days: int | None)
     """The lifetime a new secret asks for: the configured one, clamped below a policy maximum learned before
     (so a known limit is not refused again on every run)."""
     return clamp_lifetime(policy.lifetime_days, policy_max_days) or policy.lifetime_days
+
+
+def lead_days_for(policy: RotationPolicy, credential: AppCredential | None, policy_max_days: int | None = None
+                  ) -> int:
+    """How many days before its expiry `credential` is due: effective_lead_days over the shorter of the lifetime a
+    new secret gets and the credential's own lifetime (a credential made under a policy maximum lives shorter).
+    Diagnosis ("expires soon") and rotation ("due") use this one rule."""
+    lifetime = effective_lifetime_days(policy, policy_max_days)
+    if credential is not None and credential.start is not None and credential.end is not None:
+        lived = int((credential.end - credential.start).total_seconds() // 86400)
+        if lived > 0:
+            lifetime = min(lifetime, lived)
+    return effective_lead_days(policy, lifetime)
 
 
 def effective_lead_days(policy: RotationPolicy, lifetime_days: int) -> int:

@@ -67,9 +67,9 @@ from .policy import (
     StoredSecretFacts,
     clamp_lifetime,
     decide,
-    effective_lead_days,
     effective_lifetime_days,
     find_orphans,
+    lead_days_for,
     new_credential_end,
 )
 from .removal import removal_verdict
@@ -335,19 +335,20 @@ class RotationRun:
         if stopped is not None:
             return stopped
         stored = self.facts(await self.read_stored(main))
-        lifetime = effective_lifetime_days(self.policy, self.journal.policy_max_lifetime_days)
-        lead = effective_lead_days(self.policy, lifetime)
-        if lead != self.policy.rotate_before_days:
-            self.warn(f"rotation is due {lead} days before expiry, not rotate_before_days="
-                      f"{self.policy.rotate_before_days}: new secrets live only {lifetime} days (rotation.lifetime_days"
-                      + (f" or the app management policy's maximum of {self.journal.policy_max_lifetime_days} days"
-                         if self.journal.policy_max_lifetime_days else "") + ")")
-        decision = decide(utcnow(), self.policy, app.credentials, stored, force=force, lead_days=lead)
+        learned = self.journal.policy_max_lifetime_days
+        lifetime = effective_lifetime_days(self.policy, learned)
+        decision = decide(utcnow(), self.policy, app.credentials, stored, force=force, policy_max_days=learned)
         if decision.current.how == KEY_ID_GONE and stored is not None:
             # our own tag names a credential Graph does not list: right after a rotation that is a stale replica
             app = await self.reread_app(app, f"credential {stored.key_id_tag} is missing",
                                         lambda a: a.credential(stored.key_id_tag or "") is None)
-            decision = decide(utcnow(), self.policy, app.credentials, stored, force=force, lead_days=lead)
+            decision = decide(utcnow(), self.policy, app.credentials, stored, force=force, policy_max_days=learned)
+        lead = lead_days_for(self.policy, decision.current.credential, learned)
+        if lead != self.policy.rotate_before_days:
+            self.warn(f"rotation is due {lead} days before expiry, not rotate_before_days="
+                      f"{self.policy.rotate_before_days}: secrets live only {lifetime} days or less "
+                      "(rotation.lifetime_days" + (f", an app management policy's maximum of {learned} days"
+                                                   if learned else "") + ", or the credential's own lifetime)")
         journal = self.journal
         if journal.adopted_key_id is None and decision.current.credential is not None:
             journal = journal.log_event("adopted", key_id=decision.current.credential.key_id,

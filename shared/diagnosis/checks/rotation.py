@@ -47,7 +47,7 @@ async def check_rotation_journal(facts: Facts) -> list[Finding]:
         from ...rotation.policy import effective_lead_days, effective_lifetime_days
 
         lifetime = effective_lifetime_days(target.rotation, journal.policy_max_lifetime_days)
-        lead = effective_lead_days(target.rotation, lifetime)
+        lead = effective_lead_days(target.rotation, lifetime)  # what lead_days_for gives its new secrets
         findings.append(make_finding(
             "rotation.lifetime_limited",
             f"An app management policy limits new secrets of target '{target.name}' to "

@@ -195,7 +195,9 @@ async def check_credential(facts: Facts) -> list[Finding]:
             f"{end:%Y-%m-%d %H:%M} UTC, {abs(days_left):.0f} day(s) ago.",
             evidence=evidence, params=params, check="credential", subject=facts.target.secret_name,
         )]
-    window = facts.target.rotation.rotate_before_days
+    from ...rotation.policy import lead_days_for  # the same "due" rule as the rotation
+
+    window = lead_days_for(facts.target.rotation, credential)
     if days_left <= window:
         evidence["rotate_before_days"] = window
         return [make_finding(
