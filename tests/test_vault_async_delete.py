@@ -51,5 +51,9 @@ async def test_a_secret_being_deleted_by_someone_else_looks_absent_not_deleted(t
         secret.deleting_until = secret.deleted_at + timedelta(seconds=30)
     versions, deleted = await secret_versions(vault, SECRET_NAME)
     assert (versions, deleted) == ([], False)
-    with pytest.raises(ConflictError):  # but its name cannot be reused yet
+    with pytest.raises(ConflictError) as raised:  # but its name cannot be reused yet
         await vault.set_secret(SECRET_NAME, "Qq11Q~another-value-123456")
+    assert raised.value.code == "secret_being_deleted" and "Wait a minute" in raised.value.fix
+    with pytest.raises(ConflictError) as recovering:
+        await vault.recover_deleted_secret(SECRET_NAME)
+    assert recovering.value.code == "secret_being_deleted"

@@ -110,6 +110,14 @@ class VaultAdapter:
                     f"(az keyvault secret recover --vault-name {vault} --name {name}).",
                 target=name, details=details, code="secret_not_found",
             ) from None
+        if isinstance(exc, ResourceExistsError) and "currently being deleted" in text:
+            # soft delete completes asynchronously: neither recover nor purge nor a new value works until it has
+            raise ConflictError(
+                f"Secret {name} in Key Vault {vault} is still being deleted.", reason=evidence,
+                fix=f"Wait a minute until Key Vault finishes deleting it, then recover it (az keyvault secret "
+                    f"recover --vault-name {vault} --name {name}) or run the operation again.",
+                target=name, details=details, code="secret_being_deleted",
+            ) from None
         if isinstance(exc, ResourceExistsError):
             raise ConflictError(
                 f"Secret {name} in Key Vault {vault} is deleted but recoverable, so its name cannot be reused.",
