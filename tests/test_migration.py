@@ -310,3 +310,33 @@ async def test_new_roles_get_time_to_apply_before_the_switch(
         journal = (await store.read_migration(TARGET)).journal
     assert journal is not None and journal.roles_effective_at is not None and journal.switched_at is not None
     assert journal.switched_at >= journal.roles_effective_at
+
+
+async def test_a_crash_during_secret_removal_resumes_and_blocks_rollback(
+        twin: Twin, cc_ca: str, azurite: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    env = setup(twin, cc_ca, azurite, monkeypatch)
+    async with AppContext.from_environment() as ctx:
+        assert (await rotate_target(ctx, TARGET, force=True)).status is RotationStatus.ROTATED
+    await migrate(dry_run=False)
+    managed_identity_settings(env, monkeypatch)
+
+    twin.faults.add(Fault(service="graph", operation="removePassword", hold=True))
+    task = asyncio.create_task(migrate(dry_run=False, remove_old_secrets=True))
+    assert await asyncio.to_thread(twin.faults.wait_held, 30.0)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    twin.faults.release()
+    assert await journal_stage() is MigrationStage.MODE_RECORDED
+    assert cyclecloud_problem(twin) is None
+
+    with pytest.raises(ConflictError) as refused:  # the Key Vault copy no longer holds a client secret
+        await rollback()
+    assert "can no longer be rolled back" in refused.value.message
+    assert account(twin)["AzureRMUseManagedIdentity"] is True
+
+    done = await migrate(dry_run=False, remove_old_secrets=True)
+    assert done.status == "finished", done.to_dict()
+    assert {c.key_id for c in next(iter(twin.state.applications.values())).password_credentials} == {KEY_ID}
+    with pytest.raises(ConflictError):
+        await rollback()

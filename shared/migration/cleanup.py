@@ -75,8 +75,13 @@ async def secrets_offer(ctx: AppContext, target: Target, journal: MigrationJourn
         offer.waiting_for.append(f"the app settings: target '{target.name}' is still configured as "
                                  "service_principal (make the configuration change shown)")
     offer.waiting_for.extend(f"health: {p}" for p in await managed_identity_health(ctx, target, journal.principal_id))
-    own = (await rotation_store.read(target.name)).journal.own_operations
-    app = await GraphAdapter(ctx.clients).get_application(journal.app_id)
+    try:
+        own = (await rotation_store.read(target.name)).journal.own_operations
+        app = await GraphAdapter(ctx.clients).get_application(journal.app_id)
+    except RemediatorError as exc:  # the migration itself is done; only the offer cannot be made
+        offer.waiting_for.append(f"the app registration or the rotation journal cannot be read: {exc.message} "
+                                 f"{exc.fix}".strip())
+        return offer
     for credential in app.credentials:
         # without evidence only the rule's "created by this target" conditions speak
         why = removal_verdict(credential, own, UsageEvidence())
@@ -109,6 +114,10 @@ async def remove_secrets(ctx: AppContext, target: Target, journal: MigrationJour
     return removed, kept, await _what_else(ctx, target, journal, kept)
 
 
+def is_rollback_copy_superseded(tags: dict[str, str]) -> bool:
+    return tags.get(TAG_STATE) == MIGRATED_STATE
+
+
 async def _supersede_rollback_copy(vault: VaultAdapter, journal: MigrationJournal) -> None:
     versions = await vault.list_versions(journal.secret_name)
     newest = versions[-1] if versions else None
@@ -131,8 +140,12 @@ async def _what_else(ctx: AppContext, target: Target, journal: MigrationJournal,
         rbac = RbacAdapter(ctx.clients)
         for sub in target.subscription_ids:
             for assignment in await rbac.list_assignments(f"/subscriptions/{sub}", sp.object_id):
-                notes.append(f"its service principal {sp.object_id} still holds role {assignment.role_definition_id} "
-                             f"at {assignment.scope} (remove it when nothing else signs in as this app)")
+                try:
+                    role = (await rbac.resolve_role(sub, assignment.role_definition_id)).name
+                except RemediatorError:
+                    role = assignment.role_definition_id
+                notes.append(f"its service principal {sp.object_id} still holds {role} at {assignment.scope} "
+                             "(remove it when nothing else signs in as this app)")
     except RemediatorError as exc:
         notes.append(f"its service principal's role assignments could not be read ({exc.code})")
     notes.append(f"the app registration {journal.app_id} itself is kept; delete it in Entra ID when nothing else "

@@ -19,7 +19,7 @@ from ..rotation.model import utcnow
 from ..rotation.store import JournalStore, TargetLock
 from .account_mode import MANAGED_IDENTITY, SERVICE_PRINCIPAL, switch_account
 from .checks import identity_roles, preflight
-from .cleanup import remove_secrets, secrets_offer
+from .cleanup import is_rollback_copy_superseded, remove_secrets, secrets_offer
 from .model import ROLLBACK_ALLOWED, MigrationJournal, MigrationStage, reached
 from .outcome import MigrationOutcome, StepReport
 from .store import MigrationStore, VersionedMigration
@@ -294,7 +294,14 @@ async def rollback_target(ctx: AppContext, target_name: str) -> MigrationOutcome
         client = await open_cyclecloud(ctx, target)
         try:
             account = await client.read_account()
-            secret = (await VaultAdapter(ctx.clients).get_secret(journal.secret_name)).value
+            stored = await VaultAdapter(ctx.clients).get_secret(journal.secret_name)
+            if is_rollback_copy_superseded(stored.properties.tags):
+                raise _blocked(f"The migration of '{target.name}' can no longer be rolled back.",
+                               f"Key Vault secret '{journal.secret_name}' no longer holds the client secret: the "
+                               "secret removal (step 6) had started.",
+                               "Finish it with `migrate --apply --remove-secrets`; to go back to a client secret, "
+                               "create a new one and store it in the Key Vault secret first.", target.name)
+            secret = stored.value
             if account.use_managed_identity or account.app_id != journal.app_id.lower():
                 lock.check()
                 await switch_account(ComputeAdapter(ctx.clients), target=target.name, vm_id=journal.vm_id,
