@@ -131,7 +131,8 @@ async def start_operation(ctx: AppContext, kind: OperationKind, target: str, opt
     location = base_url.rstrip("/") + status_path(record.id)
     follow = (f"The work continues on its own; poll GET {status_path(record.id)} (the Location header) after "
               f"Retry-After seconds for its state and, when finished, the outcome.")
-    body["next"] = [follow] if isinstance(body.get("next"), list) else follow
+    earlier = body.get("next")  # the work's own advice ("validate again after ...") stays, ours comes last
+    body["next"] = [*earlier, follow] if isinstance(earlier, list) else follow
     body["operation"] = record.to_api()
     return ok(body, 202, {"Location": location, "Retry-After": str(int(delay))})
 
