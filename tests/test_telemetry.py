@@ -301,3 +301,29 @@ def test_http_functions_are_spans_with_route_target_and_status(functions_host: A
     spans = telemetry.spans("POST /api/targets/{target}/validate")
     assert [(s.attributes["target"], s.attributes["outcome"], s.attributes["httpStatus"]) for s in spans] == \
         [(TARGET, "ok", 200), ("nope", "error", 404)]
+
+
+async def test_remediation_reports_each_applied_action(twin: Twin, cc_ca: str, azurite: str,
+                                                       monkeypatch: pytest.MonkeyPatch, telemetry: Captured) -> None:
+    from shared.remediation import remediate_target
+    from tests.world import SECRET_NAME
+
+    padded = CURRENT_SECRET + "\r\n"
+
+    def pasted_with_a_line_break(scenario: dict[str, Any]) -> None:
+        scenario["vaults"][0]["secrets"][SECRET_NAME][0]["value"] = padded
+        for server in scenario["cyclecloud_servers"]:
+            for account in server["accounts"]:
+                account["AzureRMApplicationSecret"] = padded
+
+    apply_env(monkeypatch, rotation_env(twin, World(), cc_ca, azurite, edit=pasted_with_a_line_break))
+    async with AppContext.from_environment() as ctx:
+        planned = await remediate_target(ctx, TARGET, dry_run=True, deadline_seconds=200)
+        assert not telemetry.events("RemediationApplied")  # a dry run applies nothing
+        report = await remediate_target(ctx, TARGET, dry_run=False, deadline_seconds=200)
+    [event] = telemetry.events("RemediationApplied", TARGET)
+    assert event["action"] == "store_trimmed_secret" and event["outcome"] == "applied"
+    assert "secret.whitespace" in event["findingCodes"] and event["result"] == report.result.value
+    assert [s.attributes["outcome"] for s in telemetry.spans("remediate")] == [planned.result.value,
+                                                                               report.result.value]
+    assert_no_values(telemetry.everything_text(), [CURRENT_SECRET, padded, CC_PASSWORD])
