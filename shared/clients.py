@@ -8,6 +8,12 @@ connection and read timeouts, so no outbound call can hang or retry forever.
 Credentials: in Azure (App Service sets `IDENTITY_ENDPOINT`) the Function's managed identity, user-assigned
 when `AZURE_CLIENT_ID` is set; elsewhere (an operator's laptop, break-glass) the developer credential chain
 (`az login`, azd, PowerShell, environment).
+
+Targets in other tenants (a target's `identity` is the client id of the product's multi-tenant app): Graph and
+ARM calls for that tenant sign in as the multi-tenant app, in that tenant, with a client assertion that is the
+managed identity's token for `api://AzureADTokenExchange` (the app's only credential is a federated identity
+credential trusting the managed identity: no secret of our own to rotate). Key Vault and storage always use the
+home identity. See docs/tenants.md.
 """
 
 from __future__ import annotations
@@ -17,7 +23,7 @@ import os
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Self
 
-from .config import Settings
+from .config import HOME_IDENTITY, Settings
 
 if TYPE_CHECKING:
     from azure.core.credentials_async import AsyncTokenCredential
@@ -43,6 +49,8 @@ SDK_RETRY: dict[str, Any] = {
 }
 GRAPH_TIMEOUT_SECONDS = 60.0
 GRAPH_CONNECT_TIMEOUT_SECONDS = 10.0
+# the audience of a managed identity token that another app's federated identity credential accepts
+TOKEN_EXCHANGE_SCOPE = "api://AzureADTokenExchange/.default"  # noqa: S105 - a scope, not a secret
 
 
 def running_in_azure(env: Mapping[str, str] | None = None) -> bool:
@@ -67,6 +75,14 @@ class ClientFactory:
         self._credential: AsyncTokenCredential | None = None
         self._closeables: list[Any] = []
         self._cache: dict[tuple[str, ...], Any] = {}
+        # which tenant an app registration (client id or object id) or a subscription belongs to, as configured
+        # (and, for object ids, as learnt from Graph's answers): routes each call to the identity of that tenant
+        self._tenant_of: dict[str, str] = {}
+        for target in settings.targets:
+            if target.app_id:
+                self._tenant_of[target.app_id.lower()] = target.tenant_id
+            for sub in target.subscription_ids:
+                self._tenant_of.setdefault(sub.lower(), target.tenant_id)
 
     async def __aenter__(self) -> Self:
         return self
@@ -111,6 +127,35 @@ class ClientFactory:
             self._closeables.append(self._credential)
         return self._credential
 
+    def identity_for_tenant(self, tenant_id: str | None) -> str:
+        """`home`, or the client id of the multi-tenant app the product reaches `tenant_id` through (config checks
+        that all targets of one tenant name the same identity)."""
+        if tenant_id:
+            for target in self.settings.targets:
+                if target.tenant_id == tenant_id.lower():
+                    return target.identity
+        return HOME_IDENTITY
+
+    def tenant_of(self, ident: str | None) -> str | None:
+        """The configured tenant of an app registration (client or object id) or a subscription, if known."""
+        return self._tenant_of.get(ident.lower()) if ident else None
+
+    def learn_tenant(self, ident: str, tenant_id: str) -> None:
+        """Remember that an object (e.g. an app registration's object id Graph returned) lives in `tenant_id`."""
+        self._tenant_of[ident.lower()] = tenant_id
+
+    def credential_for(self, tenant_id: str | None) -> AsyncTokenCredential:
+        """The product's credential for calls into `tenant_id`: the home identity, or the multi-tenant app signing
+        in to that tenant with the managed identity's token as its client assertion."""
+        identity = self.identity_for_tenant(tenant_id)
+        if identity == HOME_IDENTITY or not tenant_id:
+            return self.credential
+        key = ("federated", tenant_id.lower(), identity)
+        if key not in self._cache:
+            self._keep(key, FederatedAppCredential(self.credential, tenant_id.lower(), identity,
+                                                   authority=self.cloud.login))
+        return self._cache[key]  # type: ignore[no-any-return]
+
     def secret_credential(self, tenant_id: str, app_id: str, secret: str) -> AsyncTokenCredential:
         """A credential for a CycleCloud service principal from a candidate secret (never cached).
 
@@ -122,9 +167,10 @@ class ClientFactory:
 
     # -- service clients ---------------------------------------------------------------------------------
 
-    def graph(self) -> GraphServiceClient:
-        """Microsoft Graph as the product's own identity (the only identity that ever calls Graph)."""
-        key = ("graph",)
+    def graph(self, tenant_id: str | None = None) -> GraphServiceClient:
+        """Microsoft Graph as the product's own identity in `tenant_id` (home when None or not cross-tenant)."""
+        identity = self.identity_for_tenant(tenant_id)
+        key = ("graph",) if identity == HOME_IDENTITY or not tenant_id else ("graph", tenant_id.lower())
         if key in self._cache:
             return self._cache[key]  # type: ignore[no-any-return]
         import httpx
@@ -135,7 +181,7 @@ class ClientFactory:
         from msgraph.graph_service_client import GraphServiceClient
         from msgraph_core import GraphClientFactory
 
-        auth = AzureIdentityAuthenticationProvider(self.credential, scopes=[self.cloud.graph_scope])
+        auth = AzureIdentityAuthenticationProvider(self.credential_for(tenant_id), scopes=[self.cloud.graph_scope])
         http_client = GraphClientFactory.create_with_default_middleware(
             client=httpx.AsyncClient(
                 timeout=httpx.Timeout(GRAPH_TIMEOUT_SECONDS, connect=GRAPH_CONNECT_TIMEOUT_SECONDS)
@@ -162,7 +208,7 @@ class ClientFactory:
             from azure.mgmt.authorization.aio import AuthorizationManagementClient
 
             self._keep(key, AuthorizationManagementClient(
-                self.credential, subscription_id, base_url=self.cloud.arm,
+                self.credential_for(self.tenant_of(subscription_id)), subscription_id, base_url=self.cloud.arm,
                 credential_scopes=[self.cloud.arm_scope], **SDK_RETRY,
             ))
         return self._cache[key]  # type: ignore[no-any-return]
@@ -183,7 +229,7 @@ class ClientFactory:
             from azure.mgmt.compute.aio import ComputeManagementClient
 
             self._keep(key, ComputeManagementClient(
-                self.credential, subscription_id, base_url=self.cloud.arm,
+                self.credential_for(self.tenant_of(subscription_id)), subscription_id, base_url=self.cloud.arm,
                 credential_scopes=[self.cloud.arm_scope], **SDK_RETRY,
             ))
         return self._cache[key]  # type: ignore[no-any-return]
@@ -265,6 +311,44 @@ class ClientFactory:
                 ])
             self._keep(key, client)
         return self._cache[key]  # type: ignore[no-any-return]
+
+
+class FederatedAppCredential:
+    """The product's multi-tenant app in another tenant: azure-identity's ClientAssertionCredential whose
+    assertion is the managed identity's token for api://AzureADTokenExchange.
+
+    ClientAssertionCredential calls its assertion function synchronously, so the managed identity token is
+    fetched (async, cached by the managed identity credential) just before each token request and handed over."""
+
+    def __init__(self, managed_identity: AsyncTokenCredential, tenant_id: str, client_id: str, *,
+                 authority: str) -> None:
+        from azure.identity.aio import ClientAssertionCredential
+
+        self._managed_identity = managed_identity
+        self._assertion = ""
+        self.tenant_id, self.client_id = tenant_id, client_id
+        self._credential = ClientAssertionCredential(tenant_id, client_id, lambda: self._assertion,
+                                                     authority=authority, **SDK_RETRY)
+
+    async def _refresh_assertion(self) -> None:
+        self._assertion = (await self._managed_identity.get_token(TOKEN_EXCHANGE_SCOPE)).token
+
+    async def get_token(self, *scopes: str, **kwargs: Any) -> Any:
+        await self._refresh_assertion()
+        return await self._credential.get_token(*scopes, **kwargs)
+
+    async def get_token_info(self, *scopes: str, options: Any = None) -> Any:
+        await self._refresh_assertion()
+        return await self._credential.get_token_info(*scopes, options=options)
+
+    async def close(self) -> None:
+        await self._credential.close()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
 
 
 class _HttpxCloser:

@@ -30,6 +30,7 @@ DEFAULT_CONTINUATION_QUEUE = "remediator-continuations"  # HTTP API: long operat
 DEFAULT_HTTP_BUDGET_SECONDS = 30.0  # answer 202 by then, far below the 230 s front-end limit
 OPERATE_ROLE = "CredentialRemediator.Operate"  # REQUIRE_APP_ROLE=true means this app role
 DEFAULT_CREDENTIAL_PATH = "/cloud/accounts/{account}"
+HOME_IDENTITY = "home"  # a target's `identity`: the Function's own managed identity
 
 _SLUG = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
 _VAULT_SECRET_NAME = re.compile(r"^[0-9A-Za-z-]{1,127}$")
@@ -105,6 +106,14 @@ class Target:
     rotation: RotationPolicy = field(default_factory=RotationPolicy)
     prune_unmanaged_roles: bool = False
     allow_privileged_roles: bool = False  # Owner, User Access Administrator, ... for the CycleCloud principal
+    # which identity of the product looks after this target: "home" (the Function's managed identity, in its own
+    # tenant) or the client id of the product's multi-tenant app, for a target in another tenant (docs/tenants.md)
+    identity: str = HOME_IDENTITY
+
+    @property
+    def cross_tenant(self) -> bool:
+        """True when the product reaches this target's tenant through its multi-tenant app."""
+        return self.identity != HOME_IDENTITY
 
     @property
     def uses_secret(self) -> bool:
@@ -138,6 +147,7 @@ class Settings:
     queue_service_uri: str | None = None  # AzureWebJobsStorage__queueServiceUri (identity-based connection)
     notify_webhook_url: str | None = field(default=None, repr=False)  # NOTIFY_WEBHOOK_URL: holds a token; never shown
     notify_format: str = "teams"  # NOTIFY_FORMAT: teams (Adaptive Card, workflow URL) | slack
+    home_tenant_id: str | None = None  # HOME_TENANT_ID: the tenant of the Function's managed identity
 
     def target(self, name: str) -> Target:
         for target in self.targets:
@@ -452,6 +462,7 @@ def _parse_target(problems: _Problems, index: int, raw: Any, seen: set[str]) -> 
                      "copy the Resource ID from the CycleCloud VM's Properties page")
 
     rotation = _parse_rotation(problems, f"{where}.rotation", raw.get("rotation"))
+    identity = _identity(problems, f"{where}.identity", raw.get("identity"))
     prune = raw.get("prune_unmanaged_roles", False)
     if not isinstance(prune, bool):
         problems.add(f"{where}.prune_unmanaged_roles", f"{prune!r} is not true or false", "use true or false")
@@ -464,8 +475,20 @@ def _parse_target(problems: _Problems, index: int, raw: Any, seen: set[str]) -> 
         roles=tuple(roles) or (CONTRIBUTOR_ROLE_ID,),
         secret_name=secret_name if mode is Mode.SERVICE_PRINCIPAL else None,
         cyclecloud=cyclecloud, vm_resource_id=vm_resource_id, rotation=rotation, prune_unmanaged_roles=prune,
-        allow_privileged_roles=allow_privileged,
+        allow_privileged_roles=allow_privileged, identity=identity,
     )
+
+
+def _identity(problems: _Problems, where: str, raw: Any) -> str:
+    """`home` (default) or the client id of the product's multi-tenant app registration."""
+    if raw is None or raw == HOME_IDENTITY:
+        return HOME_IDENTITY
+    if is_guid(raw):
+        return str(raw).lower()
+    problems.add(where, f"{str(raw)[:40]!r} is not 'home' or an application (client) id",
+                 "use 'home' for the Function's own managed identity, or, for a target in another tenant, the "
+                 "Application (client) ID of the product's multi-tenant app registration (docs/tenants.md)")
+    return HOME_IDENTITY
 
 
 def _load_targets_json(problems: _Problems, env: Mapping[str, str]) -> Any:
@@ -626,6 +649,15 @@ def _check_shared_resources(problems: _Problems, targets: list[Target]) -> None:
                              f"is the same CycleCloud account as target '{other}'",
                              "one CycleCloud account holds one credential: configure it as one target")
             by_account[key] = target.name
+    by_tenant: dict[str, Target] = {}
+    for target in targets:
+        first = by_tenant.setdefault(target.tenant_id, target)
+        if first.identity != target.identity:
+            problems.add(f"targets[{target.name}].identity",
+                         f"is {target.identity!r} but target '{first.name}' in the same tenant {target.tenant_id} "
+                         f"uses {first.identity!r}",
+                         "the product reaches one tenant through one identity: give every target of a tenant the "
+                         "same identity")
 
 
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
@@ -649,6 +681,13 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     if client_id and not is_guid(client_id):
         problems.add("AZURE_CLIENT_ID", f"{client_id!r} is not a GUID",
                      "use the Client ID of the Function's user-assigned managed identity, or remove the setting")
+
+    home_tenant = env.get("HOME_TENANT_ID") or None
+    if home_tenant and not is_guid(home_tenant):
+        problems.add("HOME_TENANT_ID", f"{home_tenant[:40]!r} is not a GUID",
+                     "use the Directory (tenant) ID of the Function's managed identity "
+                     "(az account show --query tenantId), or remove the setting")
+        home_tenant = None
 
     max_concurrency = 4
     if env.get("MAX_CONCURRENCY"):
@@ -682,6 +721,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         max_concurrency=max_concurrency,
         **_http_api(problems, env),
         **_notifications(problems, env),
+        home_tenant_id=home_tenant.lower() if home_tenant else None,
     )
     if problems.items:
         raise ConfigError(problems.items)

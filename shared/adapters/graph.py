@@ -16,7 +16,9 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, NoReturn
 
+from ..aadsts import parse_entra_error
 from ..clients import ClientFactory
+from ..config import HOME_IDENTITY
 from ..errors import (
     AccessDeniedError,
     CredentialUnavailableError,
@@ -41,6 +43,21 @@ POLICY_READ_PERMISSION = "Policy.Read.ApplicationConfiguration"
 LIFETIME_POLICY_CODE = "CredentialInvalidLifetimeAsPerAppPolicy"
 ADDITION_POLICY_CODE = "CredentialTypeNotAllowedAsPerAppPolicy"
 _POLICY_ID = re.compile(r"policy '([0-9a-fA-F-]{36})'")
+OWNED_BY_APP_ROLE_ID = "18a4783c-866b-4cc7-a460-3d5e5662c884"  # Graph's Application.ReadWrite.OwnedBy
+
+# A target in a tenant the product cannot reach: each is its own error code (and diagnosis finding), never
+# application_not_found, because the app is not gone - the product has no (working) identity in that tenant.
+TENANT_NOT_ONBOARDED = "tenant_not_onboarded"  # target's identity is `home`, but the app is in another tenant
+TENANT_CONSENT_MISSING = "tenant_consent_missing"  # the multi-tenant app has no service principal / consent there
+TENANT_FEDERATION_MISMATCH = "tenant_federation_mismatch"  # its federated credential does not trust the identity
+TENANT_APP_ACCESS_MISSING = "tenant_app_access_missing"  # consented, but no Graph permission or not an owner
+CROSS_TENANT_CODES = (TENANT_NOT_ONBOARDED, TENANT_CONSENT_MISSING, TENANT_FEDERATION_MISMATCH,
+                      TENANT_APP_ACCESS_MISSING)
+# Entra's answers to the multi-tenant app signing in to a tenant that has not consented to it: 700016 (app not
+# found in the directory), 7000229 (no service principal in the tenant), 65001 (no consent)
+_CONSENT_AADSTS = (700016, 7000229, 65001)
+# no federated identity credential matches the assertion (any field / issuer / audience / subject)
+_FEDERATION_AADSTS = (70021, 700211, 700212, 700213)
 
 
 @dataclass(frozen=True)
@@ -149,7 +166,101 @@ def _odata(exc: Exception) -> tuple[int | None, str, str]:
     return status, code, scrub(message)
 
 
-def _raise_mapped(exc: Exception, *, action: str, app: str, write: bool) -> NoReturn:
+def consent_url(clients: ClientFactory, tenant_id: str, identity: str) -> str:
+    """The admin consent URL of the product's multi-tenant app for one tenant (creates its service principal
+    there and grants the application permissions it declares)."""
+    return f"{clients.cloud.login}/{tenant_id}/adminconsent?client_id={identity}"
+
+
+def onboarding_lines(clients: ClientFactory, tenant_id: str, identity: str, app_id: str) -> list[str]:
+    """The exact `az` lines an administrator of `tenant_id` runs to let the product look after `app_id`
+    (infra/scripts/onboard-tenant.sh does the same, idempotently)."""
+    body = ('{\\"principalId\\":\\"$sp\\",\\"resourceId\\":\\"$graph\\",'
+            f'\\"appRoleId\\":\\"{OWNED_BY_APP_ROLE_ID}\\"}}')
+    return [
+        f"az login --tenant {tenant_id} --allow-no-subscriptions",
+        f"sp=$(az ad sp show --id {identity} --query id -o tsv || az ad sp create --id {identity} --query id -o tsv)",
+        "graph=$(az ad sp show --id 00000003-0000-0000-c000-000000000000 --query id -o tsv)",
+        f'az rest --method POST --url {clients.cloud.graph}/v1.0/servicePrincipals/$sp/appRoleAssignments '
+        f'--body "{body}"',
+        f"az ad app owner add --id {app_id} --owner-object-id $sp",
+    ]
+
+
+def cross_tenant_error(clients: ClientFactory, exc: Exception, *, tenant_id: str | None,
+                       app: str) -> AccessDeniedError | None:
+    """The precise error for a Graph failure that means "the product cannot reach this tenant" (not "the app is
+    gone"), or None when the failure is something else."""
+    from azure.core.exceptions import ClientAuthenticationError
+    from kiota_abstractions.api_error import APIError
+
+    if not tenant_id:
+        return None
+    identity = clients.identity_for_tenant(tenant_id)
+    home = clients.settings.home_tenant_id
+    status = getattr(exc, "response_status_code", None) if isinstance(exc, APIError) else None
+    details: dict[str, Any] = {"tenant_id": tenant_id, "identity": identity, "home_tenant_id": home,
+                               "app_id": app, "status": status}
+    if identity == HOME_IDENTITY:
+        if home is None or tenant_id == home or status not in (401, 403, 404):
+            return None
+        details["missing"] = "identity"
+        return AccessDeniedError(
+            f"Target app {app} is in tenant {tenant_id}, where the product has no identity: its managed identity "
+            f"lives in tenant {home}.",
+            reason=f"Microsoft Graph in the product's home tenant answered {status}: the app is not in that "
+                   "directory (it is not gone, it is in another tenant).",
+            fix=f"Onboard tenant {tenant_id} for the product's multi-tenant app (docs/tenants.md, "
+                "infra/scripts/onboard-tenant.sh), then set the target's identity to that app's client id.",
+            target=app, details=details, code=TENANT_NOT_ONBOARDED,
+        )
+    url = consent_url(clients, tenant_id, identity)
+    lines = onboarding_lines(clients, tenant_id, identity, app)
+    details.update(consent_url=url, az=lines)
+    if isinstance(exc, ClientAuthenticationError):
+        evidence = parse_entra_error(scrub(str(getattr(exc, "message", exc))))
+        details.update(aadsts=evidence.code, trace_id=evidence.trace_id, correlation_id=evidence.correlation_id)
+        if evidence.code in _CONSENT_AADSTS:
+            details["missing"] = "consent"
+            return AccessDeniedError(
+                f"Tenant {tenant_id} has not consented to the product's multi-tenant app {identity}: it has no "
+                "service principal there, so the product cannot sign in to that tenant.",
+                reason=f"Entra ID answered AADSTS{evidence.code}: {evidence.description}",
+                fix=f"An administrator of tenant {tenant_id} grants admin consent ({url}) or runs: "
+                    + " && ".join(lines[:2]) + "; then makes the app an owner of the target's app registration "
+                    f"(az ad app owner add --id {app} --owner-object-id <its service principal id>).",
+                target=app, details=details, code=TENANT_CONSENT_MISSING,
+            )
+        if evidence.code in _FEDERATION_AADSTS:
+            details["missing"] = "federated_credential"
+            return AccessDeniedError(
+                f"The product's multi-tenant app {identity} does not trust the Function's managed identity: no "
+                "federated identity credential matches its token.",
+                reason=f"Entra ID answered AADSTS{evidence.code}: {evidence.description}",
+                fix=f"In the home tenant, add a federated identity credential to app {identity} with issuer "
+                    f"{clients.cloud.login}/<home tenant id>/v2.0, subject = the managed identity's object "
+                    "(principal) id and audience api://AzureADTokenExchange (the Bicep's crossTenant parameter "
+                    "does this): az ad app federated-credential create --id "
+                    f"{identity} --parameters fic.json",
+                target=app, details=details, code=TENANT_FEDERATION_MISMATCH,
+            )
+        return None
+    if status in (403, 404):
+        details["missing"] = "graph_permission_or_ownership"
+        return AccessDeniedError(
+            f"The product's multi-tenant app may not read app registration {app} in tenant {tenant_id}: it lacks "
+            f"the Microsoft Graph permission {WRITE_PERMISSION} there, or is not an owner of the app.",
+            reason=f"Microsoft Graph in tenant {tenant_id} answered {status} (Graph answers the same when the app "
+                   "is not owned, not consented, or deleted).",
+            fix=f"An administrator of tenant {tenant_id} grants admin consent ({url}) and makes the app's service "
+                f"principal an owner of app {app}: " + " && ".join(lines[1:]),
+            target=app, details=details, code=TENANT_APP_ACCESS_MISSING,
+        )
+    return None
+
+
+def _raise_mapped(exc: Exception, *, action: str, app: str, write: bool, clients: ClientFactory | None = None,
+                  tenant_id: str | None = None) -> NoReturn:
     """Turn whatever the Graph SDK raised into a domain error and raise it (without the SDK chain: the SDK's
     exception text may carry request details we do not want in logs)."""
     from azure.core.exceptions import ClientAuthenticationError
@@ -158,6 +269,10 @@ def _raise_mapped(exc: Exception, *, action: str, app: str, write: bool) -> NoRe
 
     if isinstance(exc, RemediatorError):
         raise exc
+    if clients is not None:
+        foreign = cross_tenant_error(clients, exc, tenant_id=tenant_id, app=app)
+        if foreign is not None:
+            raise foreign from None
     if isinstance(exc, APIError):
         status, code, message = _odata(exc)
         graph = f"Microsoft Graph answered {status} {code}: {message}".rstrip(": ")
@@ -215,12 +330,30 @@ def _raise_mapped(exc: Exception, *, action: str, app: str, write: bool) -> NoRe
 
 
 class GraphAdapter:
-    def __init__(self, clients: ClientFactory) -> None:
-        self.clients = clients
+    """Graph in the tenant of the app registration a call names: `tenant_id` when given, else the tenant the
+    configuration (or an earlier answer) puts that app in, else the home tenant."""
 
-    @property
-    def _client(self) -> GraphServiceClient:
-        return self.clients.graph()
+    def __init__(self, clients: ClientFactory, tenant_id: str | None = None) -> None:
+        self.clients = clients
+        self.tenant_id = tenant_id
+
+    def _tenant(self, ident: str) -> str | None:
+        return self.tenant_id or self.clients.tenant_of(ident)
+
+    def _client_for(self, ident: str) -> GraphServiceClient:
+        return self.clients.graph(self._tenant(ident))
+
+    def _app_item(self, app_object_id: str) -> Any:
+        return self._client_for(app_object_id).applications.by_application_id(app_object_id)
+
+    def _raise(self, exc: Exception, *, action: str, app: str, write: bool) -> NoReturn:
+        _raise_mapped(exc, action=action, app=app, write=write, clients=self.clients, tenant_id=self._tenant(app))
+
+    def _learn(self, registration: AppRegistration, ident: str) -> AppRegistration:
+        tenant = self._tenant(ident)
+        if tenant and registration.object_id:
+            self.clients.learn_tenant(registration.object_id, tenant)
+        return registration
 
     async def get_application(self, app_id: str) -> AppRegistration:
         """By client id. NotFoundError if absent; AccessDeniedError naming the Graph permission if denied."""
@@ -235,16 +368,16 @@ class GraphAdapter:
         try:
             # the SDK's alternate-key builders write appId into the client's SHARED path parameters and build
             # the URL only after awaiting a token: concurrent lookups would read each other's app. Copy them.
-            client = self._client
+            client = self._client_for(app_id)
             model = await ApplicationsWithAppIdRequestBuilder(
                 client.request_adapter, dict(client.path_parameters), app_id
             ).get(request_configuration=RequestConfiguration(query_parameters=query))
         except Exception as exc:  # mapped to a domain error right here
-            _raise_mapped(exc, action="read", app=app_id, write=False)
+            self._raise(exc, action="read", app=app_id, write=False)
         if model is None:
             raise NotFoundError(f"App registration {app_id} was not found in the tenant.", target=app_id,
                                 code="application_not_found")
-        return _registration(model)
+        return self._learn(_registration(model), app_id)
 
     async def get_application_by_object_id(self, app_object_id: str) -> AppRegistration:
         from kiota_abstractions.base_request_configuration import RequestConfiguration
@@ -256,15 +389,15 @@ class GraphAdapter:
             select=APPLICATION_SELECT
         )
         try:
-            model = await self._client.applications.by_application_id(app_object_id).get(
+            model = await self._app_item(app_object_id).get(
                 request_configuration=RequestConfiguration(query_parameters=query)
             )
         except Exception as exc:
-            _raise_mapped(exc, action="read", app=app_object_id, write=False)
+            self._raise(exc, action="read", app=app_object_id, write=False)
         if model is None:
             raise NotFoundError(f"App registration {app_object_id} was not found in the tenant.",
                                 target=app_object_id, code="application_not_found")
-        return _registration(model)
+        return self._learn(_registration(model), app_object_id)
 
     async def add_password(self, app_object_id: str, display_name: str, end: datetime) -> NewSecret:
         """addPassword. PolicyDeniedError when an app management policy refuses the lifetime (details carry
@@ -279,14 +412,14 @@ class GraphAdapter:
             password_credential=PasswordCredential(display_name=display_name, end_date_time=end)
         )
         try:
-            model = await self._client.applications.by_application_id(app_object_id).add_password.post(body)
+            model = await self._app_item(app_object_id).add_password.post(body)
         except APIError as exc:
             status, code, message = _odata(exc)
             if code in (LIFETIME_POLICY_CODE, ADDITION_POLICY_CODE):
                 raise await self._policy_denied(app_object_id, code, message, status) from None
-            _raise_mapped(exc, action="add a client secret to", app=app_object_id, write=True)
+            self._raise(exc, action="add a client secret to", app=app_object_id, write=True)
         except Exception as exc:
-            _raise_mapped(exc, action="add a client secret to", app=app_object_id, write=True)
+            self._raise(exc, action="add a client secret to", app=app_object_id, write=True)
         value = getattr(model, "secret_text", None) if model is not None else None
         register_secret(value)
         if model is None or not value:
@@ -341,7 +474,7 @@ class GraphAdapter:
 
         body = RemovePasswordPostRequestBody(key_id=uuid.UUID(key_id))
         try:
-            await self._client.applications.by_application_id(app_object_id).remove_password.post(body)
+            await self._app_item(app_object_id).remove_password.post(body)
         except APIError as exc:
             status, _, _ = _odata(exc)
             if status in (400, 404):
@@ -350,9 +483,9 @@ class GraphAdapter:
                 if app.credential(key_id) is None:
                     logger.info("password credential %s of app %s was already gone", key_id, app_object_id)
                     return False
-            _raise_mapped(exc, action="remove a client secret from", app=app_object_id, write=True)
+            self._raise(exc, action="remove a client secret from", app=app_object_id, write=True)
         except Exception as exc:
-            _raise_mapped(exc, action="remove a client secret from", app=app_object_id, write=True)
+            self._raise(exc, action="remove a client secret from", app=app_object_id, write=True)
         logger.info("removed password credential %s from app %s", key_id, app_object_id)
         return True
 
@@ -366,12 +499,12 @@ class GraphAdapter:
             select=SERVICE_PRINCIPAL_SELECT
         )
         try:
-            client = self._client  # own copy of the path parameters: see get_application
+            client = self._client_for(app_id)  # own copy of the path parameters: see get_application
             model = await ServicePrincipalsWithAppIdRequestBuilder(
                 client.request_adapter, dict(client.path_parameters), app_id
             ).get(request_configuration=RequestConfiguration(query_parameters=query))
         except Exception as exc:
-            _raise_mapped(exc, action="read the service principal of", app=app_id, write=False)
+            self._raise(exc, action="read the service principal of", app=app_id, write=False)
         if model is None:
             raise NotFoundError(f"App {app_id} has no service principal in the tenant.", target=app_id,
                                 code="service_principal_not_found")
@@ -384,13 +517,13 @@ class GraphAdapter:
         from kiota_abstractions.api_error import APIError
 
         try:
-            assigned = await self._client.applications.by_application_id(app_object_id).app_management_policies.get()
+            assigned = await self._app_item(app_object_id).app_management_policies.get()
             for policy in (assigned.value if assigned and assigned.value else []):
                 if policy.is_enabled is False:
                     continue
                 max_days, blocked = _password_restrictions(policy.restrictions)
                 return PasswordPolicy(max_days, blocked, str(policy.id) if policy.id else None)
-            default = await self._client.policies.default_app_management_policy.get()
+            default = await self._client_for(app_object_id).policies.default_app_management_policy.get()
         except APIError as exc:
             status, code, message = _odata(exc)
             if status == 403:
@@ -402,9 +535,9 @@ class GraphAdapter:
                         f"{POLICY_READ_PERMISSION} (admin consent required).",
                     target=app_object_id, details={"permission": POLICY_READ_PERMISSION, "graph_code": code},
                 ) from None
-            _raise_mapped(exc, action="read the app management policy of", app=app_object_id, write=False)
+            self._raise(exc, action="read the app management policy of", app=app_object_id, write=False)
         except Exception as exc:
-            _raise_mapped(exc, action="read the app management policy of", app=app_object_id, write=False)
+            self._raise(exc, action="read the app management policy of", app=app_object_id, write=False)
         if default is None or not default.is_enabled:
             return PasswordPolicy(None, False, None)
         max_days, blocked = _password_restrictions(default.application_restrictions)
