@@ -9,6 +9,7 @@ import importlib
 import logging
 import sys
 
+from .. import telemetry
 from ..errors import ConfigError, RemediatorError
 from ..redaction import install_filter
 
@@ -48,6 +49,7 @@ def main(argv: list[str]) -> int:
     # themselves, in plain English, so the raw text would only repeat them
     logging.getLogger("azure.identity").setLevel(logging.ERROR)
     install_filter()
+    telemetry.configure()  # only when the operator's environment asks for it (docs/operations.md)
     try:
         return int(asyncio.run(args._module.run(args)))
     except ConfigError as exc:
@@ -59,3 +61,5 @@ def main(argv: list[str]) -> int:
     except KeyboardInterrupt:
         print("interrupted; the next run resumes where this one stopped", file=sys.stderr)
         return 130
+    finally:
+        telemetry.flush()  # a short-lived process: export what it recorded before exiting
