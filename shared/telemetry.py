@@ -46,6 +46,7 @@ class Event(StrEnum):
     FINDING_RAISED = "FindingRaised"
     ROLE_ASSIGNMENT_CREATED = "RoleAssignmentCreated"
     REMEDIATION_APPLIED = "RemediationApplied"
+    CONTINUATION_POISONED = "ContinuationPoisoned"  # infra/app/alerts.bicep alerts on it
 
 
 Dimension = str | int | float | bool
@@ -343,6 +344,11 @@ async def record_remediation(ctx: Any, report: Any, handle: SpanHandle) -> None:
         if action.outcome.value in ("applied", "in_progress"):
             emit(Event.REMEDIATION_APPLIED, report.target, action=action.action.value,
                  outcome=action.outcome.value, findingCodes=list(action.addresses), result=report.result.value)
+
+
+def continuation_poisoned(target: str, operation_id: str, kind: str, code: str | None) -> None:
+    """A long operation's continuation failed every delivery (the queue's poison path)."""
+    emit(Event.CONTINUATION_POISONED, target, operationId=operation_id, kind=kind, code=code)
 
 
 def _reset_for_tests() -> None:  # pragma: no cover - tests only: forget that configure() ran

@@ -327,3 +327,24 @@ async def test_remediation_reports_each_applied_action(twin: Twin, cc_ca: str, a
     assert [s.attributes["outcome"] for s in telemetry.spans("remediate")] == [planned.result.value,
                                                                                report.result.value]
     assert_no_values(telemetry.everything_text(), [CURRENT_SECRET, padded, CC_PASSWORD])
+
+
+async def test_a_poisoned_continuation_is_a_continuation_poisoned_event(
+        twin: Twin, cc_ca: str, azurite: str, monkeypatch: pytest.MonkeyPatch, telemetry: Captured) -> None:
+    """infra/app/alerts.bicep alerts on this event."""
+    from shared.operations.model import ContinuationMessage, OperationKind, OperationRecord, OperationState
+    from shared.operations.runner import record_poisoned
+    from shared.operations.store import OperationStore
+
+    apply_env(monkeypatch, rotation_env(twin, World(), cc_ca, azurite))
+    async with AppContext.from_environment() as ctx:
+        now = "2026-12-01T00:00:00Z"
+        record = OperationRecord(id="b" * 32, kind=OperationKind.ROTATE, target=TARGET, state=OperationState.RUNNING,
+                                 created_at=now, updated_at=now, requested_by="tester", attempt=1)
+        await OperationStore(ctx.clients.blob_service(), ctx.settings.storage.container).create(record)
+        text = ContinuationMessage(record.id, OperationKind.ROTATE, TARGET, 1).to_json()
+        await record_poisoned(ctx, text, message_id="p1")
+        await record_poisoned(ctx, text, message_id="p1")  # recorded once
+    [event] = telemetry.events("ContinuationPoisoned", TARGET)
+    assert event["operationId"] == record.id and event["kind"] == "rotate"
+    assert event["code"] == "continuation_poisoned"

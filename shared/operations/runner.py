@@ -16,6 +16,7 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from .. import telemetry
 from ..caller import Caller
 from ..context import AppContext
 from ..errors import LockedError, RemediatorError
@@ -243,6 +244,8 @@ async def _delivery_failed(store: OperationStore, current: VersionedRecord, erro
             await store.mark_poisoned(updated)
     except RemediatorError as exc:  # the host still retries / moves the message to the poison queue
         logger.error("could not record failed delivery %s of operation %s: %s", dequeue_count, record.id, exc.code)
+    if poisoned:
+        telemetry.continuation_poisoned(record.target, record.id, record.kind.value, error.get("code"))
     log = logger.error if poisoned else logger.warning
     log("operation %s (%s %s): delivery %s of %s failed (%s)%s", record.id, record.kind.value, record.target,
         dequeue_count, MAX_DEQUEUE_COUNT, error.get("code"),
@@ -276,6 +279,7 @@ async def record_poisoned(ctx: AppContext, text: str, *, message_id: str | None)
                       failed_deliveries=MAX_DEQUEUE_COUNT, next_attempt_at=None).note("poisoned", source="poison queue")
     await store.write(current, updated)
     await store.mark_poisoned(updated)
+    telemetry.continuation_poisoned(record.target, record.id, record.kind.value, "continuation_poisoned")
     logger.error("operation %s (%s %s) poisoned: recorded from the poison queue", record.id, record.kind.value,
                  record.target, extra={"operation_id": record.id, "target": record.target, "poisoned": True})
 
