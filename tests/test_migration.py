@@ -157,7 +157,7 @@ async def test_whole_migration_then_grace_health_check_and_secret_removal(
     assert {c["key_id"] for c in done.offer["removed"]} == created
     remaining = {c.key_id for c in next(iter(twin.state.applications.values())).password_credentials}
     assert remaining == {KEY_ID}
-    assert any("still holds role" in note for note in done.offer["app_still_has"])
+    assert any("still holds Contributor at" in note for note in done.offer["app_still_has"])
     assert await journal_stage() is MigrationStage.SECRETS_REMOVED
     assert_migrated(twin)
     text = json.dumps(done.to_dict()) + json.dumps(offered.to_dict())
