@@ -148,17 +148,14 @@ async def validate(req: func.HttpRequest) -> func.HttpResponse:
 
 @app.timer_trigger(schedule="%HEALTH_SCHEDULE%", arg_name="timer", run_on_startup=False, use_monitor=True)
 async def check_credential_health(timer: func.TimerRequest) -> None:
-    from shared.diagnosis import check_all_targets
+    """Fan-out: one queued health check per target (resume_operation checks, records, alerts and, with
+    AUTO_REMEDIATE, remediates each one), so the host spreads a fleet over instances (shared/fanout.py)."""
+    from shared.fanout import enqueue_health_checks
 
     if timer.past_due:
         logger.warning("check_credential_health is running late (past due)")
-    sweep = await check_all_targets(_get_context())
-    logger.info("credential health: %s", sweep.summary())
-    if _get_context().settings.auto_remediate:  # AUTO_REMEDIATE (default off)
-        from shared.remediation import remediate_unhealthy
-
-        remediation = await remediate_unhealthy(_get_context(), sweep)
-        logger.info("auto-remediation: %s", remediation.summary())
+    fanout = await enqueue_health_checks(_get_context())
+    logger.info("credential health: %s", fanout.summary())
 
 
 # -- rotation -----------------------------------------------------------------------------------------------
@@ -189,12 +186,14 @@ async def rotation(req: func.HttpRequest) -> func.HttpResponse:
 
 @app.timer_trigger(schedule="%ROTATION_SCHEDULE%", arg_name="timer", run_on_startup=False, use_monitor=True)
 async def rotate_due_secrets(timer: func.TimerRequest) -> None:
-    from shared.rotation import rotate_all_due
+    """Fan-out: one rotation operation per secret target, continued through the queue like a 202's (the CLI's
+    `rotate --all` keeps the in-process sweep for break-glass use)."""
+    from shared.fanout import enqueue_due_rotations
 
     if timer.past_due:
         logger.warning("rotate_due_secrets is running late (past due); rotating what is due now")
-    sweep = await rotate_all_due(_get_context())
-    logger.info("rotation sweep: %s", sweep.summary())
+    fanout = await enqueue_due_rotations(_get_context())
+    logger.info("rotation sweep: %s", fanout.summary())
 
 
 # -- long-running operations ----------------------------------------------------------------------------------
@@ -205,19 +204,29 @@ _CONTINUATION_QUEUE = os.environ.get("CONTINUATION_QUEUE") or DEFAULT_CONTINUATI
 
 @app.queue_trigger(arg_name="msg", queue_name=_CONTINUATION_QUEUE, connection="AzureWebJobsStorage")
 async def resume_operation(msg: func.QueueMessage) -> None:
-    """A 202's continuation: resume the operation from its journal (host.json: maxDequeueCount 5)."""
+    """A 202's continuation (also a timer's rotation): resume the operation from its journal; or a timer's health
+    check of one target (host.json: maxDequeueCount 5, batchSize and newBatchThreshold bound each instance)."""
+    from shared.fanout import is_health_check, run_health_check
     from shared.operations import resume_operation as resume
 
-    await resume(_get_context(), msg.get_body().decode("utf-8", errors="replace"),
-                 dequeue_count=int(msg.dequeue_count or 1), message_id=msg.id)
+    text = msg.get_body().decode("utf-8", errors="replace")
+    if is_health_check(text):
+        await run_health_check(_get_context(), text)
+        return
+    await resume(_get_context(), text, dequeue_count=int(msg.dequeue_count or 1), message_id=msg.id)
 
 
 @app.queue_trigger(arg_name="msg", queue_name=_CONTINUATION_QUEUE + "-poison", connection="AzureWebJobsStorage")
 async def record_poisoned_continuation(msg: func.QueueMessage) -> None:
     """A continuation the host moved to the poison queue: make sure its operation says so (never lost silently)."""
+    from shared.fanout import is_health_check, record_poisoned_health_check
     from shared.operations import record_poisoned
 
-    await record_poisoned(_get_context(), msg.get_body().decode("utf-8", errors="replace"), message_id=msg.id)
+    text = msg.get_body().decode("utf-8", errors="replace")
+    if is_health_check(text):
+        await record_poisoned_health_check(_get_context(), text, message_id=msg.id)
+        return
+    await record_poisoned(_get_context(), text, message_id=msg.id)
 
 
 # -- roles and remediation ----------------------------------------------------------------------------------

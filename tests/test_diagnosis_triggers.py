@@ -7,12 +7,14 @@ from __future__ import annotations
 
 import json
 import logging
+import uuid
 from collections.abc import Iterator
 
 import pytest
 
 from shared.diagnosis import REPORT_SCHEMA, TARGET_LIST_SCHEMA
 from tests.conftest import assert_no_secrets
+from tests.fanout_support import deliver_through_host
 from tests.functions_host import FunctionsHost
 from tests.schema_check import validate_json, validate_response
 from tests.twin import Twin
@@ -86,9 +88,11 @@ def test_health_timer_records_every_target_and_alerts_on_the_failing_one(
     world = World(extra_targets=[broken])
     _setup(twin, world, cc_ca, monkeypatch, storage=azurite)
     monkeypatch.setenv("STATE_CONTAINER", "diag-timer")
+    monkeypatch.setenv("CONTINUATION_QUEUE", f"diag-timer-{uuid.uuid4().hex[:12]}")  # this test's fan-out only
     caplog.set_level(logging.INFO)
 
     host.timer("check_credential_health")
+    assert deliver_through_host(host) == 2  # the timer fans out: one queued health check per target
 
     alerts = [r for r in caplog.records if r.levelno == logging.ERROR and getattr(r, "target", None) == BROKEN]
     assert alerts, [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from shared.cli import main as cli_main
+from tests.fanout_support import deliver_in_process
 from tests.test_remediation_twin import (
     PREVIOUS_SECRET,
     assert_clean,
@@ -73,7 +74,12 @@ def _run_health_timer() -> None:
     function_app._context = None
     try:
         handler = function_app.check_credential_health.build().get_user_function()
-        asyncio.run(handler(func.TimerRequest(past_due=False)))
+
+        async def timer_then_queue() -> None:  # the timer fans out: its queued checks run as the trigger would
+            await handler(func.TimerRequest(past_due=False))
+            await deliver_in_process()
+
+        asyncio.run(timer_then_queue())
     finally:
         function_app._context = None
 

@@ -169,6 +169,12 @@ async def _check_and_record(ctx: AppContext, target: Target) -> TargetHealth:
     return result
 
 
+async def check_target_health(ctx: AppContext, target: Target) -> TargetHealth:
+    """One target's health check, recorded and alerted as the sweep does it (the timer's fan-out: one queue
+    message per target, shared/fanout.py)."""
+    return await _check_one(ctx, target, asyncio.Semaphore(1))
+
+
 async def check_all_targets(ctx: AppContext) -> HealthSweep:
     """The health timer: validate every target (bounded concurrency), record and alert."""
     limit = asyncio.Semaphore(max(1, ctx.settings.max_concurrency))

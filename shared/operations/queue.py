@@ -42,19 +42,22 @@ class ContinuationQueue:
         self._client = client
 
     async def send(self, message: ContinuationMessage, delay_seconds: float) -> None:
+        delay = await self.send_text(message.to_json(), delay_seconds)
+        logger.info("queued continuation %s of operation %s (%s %s) in %d s", message.attempt,
+                    message.operation_id, message.kind.value, message.target, delay)
+
+    async def send_text(self, text: str, delay_seconds: float) -> int:
+        """Send one message (a continuation, or the timers' fan-out: shared/fanout.py); returns the delay used."""
         delay = max(0, round(delay_seconds))
         try:
             try:
-                await self._client.send_message(message.to_json(), visibility_timeout=delay,
-                                                time_to_live=MESSAGE_TTL_SECONDS)
+                await self._client.send_message(text, visibility_timeout=delay, time_to_live=MESSAGE_TTL_SECONDS)
             except ResourceNotFoundError:  # the queue does not exist yet
                 try:
                     await self._client.create_queue()
                 except ResourceExistsError:
                     pass
-                await self._client.send_message(message.to_json(), visibility_timeout=delay,
-                                                time_to_live=MESSAGE_TTL_SECONDS)
+                await self._client.send_message(text, visibility_timeout=delay, time_to_live=MESSAGE_TTL_SECONDS)
         except (HttpResponseError, ServiceRequestError, ServiceResponseError) as exc:
             raise _queue_error(exc) from None
-        logger.info("queued continuation %s of operation %s (%s %s) in %d s", message.attempt,
-                    message.operation_id, message.kind.value, message.target, delay)
+        return delay

@@ -167,10 +167,13 @@ class OperationStore:
         return VersionedRecord(record, str(result.get("etag")))
 
     async def mark_poisoned(self, record: OperationRecord) -> None:
+        await self.write_poison_marker({"id": record.id, "kind": record.kind.value, "target": record.target,
+                                        "at": record.updated_at, "error": record.error})
+
+    async def write_poison_marker(self, marker: dict[str, Any]) -> None:
+        """One marker (id, kind, target, at, error) listed by poisoned(): an operation's, or a fan-out message's."""
         await self._ensure_container()
-        marker = {"id": record.id, "kind": record.kind.value, "target": record.target, "at": record.updated_at,
-                  "error": record.error}
-        blob = self._container().get_blob_client(self.poison_blob(record.id))
+        blob = self._container().get_blob_client(self.poison_blob(str(marker["id"])))
         try:
             await blob.upload_blob(json.dumps(marker).encode("utf-8"), overwrite=True)
         except _STORAGE_ERRORS as exc:
