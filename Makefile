@@ -9,7 +9,7 @@ CHECKOV_VENV := .venv-checkov
 CHECKOV := $(CHECKOV_VENV)/bin/checkov
 PYTEST_ARGS ?=
 
-.PHONY: test demo lint typecheck pytest bench clean setup infra-check lock scenarios
+.PHONY: test demo lint typecheck pytest bench clean setup infra-check lock scenarios chaos
 
 test: setup lint typecheck infra-check pytest
 
@@ -53,6 +53,11 @@ lock: $(STAMP)
 
 demo: setup
 	$(PY) -m tests.demo
+
+# The simulated year under chaos (docs/reliability.md): 365 days, 20 targets; `make test` runs a month of it.
+CHAOS_ARGS ?= --seed 1 --days 365 --targets 20 --health-hours 6
+chaos: setup
+	$(PY) -m tests.chaos $(CHAOS_ARGS)
 
 bench: setup
 	$(PY) -m bench
