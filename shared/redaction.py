@@ -45,6 +45,18 @@ def scrub(text: str, *extra: str | None) -> str:
     return text
 
 
+class RedactedException(Exception):
+    """Stands in for a logged exception whose text held a secret: `args[0]` is its scrubbed message, and it
+    prints as the scrubbed traceback of the whole chain."""
+
+    def __init__(self, message: str, traceback_text: str) -> None:
+        super().__init__(message)
+        self.traceback_text = traceback_text
+
+    def __str__(self) -> str:
+        return self.traceback_text
+
+
 # what a plain LogRecord has; anything else on a record came from `extra`
 _RECORD_FIELDS = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime"}
 
@@ -75,11 +87,15 @@ def scrub_record(record: logging.LogRecord) -> None:
         if cleaned != message:
             record.msg, record.args = cleaned, None
     if record.exc_info and record.exc_info[1] is not None:
-        text = _exception_chain_text(record.exc_info[1])
+        original = record.exc_info[1]
+        text = _exception_chain_text(original)
         if scrub(text) != text:
-            # the formatted traceback (with its chained causes) replaces the live exception, which still holds it
+            # the live exception (and its causes) holds the secret: handlers get its scrubbed traceback instead
+            # (`exc_text`, which logging's formatters print as is), and exporters that read `exc_info` (the
+            # OpenTelemetry handler) a stand-in with the original type and the scrubbed message and traceback
             record.exc_text = scrub(logging.Formatter().formatException(record.exc_info))
-            record.exc_info = None
+            record.exc_info = (type(original), RedactedException(scrub(str(original)), record.exc_text),
+                               original.__traceback__)
     if record.exc_text and scrub(record.exc_text) != record.exc_text:
         record.exc_text = scrub(record.exc_text)
     if record.stack_info and scrub(record.stack_info) != record.stack_info:

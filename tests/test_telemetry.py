@@ -134,6 +134,10 @@ def test_redaction_covers_late_handlers_exporters_chained_causes_and_extras(tele
     exported = telemetry.everything_text()
     assert "call failed for ***" in exported and "x *** y" in exported
     assert secret not in exported
+    [record] = [r for r in telemetry.records() if r.body == "call failed for ***"]
+    assert record.attributes["exception.type"] == "RuntimeError"  # the original type, its stack trace kept
+    assert "inner failure with ***" in record.attributes["exception.stacktrace"]
+    assert "test_redaction_covers_late_handlers" in record.attributes["exception.stacktrace"]
 
 
 def test_importing_the_function_app_loads_no_telemetry_sdk_unless_configured() -> None:
