@@ -20,10 +20,12 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Mapping
+import re
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, Self
 
 from .config import HOME_IDENTITY, Settings
+from .limits import arm_key, host_key, limited_httpx_transport
 
 if TYPE_CHECKING:
     from azure.core.credentials_async import AsyncTokenCredential
@@ -49,6 +51,7 @@ SDK_RETRY: dict[str, Any] = {
 }
 GRAPH_TIMEOUT_SECONDS = 60.0
 GRAPH_CONNECT_TIMEOUT_SECONDS = 10.0
+_SUBSCRIPTION_IN_URL = re.compile(r"/subscriptions/([0-9a-fA-F-]{36})", re.IGNORECASE)
 # the audience of a managed identity token that another app's federated identity credential accepts
 TOKEN_EXCHANGE_SCOPE = "api://AzureADTokenExchange/.default"  # noqa: S105 - a scope, not a secret
 
@@ -184,7 +187,9 @@ class ClientFactory:
         auth = AzureIdentityAuthenticationProvider(self.credential_for(tenant_id), scopes=[self.cloud.graph_scope])
         http_client = GraphClientFactory.create_with_default_middleware(
             client=httpx.AsyncClient(
-                timeout=httpx.Timeout(GRAPH_TIMEOUT_SECONDS, connect=GRAPH_CONNECT_TIMEOUT_SECONDS)
+                timeout=httpx.Timeout(GRAPH_TIMEOUT_SECONDS, connect=GRAPH_CONNECT_TIMEOUT_SECONDS),
+                # Graph throttles per app and tenant: this client's tenant (the home tenant's client: "home")
+                transport=limited_httpx_transport("graph", key[1] if len(key) > 1 else "home"),
             )
         )
         adapter = GraphRequestAdapter(auth, client=http_client)
@@ -199,7 +204,8 @@ class ClientFactory:
         if key not in self._cache:
             from azure.keyvault.secrets.aio import SecretClient
 
-            self._keep(key, SecretClient(self.settings.key_vault_url, self.credential, **SDK_RETRY))
+            self._keep(key, SecretClient(self.settings.key_vault_url, self.credential,
+                                         transport=_limited("vault", host_key), **SDK_RETRY))
         return self._cache[key]  # type: ignore[no-any-return]
 
     def authorization(self, subscription_id: str) -> AuthorizationManagementClient:
@@ -209,7 +215,7 @@ class ClientFactory:
 
             self._keep(key, AuthorizationManagementClient(
                 self.credential_for(self.tenant_of(subscription_id)), subscription_id, base_url=self.cloud.arm,
-                credential_scopes=[self.cloud.arm_scope], **SDK_RETRY,
+                credential_scopes=[self.cloud.arm_scope], transport=_limited("arm", arm_key), **SDK_RETRY,
             ))
         return self._cache[key]  # type: ignore[no-any-return]
 
@@ -219,7 +225,8 @@ class ClientFactory:
             from azure.mgmt.resource.subscriptions.aio import SubscriptionClient
 
             self._keep(key, SubscriptionClient(
-                self.credential, base_url=self.cloud.arm, credential_scopes=[self.cloud.arm_scope], **SDK_RETRY
+                self.credential, base_url=self.cloud.arm, credential_scopes=[self.cloud.arm_scope],
+                authentication_policy=self._arm_authentication(), **SDK_RETRY,
             ))
         return self._cache[key]  # type: ignore[no-any-return]
 
@@ -230,7 +237,7 @@ class ClientFactory:
 
             self._keep(key, ComputeManagementClient(
                 self.credential_for(self.tenant_of(subscription_id)), subscription_id, base_url=self.cloud.arm,
-                credential_scopes=[self.cloud.arm_scope], **SDK_RETRY,
+                credential_scopes=[self.cloud.arm_scope], transport=_limited("arm", arm_key), **SDK_RETRY,
             ))
         return self._cache[key]  # type: ignore[no-any-return]
 
@@ -255,16 +262,27 @@ class ClientFactory:
             config.proxy_policy = policies.ProxyPolicy(**SDK_RETRY)
             config.logging_policy = policies.NetworkTraceLoggingPolicy(**SDK_RETRY)
             config.retry_policy = policies.AsyncRetryPolicy(**SDK_RETRY)
-            config.authentication_policy = AsyncARMChallengeAuthenticationPolicy(
-                credential or self.credential, self.cloud.arm_scope
+            config.authentication_policy = (
+                AsyncARMChallengeAuthenticationPolicy(credential, self.cloud.arm_scope) if credential is not None
+                else self._arm_authentication()
             )
             client: AsyncARMPipelineClient[Any, Any] = AsyncARMPipelineClient(
-                base_url=self.cloud.arm, config=config, per_call_policies=[], **SDK_RETRY
+                base_url=self.cloud.arm, config=config, per_call_policies=[], transport=_limited("arm", arm_key),
+                **SDK_RETRY,
             )
             if credential is not None:
                 return client
             self._keep(key, client)
         return self._cache[key]  # type: ignore[no-any-return]
+
+    def _arm_authentication(self) -> Any:
+        """The product's ARM authentication for clients whose calls may reach any configured subscription: each
+        request signs in to the tenant of the subscription its URL names (see `credential_for`)."""
+        from azure.mgmt.core.policies import AsyncARMChallengeAuthenticationPolicy
+
+        if not any(t.cross_tenant for t in self.settings.targets):
+            return AsyncARMChallengeAuthenticationPolicy(self.credential, self.cloud.arm_scope)
+        return _TenantRoutedArmAuthentication(self)
 
     def blob_service(self) -> BlobServiceClient:
         key = ("blob",)
@@ -349,6 +367,42 @@ class FederatedAppCredential:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
+
+
+class _TenantRoutedArmAuthentication:
+    """An azure-core authentication policy that authenticates each ARM request as the product's identity for the
+    tenant of the subscription in the request's URL (home for everything else), each tenant with its own
+    ARMChallengeAuthenticationPolicy (token cache, CAE challenges)."""
+
+    def __init__(self, factory: ClientFactory) -> None:
+        self._factory = factory
+        self._by_tenant: dict[str, Any] = {}
+        self.next: Any = None  # set by the pipeline
+
+    def _policy(self, url: str) -> Any:
+        from azure.mgmt.core.policies import AsyncARMChallengeAuthenticationPolicy
+
+        match = _SUBSCRIPTION_IN_URL.search(url)
+        tenant = self._factory.tenant_of(match.group(1)) if match else None
+        key = tenant if tenant and self._factory.identity_for_tenant(tenant) != HOME_IDENTITY else ""
+        policy = self._by_tenant.get(key)
+        if policy is None:
+            policy = AsyncARMChallengeAuthenticationPolicy(self._factory.credential_for(key or None),
+                                                           self._factory.cloud.arm_scope)
+            self._by_tenant[key] = policy
+        policy.next = self.next
+        return policy
+
+    async def send(self, request: Any) -> Any:
+        return await self._policy(request.http_request.url).send(request)
+
+
+def _limited(service: str, key_of: Callable[[str], str]) -> Any:
+    """The transport every SDK client of `service` gets: aiohttp with SDK_RETRY's timeouts, each attempt passing
+    the service's concurrency and rate gate (shared/limits.py)."""
+    from .limits import limited_transport
+
+    return limited_transport(service, key_of, **SDK_RETRY)
 
 
 class _HttpxCloser:

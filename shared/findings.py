@@ -214,6 +214,81 @@ _CATALOG: tuple[FindingSpec, ...] = (
             "az account show --subscription {subscription_id} --query tenantId",
         ),),
     ),
+    # -- targets in other tenants (docs/tenants.md) -------------------------------------------------------
+    FindingSpec(
+        "tenant.not_onboarded", Severity.ERROR, "Target in a tenant where the product has no identity",
+        "The target's app registration is in another Microsoft Entra tenant than the product's managed identity, "
+        "and the target uses the home identity, so the product cannot see the app there (the app is not gone).",
+        (
+            RemediationStep(
+                "Have an administrator of tenant {tenant_id} consent to the product's multi-tenant app and make it "
+                "an owner of app {app_id} (docs/tenants.md).",
+                "Open {consent_url} as a Global or Privileged Role Administrator of tenant {tenant_id} and accept",
+                "infra/scripts/onboard-tenant.sh --tenant {tenant_id} --product-app <multi-tenant app client id> "
+                "--app {app_id} --subscription {subscription_id}",
+            ),
+            RemediationStep(
+                "Set the target's identity to the multi-tenant app's client id, then validate again.",
+                "Function App > Settings > Environment variables > TARGETS > target {target}: \"identity\": "
+                "\"<multi-tenant app client id>\"",
+                "python -m shared validate {target}",
+            ),
+        ),
+    ),
+    FindingSpec(
+        "tenant.consent_missing", Severity.ERROR, "Tenant has not consented to the product's app",
+        "The product signs in to the target's tenant as its multi-tenant app, but that tenant has no service "
+        "principal for it (no admin consent), so Entra ID refuses the sign-in (AADSTS700016, 7000229 or 65001).",
+        (
+            RemediationStep(
+                "An administrator of tenant {tenant_id} grants admin consent to the product's app {identity_app_id} "
+                "(this creates its service principal and grants Application.ReadWrite.OwnedBy).",
+                "{consent_url}",
+                "{az_consent}",
+            ),
+            RemediationStep(
+                "Make the product's service principal an owner of the CycleCloud app registration {app_id}.",
+                "Microsoft Entra ID (tenant {tenant_id}) > App registrations > (app {app_id}) > Owners > Add owners "
+                "> the product's app",
+                "{az_owner}",
+            ),
+        ),
+    ),
+    FindingSpec(
+        "tenant.federation_mismatch", Severity.ERROR, "The product's app does not trust its managed identity",
+        "The product's multi-tenant app signs in with its managed identity's token as a client assertion, but no "
+        "federated identity credential on the app matches that token (issuer, subject or audience), so Entra ID "
+        "refuses every cross-tenant sign-in.",
+        (RemediationStep(
+            "In the home tenant, add a federated identity credential to app {identity_app_id}: issuer "
+            "https://login.microsoftonline.com/{home_tenant_id}/v2.0, subject = the managed identity's object id, "
+            "audience api://AzureADTokenExchange (or redeploy with the Bicep's enableCrossTenant parameter).",
+            "Microsoft Entra ID > App registrations > (app {identity_app_id}) > Certificates & secrets > Federated "
+            "credentials > Add credential > Managed identity",
+            "az ad app federated-credential create --id {identity_app_id} --parameters '{{\"name\": "
+            "\"remediator-mi\", \"issuer\": \"https://login.microsoftonline.com/{home_tenant_id}/v2.0\", "
+            "\"subject\": \"<managed identity object id>\", \"audiences\": [\"api://AzureADTokenExchange\"]}}'",
+        ),),
+    ),
+    FindingSpec(
+        "tenant.app_access_missing", Severity.ERROR, "The product's app may not manage the app in that tenant",
+        "The product signs in to the target's tenant, but Microsoft Graph there refuses it the app registration: "
+        "its service principal lacks the Application.ReadWrite.OwnedBy permission (admin consent) or is not an "
+        "owner of the app.",
+        (
+            RemediationStep(
+                "An administrator of tenant {tenant_id} grants admin consent to the product's app {identity_app_id}.",
+                "{consent_url}",
+                "{az_consent}",
+            ),
+            RemediationStep(
+                "Make the product's service principal an owner of app {app_id}.",
+                "Microsoft Entra ID (tenant {tenant_id}) > App registrations > (app {app_id}) > Owners > Add owners "
+                "> the product's app",
+                "{az_owner}",
+            ),
+        ),
+    ),
     FindingSpec(
         "entra.sign_in_refused", Severity.ERROR, "Entra ID refused the sign-in",
         "Entra ID refused the service principal's sign-in for a reason other than the secret itself (see the "

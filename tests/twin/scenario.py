@@ -17,6 +17,7 @@ from .state import (
     CycleCloudServer,
     CycleCloudUser,
     DenyAssignment,
+    FederatedCredential,
     PasswordCredential,
     PolicyAssignment,
     Principal,
@@ -75,6 +76,10 @@ def load_scenario(twin: Twin, source: dict[str, Any] | str | Path) -> None:
                 owners={o.lower() for o in raw.get("owners", [])},
                 max_password_lifetime_days=raw.get("max_password_lifetime_days"),
                 password_addition_blocked=raw.get("password_addition_blocked", False),
+                sign_in_audience=raw.get("sign_in_audience", "AzureADMyOrg"),
+                federated_credentials=[FederatedCredential(f.get("name", "fic"), f["issuer"], f["subject"].lower(),
+                                                           f.get("audiences", ["api://AzureADTokenExchange"]))
+                                       for f in raw.get("federated_credentials", [])],
             )
             for cred in raw.get("password_credentials", []):
                 secret = cred["secret"]

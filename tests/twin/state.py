@@ -106,6 +106,17 @@ class PasswordCredential:
 
 
 @dataclass
+class FederatedCredential:
+    """A federated identity credential on an app: Entra accepts a client assertion (a token another issuer
+    signed) whose iss, sub and aud match, instead of a secret."""
+
+    name: str
+    issuer: str
+    subject: str
+    audiences: list[str] = field(default_factory=lambda: ["api://AzureADTokenExchange"])
+
+
+@dataclass
 class Application:
     object_id: str
     app_id: str
@@ -118,6 +129,9 @@ class Application:
     password_addition_blocked: bool = False
     # (when, the credential list before that write): what a stale Graph replica still answers for a while
     credential_writes: list[tuple[datetime, list[PasswordCredential]]] = field(default_factory=list)
+    # "AzureADMultipleOrgs": other tenants may consent (a service principal there), and sign-ins to them work
+    sign_in_audience: str = "AzureADMyOrg"
+    federated_credentials: list[FederatedCredential] = field(default_factory=list)
 
     def record_credential_write(self, at: datetime) -> None:
         self.credential_writes.append((at, list(self.password_credentials)))
@@ -428,6 +442,18 @@ class State:
         for app in self.applications.values():
             if app.app_id.lower() == app_id.lower() and (tenant_id is None or app.tenant_id == tenant_id):
                 return app
+        return None
+
+    def app_for_sign_in(self, app_id: str, tenant_id: str) -> Application | None:
+        """The app a client signs in as to `tenant_id`: registered there, or a multi-tenant app registered
+        elsewhere that `tenant_id` has consented to (its service principal exists there)."""
+        app = self.app_by_app_id(app_id, tenant_id)
+        if app is not None:
+            return app
+        app = self.app_by_app_id(app_id)
+        if app is not None and app.sign_in_audience == "AzureADMultipleOrgs" and \
+                self.service_principal_of(app_id, tenant_id) is not None:
+            return app
         return None
 
     def service_principal_of(self, app_id: str, tenant_id: str) -> Principal | None:

@@ -102,9 +102,12 @@ async def check_product_rights(facts: Facts) -> list[Finding]:
         try:
             await facts.application()
         except AccessDeniedError as exc:
-            permission = str(exc.details.get("permission") or "Application.ReadWrite.OwnedBy")
-            findings.append(denied(exc, f"read app registration {target.app_id} in Microsoft Graph", permission,
-                                   f"Microsoft Graph {permission} + owner of the app registration"))
+            from .tenant_access import is_cross_tenant
+
+            if not is_cross_tenant(exc):  # a tenant the product cannot reach is the tenant check's to report
+                permission = str(exc.details.get("permission") or "Application.ReadWrite.OwnedBy")
+                findings.append(denied(exc, f"read app registration {target.app_id} in Microsoft Graph",
+                                       permission, f"Microsoft Graph {permission} + owner of the app registration"))
         except Exception:  # noqa: S110 - other Graph failures are the credential check's to report
             pass
     if target.secret_name:

@@ -11,9 +11,10 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 
 from ...config import is_guid
-from ...errors import NotFoundError
+from ...errors import AccessDeniedError, NotFoundError
 from ...findings import Finding, make_finding
 from ..runner import CheckSkipped
+from .tenant_access import is_cross_tenant
 
 if TYPE_CHECKING:
     from ...adapters.graph import AppCredential, AppRegistration
@@ -138,6 +139,11 @@ async def check_credential(facts: Facts) -> list[Finding]:
     secret = await facts.need(facts.stored_secret, "the secret in Key Vault")
     try:
         app = await facts.application()
+    except AccessDeniedError as exc:
+        if is_cross_tenant(exc):
+            raise CheckSkipped(f"needs the app registration, which the product cannot reach in tenant "
+                               f"{facts.target.tenant_id} (see the tenant check)") from None
+        raise
     except NotFoundError as exc:
         return [make_finding(
             "app.not_found_in_tenant",

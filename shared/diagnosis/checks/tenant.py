@@ -1,5 +1,6 @@
 """Subscription tenant versus target tenant (the seed's multi-tenant trap: roles assigned in the wrong tenant
-have no effect on the subscription)."""
+have no effect on the subscription), and whether the product can reach the target's tenant at all
+(tenant_access.py: consent, Graph permission and ownership for targets in other tenants)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from typing import TYPE_CHECKING
 
 from ...errors import NotFoundError, TenantMismatchError
 from ...findings import Finding, Severity, make_finding
+from .tenant_access import tenant_access_findings
 
 if TYPE_CHECKING:
     from ..facts import Facts
@@ -61,5 +63,5 @@ async def check_tenant(facts: Facts) -> list[Finding]:
             )]
         return []
 
-    results = await asyncio.gather(*(one(s) for s in target.subscription_ids))
+    results = await asyncio.gather(tenant_access_findings(facts), *(one(s) for s in target.subscription_ids))
     return [f for r in results for f in r]

@@ -7,6 +7,7 @@ from ..http import HttpError, Request, Response, Router, json_response
 from ..server import LOGIN_HOSTS, Service
 from ..state import Application, State, hash_secret, iso, new_guid
 
+JWT_BEARER = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 KNOWN_AUDIENCES = {
     "https://management.azure.com", "https://management.core.windows.net", "https://graph.microsoft.com",
     "https://vault.azure.net", "https://storage.azure.com",
@@ -94,20 +95,24 @@ class EntraService(Service):
         audience = scope.removesuffix("/.default").rstrip("/") if scope.endswith("/.default") else ""
         with self.state.lock:
             tenant = self.state.tenants[tenant_id]
-            app = self.state.app_by_app_id(client_id, tenant_id)
+            app = self.state.app_for_sign_in(client_id, tenant_id)
             if app is None:
                 raise self.aadsts(400, "unauthorized_client", 700016,
                                   f"Application with identifier '{client_id}' was not found in the directory "
                                   f"'{tenant.domain}'. This can happen if the application has not been installed "
                                   "by the administrator of the tenant or consented to by any user in the tenant. "
                                   "You may have sent your authentication request to the wrong tenant.")
-            if not secret:
+            if form.get("client_assertion"):
+                self._check_assertion(request, app, form.get("client_assertion_type", ""),
+                                      form.get("client_assertion", ""))
+            elif not secret:
                 raise self.aadsts(401, "invalid_client", 7000216,
                                   "'client_assertion', 'client_secret' or 'request' is required for the "
                                   "'client_credentials' grant type.")
-            problem = client_secret_problem(self.state, app, secret)
-            if problem is not None:
-                raise self.aadsts(401, "invalid_client", *problem)
+            else:
+                problem = client_secret_problem(self.state, app, secret)
+                if problem is not None:
+                    raise self.aadsts(401, "invalid_client", *problem)
             now = self.state.now()
             if audience not in KNOWN_AUDIENCES:
                 raise self.aadsts(400, "invalid_resource", 500011,
@@ -120,6 +125,30 @@ class EntraService(Service):
         token, _ = self.twin.tokens.issue(tenant_id, object_id, client_id, audience, now)
         return json_response(200, {"token_type": "Bearer", "expires_in": 3599, "ext_expires_in": 3599,
                                    "access_token": token})
+
+
+    def _check_assertion(self, request: Request, app: Application, assertion_type: str, assertion: str) -> None:
+        """Workload identity federation: the assertion must be a token the twin issued (here: a managed identity's
+        token), unexpired, and match one of the app's federated identity credentials by issuer
+        (https://<login host>/<issuer tenant>/v2.0), subject (the identity's object id) and audience."""
+        if assertion_type != JWT_BEARER:
+            raise self.aadsts(400, "invalid_request", 50027, "JWT token is invalid or malformed.")
+        info = self.twin.tokens.lookup(assertion)
+        if info is None:
+            raise self.aadsts(400, "invalid_request", 50027, "JWT token is invalid or malformed.")
+        now = self.state.now()
+        if now >= info.expires:
+            raise self.aadsts(400, "invalid_client", 700024,
+                              "Client assertion is not within its valid time range.")
+        issuer = f"https://{request.host}/{info.tenant_id}/v2.0"
+        if any(f.issuer == issuer and f.subject == info.object_id and info.audience in f.audiences
+               for f in app.federated_credentials):
+            return
+        raise self.aadsts(400, "invalid_client", 70021,
+                          f"No matching federated identity record found for presented assertion. Assertion Issuer: "
+                          f"'{issuer}'. Assertion Subject: '{info.object_id}'. Assertion Audience: "
+                          f"'{info.audience}'. https://docs.microsoft.com/en-us/azure/active-directory/develop/"
+                          "workload-identity-federation")
 
 
 def client_secret_problem(state: State, app: Application, secret: str) -> tuple[int, str] | None:

@@ -172,7 +172,7 @@ class GraphService(Service):
             "createdDateTime": "2023-01-01T00:00:00Z",
             "displayName": app.display_name,
             "identifierUris": [],
-            "signInAudience": "AzureADMyOrg",
+            "signInAudience": app.sign_in_audience,
             "publisherDomain": self.state.tenants[app.tenant_id].domain if app.tenant_id in self.state.tenants
             else None,
             "keyCredentials": [],

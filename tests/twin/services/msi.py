@@ -12,6 +12,9 @@ from ..http import HttpError, Request, Response, Router, json_response
 from ..server import Service
 from ..state import new_guid
 
+# a managed identity's token for another app's federated identity credential (workload identity federation)
+TOKEN_EXCHANGE_AUDIENCE = "api://AzureADTokenExchange"
+
 
 class ManagedIdentityService(Service):
     name = "msi"
@@ -45,7 +48,7 @@ class ManagedIdentityService(Service):
             now = self.state.now()
         from .entra import KNOWN_AUDIENCES
 
-        if resource not in KNOWN_AUDIENCES:
+        if resource not in KNOWN_AUDIENCES and resource != TOKEN_EXCHANGE_AUDIENCE:
             # App Service / Functions does not pass Entra's AADSTS500011 on: it answers a vague 500 (quoted in
             # Azure/azure-functions-host#9884 and Azure/azure-sdk-for-net#44685, "occured" sic; MSAL Python's
             # msal/managed_identity.py: "Empirically, wrong resource ends up with a vague statusCode=500"),

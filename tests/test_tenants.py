@@ -1,0 +1,333 @@
+"""Targets in three tenants looked after by one deployment (issue 19, docs/tenants.md).
+
+The twin holds three Entra tenants: the home tenant (the Function's managed identity, Key Vault, the product's
+multi-tenant app with a federated identity credential trusting that identity) and two customer tenants, each with
+its own CycleCloud app registration, subscription and CycleCloud server. In a customer tenant the product's app has
+a service principal (consent), Graph's Application.ReadWrite.OwnedBy, ownership of the CycleCloud app and roles on
+the subscription. Everything goes through the real SDKs: the product gets tokens for a customer tenant with
+azure-identity's ClientAssertionCredential over the managed identity's token for api://AzureADTokenExchange, and
+the twin's token endpoint checks that assertion (issuer, subject, audience).
+
+Each missing piece of onboarding is a precise finding naming the tenant and the fix, and the rotation stops with
+the same code - never application_not_found, as if the customer's app were gone.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from shared.config import load_settings
+from shared.context import AppContext
+from shared.diagnosis import validate_target
+from shared.rotation import RotationStatus, rotate_target
+from tests.conftest import assert_no_secrets
+from tests.rotation_support import apply_env
+from tests.twin import Twin
+from tests.world import (
+    CC_PASSWORD,
+    CC_PASSWORD_SECRET,
+    CC_USER,
+    FUNCTION_OBJECT_ID,
+    OTHER_TENANT,
+    TARGET,
+    TENANT,
+    VAULT_NAME,
+    World,
+    account_record,
+)
+
+THIRD_TENANT = "33333333-4444-4555-8666-777777777777"
+PRODUCT_APP_ID = "dddddddd-1111-4222-8333-444444444444"  # the product's multi-tenant app (home tenant)
+PRODUCT_APP_OBJECT_ID = "dddddddd-2222-4222-8333-444444444444"
+ISSUER = f"https://login.microsoftonline.com/{TENANT}/v2.0"
+
+
+class Customer:
+    """One customer tenant: its CycleCloud app, subscription, CycleCloud server and the product's foothold."""
+
+    def __init__(self, name: str, tenant_id: str, index: int) -> None:
+        self.name, self.tenant_id = name, tenant_id
+        self.target = f"hpc-{name}"
+        self.app_id = f"{index:08d}-aaaa-4bbb-8ccc-000000000001"
+        self.app_object_id = f"{index:08d}-aaaa-4bbb-8ccc-000000000002"
+        self.sp_object_id = f"{index:08d}-aaaa-4bbb-8ccc-000000000003"
+        self.product_sp = f"{index:08d}-aaaa-4bbb-8ccc-000000000004"  # the product's app's SP in this tenant
+        self.subscription = f"{index:08d}-aaaa-4bbb-8ccc-000000000005"
+        self.key_id = f"{index:08d}-aaaa-4bbb-8ccc-000000000006"
+        self.secret = f"Cu{index}8Q~{name}-current-secret-value-0123456789"[:40]
+        self.secret_name = f"cyclecloud-{name}-secret"
+        self.cc_host = f"cyclecloud.{name}.example"
+
+    def add_to(self, scenario: dict[str, Any]) -> None:
+        scenario["tenants"].append({"id": self.tenant_id, "domain": f"{self.name}.onmicrosoft.com"})
+        scenario["applications"].append({
+            "object_id": self.app_object_id, "app_id": self.app_id, "tenant_id": self.tenant_id,
+            "display_name": f"cyclecloud-{self.name}", "owners": [self.product_sp],
+            "password_credentials": [{"key_id": self.key_id, "secret": self.secret, "display_name": "initial",
+                                      "start": "now-170d", "end": "now+10d"}],
+            "service_principal": {"object_id": self.sp_object_id},
+        })
+        scenario["principals"].append({
+            "object_id": self.product_sp, "tenant_id": self.tenant_id, "app_id": PRODUCT_APP_ID,
+            "display_name": "remediator (multi-tenant)", "graph_app_roles": ["Application.ReadWrite.OwnedBy"],
+        })
+        if not any(s["id"] == self.subscription for s in scenario["subscriptions"]):
+            scenario["subscriptions"].append({"id": self.subscription, "tenant_id": self.tenant_id,
+                                              "display_name": f"HPC {self.name}"})
+        scope = f"/subscriptions/{self.subscription}"
+        scenario["role_assignments"] += [
+            {"scope": scope, "role": "Contributor", "principal_id": self.sp_object_id},
+            {"scope": scope, "role": "Reader", "principal_id": self.product_sp},
+            {"scope": scope, "role": "Role Based Access Control Administrator", "principal_id": self.product_sp},
+        ]
+        scenario["vaults"][0]["secrets"][self.secret_name] = [
+            {"value": self.secret, "tags": {"keyId": self.key_id, "appId": self.app_id}, "expires": "now+10d"}]
+        scenario["cyclecloud_servers"].append({
+            "host": self.cc_host, "users": [{"name": CC_USER, "password": CC_PASSWORD}],
+            "accounts": [account_record(self.secret, app_id=self.app_id, tenant_id=self.tenant_id,
+                                        subscription_id=self.subscription)],
+        })
+
+    def target_config(self, twin: Twin, identity: str = PRODUCT_APP_ID) -> dict[str, Any]:
+        return {
+            "name": self.target, "mode": "service_principal", "tenant_id": self.tenant_id, "app_id": self.app_id,
+            "subscription_ids": [self.subscription], "secret_name": self.secret_name, "identity": identity,
+            "cyclecloud": {"url": f"https://{self.cc_host}", "account": "azure", "user": CC_USER,
+                           "password_secret": CC_PASSWORD_SECRET,
+                           "ca_bundle": str(twin.cyclecloud_ca_path(self.cc_host))},
+            "rotation": {"test_successes": 2, "test_timeout_seconds": 20, "grace_hours": 0},
+        }
+
+
+FABRIKAM = Customer("fabrikam", OTHER_TENANT, 1)
+NORTHWIND = Customer("northwind", THIRD_TENANT, 2)
+CUSTOMERS = (FABRIKAM, NORTHWIND)
+
+
+def three_tenants() -> dict[str, Any]:
+    scenario = World().scenario()
+    scenario["tenants"] = [t for t in scenario["tenants"] if t["id"] == TENANT]
+    scenario["applications"].append({
+        "object_id": PRODUCT_APP_OBJECT_ID, "app_id": PRODUCT_APP_ID, "tenant_id": TENANT,
+        "display_name": "remediator (multi-tenant)", "sign_in_audience": "AzureADMultipleOrgs",
+        "federated_credentials": [{"name": "function-mi", "issuer": ISSUER, "subject": FUNCTION_OBJECT_ID}],
+        "service_principal": {},
+    })
+    for customer in CUSTOMERS:
+        customer.add_to(scenario)
+    return scenario
+
+
+Edit = Callable[[dict[str, Any]], None]
+
+
+def setup(twin: Twin, monkeypatch: pytest.MonkeyPatch, azurite: str, cc_ca: str, *, edit: Edit | None = None,
+          identity: str = PRODUCT_APP_ID, home_tenant: str | None = TENANT) -> dict[str, str]:
+    scenario = three_tenants()
+    if edit is not None:
+        edit(scenario)
+    twin.load(scenario)
+    home = World().target(ca_bundle=cc_ca)
+    home["rotation"] = {"test_successes": 2, "test_timeout_seconds": 20, "grace_hours": 0}
+    env = World().env(ca_bundle=cc_ca, storage=azurite)
+    env["TARGETS"] = json.dumps([home, *(c.target_config(twin, identity) for c in CUSTOMERS)])
+    env["STATE_CONTAINER"] = f"ten-{uuid.uuid4().hex[:20]}"
+    if home_tenant:
+        env["HOME_TENANT_ID"] = home_tenant
+    apply_env(monkeypatch, env)
+    return env
+
+
+async def validate(name: str) -> Any:
+    async with AppContext.from_environment() as ctx:
+        return await validate_target(ctx, name)
+
+
+async def rotate(name: str) -> Any:
+    async with AppContext.from_environment() as ctx:
+        return await rotate_target(ctx, name, force=True, deadline_seconds=120)
+
+
+def secrets_of_world(twin: Twin | None = None) -> list[str]:
+    values = [World().secret, CC_PASSWORD, *(c.secret for c in CUSTOMERS)]
+    if twin is not None:  # and every secret the rotations created
+        with twin.state.lock:
+            values += [v.value for s in twin.state.vaults[f"{VAULT_NAME}.vault.azure.net"].secrets.values()
+                       for v in s.versions]
+    return values
+
+
+# -- configuration -------------------------------------------------------------------------------------------
+
+
+def test_identity_is_validated_like_every_setting() -> None:
+    base = {"name": "a", "tenant_id": OTHER_TENANT, "app_id": FABRIKAM.app_id, "secret_name": "s",
+            "subscription_ids": [FABRIKAM.subscription]}
+    env = {"KEY_VAULT_URL": "https://kv.vault.azure.net", "HOME_TENANT_ID": "not-a-guid",
+           "TARGETS": json.dumps([{**base, "identity": "fabrikam-app"},
+                                  {**base, "name": "b", "secret_name": "t", "identity": PRODUCT_APP_ID},
+                                  {**base, "name": "c", "secret_name": "u"}])}
+    with pytest.raises(Exception) as caught:
+        load_settings(env)
+    problems = "\n".join(caught.value.problems)  # type: ignore[attr-defined]
+    assert "TARGETS[0] (a).identity: 'fabrikam-app' is not 'home' or an application (client) id; use 'home'" \
+        in problems
+    assert "HOME_TENANT_ID: 'not-a-guid' is not a GUID; use the Directory (tenant) ID" in problems
+    assert (f"targets[b].identity: is '{PRODUCT_APP_ID}' but target 'a' in the same tenant {OTHER_TENANT} uses "
+            "'home'; the product reaches one tenant through one identity") in problems
+    ok = load_settings({**env, "HOME_TENANT_ID": TENANT,
+                        "TARGETS": json.dumps([{**base, "identity": PRODUCT_APP_ID.upper()}])})
+    assert ok.targets[0].identity == PRODUCT_APP_ID and ok.targets[0].cross_tenant
+    assert ok.home_tenant_id == TENANT
+
+
+# -- one deployment, three tenants ----------------------------------------------------------------------------
+
+
+async def test_one_deployment_validates_and_rotates_targets_in_three_tenants(
+        twin: Twin, cc_ca: str, azurite: str, monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture) -> None:
+    setup(twin, monkeypatch, azurite, cc_ca)
+    for customer in CUSTOMERS:
+        report = await validate(customer.target)
+        assert report.codes == ["secret.expiring_soon"], report.to_dict()
+    assert (await validate(TARGET)).status.value == "healthy"
+
+    for name in (TARGET, *(c.target for c in CUSTOMERS)):
+        outcome = await rotate(name)
+        assert outcome.status is RotationStatus.ROTATED, outcome.to_dict()
+
+    with twin.state.lock:
+        for customer in CUSTOMERS:
+            app = twin.state.applications[customer.app_object_id]
+            # a new credential on the customer's app (the initial one is kept: the product did not create it)
+            assert [c.key_id for c in app.password_credentials][0] == customer.key_id
+            assert len(app.password_credentials) == 2
+            stored = twin.state.vaults[f"{VAULT_NAME}.vault.azure.net"].secrets[customer.secret_name].latest()
+            assert stored is not None and stored.value != customer.secret
+            assert stored.tags.get("keyId") == app.password_credentials[1].key_id
+            account = twin.state.cyclecloud_servers[customer.cc_host].accounts["azure"]
+            assert account["AzureRMTenantId"] == customer.tenant_id
+            assert account["AzureRMApplicationSecret"] == stored.value  # CycleCloud got the new secret
+    for customer in CUSTOMERS:
+        report = await validate(customer.target)
+        assert report.status.value == "healthy", report.to_dict()
+
+    # Graph in each customer tenant was called as the product's app in that tenant, with a token that came
+    # from the federated exchange; Key Vault only ever in the home tenant, as the managed identity
+    exchanges = [r for r in twin.request_log if r.service == "entra" and r.operation == "token"
+                 and any(c.tenant_id in r.path for c in CUSTOMERS)]
+    assert exchanges and all(r.status == 200 for r in exchanges)
+    assert_no_secrets(caplog.text, secrets_of_world(twin))
+
+
+async def test_repair_in_another_tenant_assigns_the_role_there(
+        twin: Twin, cc_ca: str, azurite: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    def drop_contributor(scenario: dict[str, Any]) -> None:
+        scenario["role_assignments"] = [
+            r for r in scenario["role_assignments"]
+            if not (r["principal_id"] == NORTHWIND.sp_object_id and r["role"] == "Contributor")]
+
+    setup(twin, monkeypatch, azurite, cc_ca, edit=drop_contributor)
+    report = await validate(NORTHWIND.target)
+    assert "role.missing" in report.codes, report.to_dict()
+    from shared.roles.reconcile import reconcile_target_roles
+
+    async with AppContext.from_environment() as ctx:
+        result = await reconcile_target_roles(ctx, NORTHWIND.target, dry_run=False)
+    assert result is not None
+    with twin.state.lock:
+        created = [r for r in twin.state.role_assignments.values()
+                   if r.principal_id == NORTHWIND.sp_object_id and r.scope == f"/subscriptions/{NORTHWIND.subscription}"]
+    assert created, "the Contributor assignment was not created in the customer's subscription"
+    assert "role.missing" not in (await validate(NORTHWIND.target)).codes
+
+
+# -- each missing piece of onboarding: its own finding, and the rotation stops with it -------------------------
+
+
+def no_consent(scenario: dict[str, Any]) -> None:
+    """Tenant fabrikam never consented: no service principal of the product's app there."""
+    scenario["principals"] = [p for p in scenario["principals"] if p["object_id"] != FABRIKAM.product_sp]
+
+
+def no_graph_permission(scenario: dict[str, Any]) -> None:
+    for principal in scenario["principals"]:
+        if principal["object_id"] == FABRIKAM.product_sp:
+            principal["graph_app_roles"] = []
+
+
+def not_owner(scenario: dict[str, Any]) -> None:
+    for app in scenario["applications"]:
+        if app["object_id"] == FABRIKAM.app_object_id:
+            app["owners"] = []
+
+
+def federation_for_another_identity(scenario: dict[str, Any]) -> None:
+    for app in scenario["applications"]:
+        if app["app_id"] == PRODUCT_APP_ID:
+            app["federated_credentials"][0]["subject"] = str(uuid.uuid4())
+
+
+CASES = [
+    pytest.param(no_consent, PRODUCT_APP_ID, "tenant.consent_missing", "tenant_consent_missing", "consent",
+                 id="no-consent"),
+    pytest.param(no_graph_permission, PRODUCT_APP_ID, "tenant.app_access_missing", "tenant_app_access_missing",
+                 "graph_permission_or_ownership", id="no-graph-permission"),
+    pytest.param(not_owner, PRODUCT_APP_ID, "tenant.app_access_missing", "tenant_app_access_missing",
+                 "graph_permission_or_ownership", id="not-owner"),
+    pytest.param(federation_for_another_identity, PRODUCT_APP_ID, "tenant.federation_mismatch",
+                 "tenant_federation_mismatch", "federated_credential", id="federation-mismatch"),
+    pytest.param(None, "home", "tenant.not_onboarded", "tenant_not_onboarded", "identity", id="home-identity"),
+]
+
+
+@pytest.mark.parametrize(("edit", "identity", "finding", "error_code", "missing"), CASES)
+async def test_missing_onboarding_is_a_precise_finding_and_stops_the_rotation(
+        twin: Twin, cc_ca: str, azurite: str, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture,
+        edit: Edit | None, identity: str, finding: str, error_code: str, missing: str) -> None:
+    setup(twin, monkeypatch, azurite, cc_ca, edit=edit, identity=identity)
+    report = await validate(FABRIKAM.target)
+    assert finding in report.codes, report.to_dict()
+    assert "app.not_found_in_tenant" not in report.codes and "function.permission_missing" not in report.codes
+    found = report.finding(finding)
+    assert found.subject == OTHER_TENANT
+    assert found.evidence["missing"] == missing and found.evidence["tenant_id"] == OTHER_TENANT
+    text = json.dumps(found.to_dict())
+    if identity != "home":
+        consent = f"https://login.microsoftonline.com/{OTHER_TENANT}/adminconsent?client_id={PRODUCT_APP_ID}"
+        if finding != "tenant.federation_mismatch":
+            assert consent in text
+            assert f"az login --tenant {OTHER_TENANT}" in text and f"az ad sp create --id {PRODUCT_APP_ID}" in text
+            assert f"az ad app owner add --id {FABRIKAM.app_id}" in text
+        else:
+            assert "az ad app federated-credential create" in text and ISSUER in text
+    else:
+        assert "onboard-tenant.sh" in text and TENANT in found.detail
+
+    outcome = await rotate(FABRIKAM.target)
+    assert outcome.status is RotationStatus.FAILED, outcome.to_dict()
+    assert outcome.error and outcome.error["code"] == error_code, outcome.to_dict()
+    # nothing was created on the customer's app
+    with twin.state.lock:
+        assert [c.key_id for c in twin.state.applications[FABRIKAM.app_object_id].password_credentials] == \
+            [FABRIKAM.key_id]
+    # the other tenants are unaffected
+    assert (await validate(NORTHWIND.target)).codes == (
+        ["tenant.not_onboarded"] if identity == "home" else
+        ["tenant.federation_mismatch"] if finding == "tenant.federation_mismatch" else ["secret.expiring_soon"])
+    assert_no_secrets(caplog.text, secrets_of_world())
+
+
+async def test_without_home_tenant_setting_a_foreign_app_is_still_not_found(
+        twin: Twin, cc_ca: str, azurite: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without HOME_TENANT_ID the product cannot tell 'in another tenant' from 'gone' for a home-identity target:
+    it keeps the old finding (this is why the Bicep sets HOME_TENANT_ID)."""
+    setup(twin, monkeypatch, azurite, cc_ca, identity="home", home_tenant=None)
+    report = await validate(FABRIKAM.target)
+    assert "app.not_found_in_tenant" in report.codes, report.to_dict()
