@@ -206,3 +206,14 @@ def test_the_webhook_url_is_never_echoed_by_the_settings(monkeypatch: pytest.Mon
     env["NOTIFY_FORMAT"] = "slack"
     with pytest.raises(ConfigError, match="could not resolve"):
         load_settings(env)
+
+
+async def test_concurrent_workers_seeing_the_same_change_send_one_message(
+        twin: Twin, cc_ca: str, azurite: str, monkeypatch: pytest.MonkeyPatch, webhook: Webhook) -> None:
+    import asyncio
+
+    _env(twin, cc_ca, azurite, monkeypatch, webhook, "slack")
+    async with AppContext.from_environment() as one, AppContext.from_environment() as two:
+        sent = await asyncio.gather(*(notify_health(ctx, TARGET, "failing", ["secret.expired"])
+                                      for ctx in (one, two, one, two)))
+    assert sum(sent) == 1 and len(webhook.bodies) == 1, sent
