@@ -25,7 +25,7 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, Self
 
 from .config import HOME_IDENTITY, Settings
-from .limits import arm_key, host_key, limited_httpx_transport
+from .limits import arm_key, host_key, limit_httpx_client
 
 if TYPE_CHECKING:
     from azure.core.credentials_async import AsyncTokenCredential
@@ -186,11 +186,10 @@ class ClientFactory:
 
         auth = AzureIdentityAuthenticationProvider(self.credential_for(tenant_id), scopes=[self.cloud.graph_scope])
         http_client = GraphClientFactory.create_with_default_middleware(
-            client=httpx.AsyncClient(
-                timeout=httpx.Timeout(GRAPH_TIMEOUT_SECONDS, connect=GRAPH_CONNECT_TIMEOUT_SECONDS),
-                # Graph throttles per app and tenant: this client's tenant (the home tenant's client: "home")
-                transport=limited_httpx_transport("graph", key[1] if len(key) > 1 else "home"),
-            )
+            # Graph throttles per app and tenant: the gate of this client's tenant (the home tenant's: "home")
+            client=limit_httpx_client(httpx.AsyncClient(
+                timeout=httpx.Timeout(GRAPH_TIMEOUT_SECONDS, connect=GRAPH_CONNECT_TIMEOUT_SECONDS)
+            ), "graph", key[1] if len(key) > 1 else "home")
         )
         adapter = GraphRequestAdapter(auth, client=http_client)
         adapter.base_url = f"{self.cloud.graph}/v1.0"

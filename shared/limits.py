@@ -1,0 +1,212 @@
+"""Per-service concurrency and rate limits, so a wide fan-out never turns into a 429 storm.
+
+One gate per service and key: Microsoft Graph per tenant, ARM per subscription, Key Vault per vault, CycleCloud
+per server. A gate bounds the requests in flight (a semaphore) and their rate (a token bucket), and when the
+service answers 429 with Retry-After it holds every request for that key until then, instead of letting the
+other requests in flight run into the same throttle. Every HTTP attempt passes a gate (retries included: the
+gate sits in the transport, under azure-core's and kiota's retry handlers).
+
+The limits are per worker process. Across the fleet they multiply by the instances the host runs at once
+(Bicep maximumInstanceCount) times nothing more: host.json's batchSize/newBatchThreshold only decide how many
+targets one process works on, and they all share that process's gates. The numbers stay well inside the
+documented limits (Graph: identity and access service limits per app and tenant; ARM: 250-token buckets per
+subscription refilled at 25 a second; Key Vault: 4,000 secret reads per 10 s per vault; a CycleCloud server is
+one VM's web application).
+
+Gates belong to an event loop (asyncio primitives do), so each loop has its own set: the Functions worker runs
+one loop, the CLI one per command."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import time
+import weakref
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from email.utils import parsedate_to_datetime
+from typing import Any
+from urllib.parse import urlsplit
+
+logger = logging.getLogger(__name__)
+
+MAX_HOLD_SECONDS = 60.0  # a Retry-After beyond this is capped (the SDK's own retry still honours it)
+
+
+@dataclass(frozen=True)
+class Limit:
+    concurrency: int  # requests in flight per key
+    per_second: float  # sustained rate per key
+    burst: int  # requests allowed at once after a quiet period
+
+
+LIMITS: dict[str, Limit] = {
+    "graph": Limit(concurrency=8, per_second=20.0, burst=20),  # per tenant
+    "arm": Limit(concurrency=8, per_second=15.0, burst=30),  # per subscription (tenant-level calls: per tenant)
+    "vault": Limit(concurrency=8, per_second=40.0, burst=40),  # per vault
+    "cyclecloud": Limit(concurrency=4, per_second=10.0, burst=10),  # per server
+}
+
+
+class Gate:
+    """One service key's limit: a semaphore for concurrency, a token bucket for rate, a hold after a 429."""
+
+    def __init__(self, limit: Limit) -> None:
+        self.limit = limit
+        self._slots = asyncio.Semaphore(limit.concurrency)
+        self._bucket = asyncio.Lock()
+        self._tokens = float(limit.burst)
+        self._updated = time.monotonic()
+        self._held_until = 0.0
+        self.in_flight = 0
+        self.peak_in_flight = 0
+        self.throttled = 0  # 429 answers seen
+
+    @asynccontextmanager
+    async def slot(self) -> AsyncIterator[None]:
+        async with self._slots:
+            await self._take_token()
+            self.in_flight += 1
+            self.peak_in_flight = max(self.peak_in_flight, self.in_flight)
+            try:
+                yield
+            finally:
+                self.in_flight -= 1
+
+    async def _take_token(self) -> None:
+        async with self._bucket:  # waiters queue here, so the rate holds however many are waiting
+            while True:
+                now = time.monotonic()
+                if now < self._held_until:
+                    await asyncio.sleep(self._held_until - now)
+                    continue
+                refill = (now - self._updated) * self.limit.per_second
+                self._tokens = min(float(self.limit.burst), self._tokens + refill)
+                self._updated = now
+                if self._tokens >= 1.0:
+                    self._tokens -= 1.0
+                    return
+                await asyncio.sleep((1.0 - self._tokens) / self.limit.per_second)
+
+    def hold(self, seconds: float) -> None:
+        """The service throttled this key: no new request for `seconds` (capped)."""
+        self.throttled += 1
+        until = time.monotonic() + min(MAX_HOLD_SECONDS, max(0.0, seconds))
+        self._held_until = max(self._held_until, until)
+
+
+_GATES: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[tuple[str, str], Gate]] = \
+    weakref.WeakKeyDictionary()
+
+
+def gate(service: str, key: str) -> Gate:
+    """The gate of `service` (a LIMITS key) for `key` in the running event loop."""
+    gates = _GATES.setdefault(asyncio.get_running_loop(), {})
+    found = gates.get((service, key.lower()))
+    if found is None:
+        found = gates[(service, key.lower())] = Gate(LIMITS[service])
+    return found
+
+
+def gates() -> dict[tuple[str, str], Gate]:
+    """This loop's gates (for the benchmark's report: peak in flight and 429s per key)."""
+    try:
+        return dict(_GATES.get(asyncio.get_running_loop(), {}))
+    except RuntimeError:
+        return {}
+
+
+def retry_after_seconds(headers: Any) -> float:
+    """Retry-After (seconds or an HTTP date) or retry-after-ms; 1 s when the service gave neither."""
+    try:
+        millis = headers.get("retry-after-ms") or headers.get("x-ms-retry-after-ms")
+        if millis:
+            return float(millis) / 1000
+        value = headers.get("retry-after")
+        if value:
+            try:
+                return float(value)
+            except ValueError:
+                return max(0.0, parsedate_to_datetime(value).timestamp() - time.time())
+    except (TypeError, ValueError, AttributeError):
+        pass
+    return 1.0
+
+
+_SUBSCRIPTION = re.compile(r"/subscriptions/([0-9a-fA-F-]{36})", re.IGNORECASE)
+
+
+def arm_key(url: str) -> str:
+    """ARM throttles per subscription: the one the URL names, else the tenant-level bucket."""
+    match = _SUBSCRIPTION.search(url)
+    return match.group(1) if match else "tenant"
+
+
+def host_key(url: str) -> str:
+    return urlsplit(url).netloc
+
+
+KeyOf = Callable[[str], str]
+
+
+def limited_transport(service: str, key_of: KeyOf, **connection: Any) -> Any:
+    """An azure-core async transport (aiohttp, with the SDK's connection and read timeouts) whose every attempt
+    passes the service's gate."""
+    from azure.core.pipeline.transport import AioHttpTransport, AsyncHttpTransport
+
+    class LimitedTransport(AsyncHttpTransport):  # type: ignore[type-arg]
+        def __init__(self) -> None:
+            self._inner = AioHttpTransport(**connection)
+
+        async def __aenter__(self) -> LimitedTransport:
+            await self._inner.__aenter__()
+            return self
+
+        async def __aexit__(self, *args: Any) -> None:
+            await self._inner.__aexit__(*args)
+
+        async def open(self) -> None:
+            await self._inner.open()
+
+        async def close(self) -> None:
+            await self._inner.close()
+
+        async def send(self, request: Any, **kwargs: Any) -> Any:
+            limiter = gate(service, key_of(request.url))
+            async with limiter.slot():
+                response = await self._inner.send(request, **kwargs)
+            if response.status_code == 429:
+                limiter.hold(retry_after_seconds(response.headers))
+                logger.warning("%s throttled %s (429); holding its requests", service, key_of(request.url))
+            return response
+
+    return LimitedTransport()
+
+
+def limit_httpx_client(client: Any, service: str, key: str) -> Any:
+    """Put the gate under an httpx client's transports (the plain one and any proxy mounts from the environment:
+    passing `transport=` to httpx would drop those), below msgraph's middleware, which wraps them the same way."""
+    import httpx
+
+    class LimitedHttpxTransport(httpx.AsyncBaseTransport):
+        def __init__(self, inner: httpx.AsyncBaseTransport) -> None:
+            self._inner = inner
+
+        async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+            limiter = gate(service, key)
+            async with limiter.slot():
+                response = await self._inner.handle_async_request(request)
+            if response.status_code == 429:
+                limiter.hold(retry_after_seconds(response.headers))
+                logger.warning("%s throttled %s (429); holding its requests", service, key)
+            return response
+
+        async def aclose(self) -> None:
+            await self._inner.aclose()
+
+    client._transport = LimitedHttpxTransport(client._transport)
+    client._mounts = {pattern: None if transport is None else LimitedHttpxTransport(transport)
+                      for pattern, transport in client._mounts.items()}
+    return client
