@@ -187,6 +187,25 @@ def onboarding_lines(clients: ClientFactory, tenant_id: str, identity: str, app_
     ]
 
 
+def not_onboarded_error(clients: ClientFactory, tenant_id: str, app: str, answer: str) -> AccessDeniedError | None:
+    """A target with the home identity in another tenant than the product's (when HOME_TENANT_ID says which
+    tenant is home; without it the product cannot tell "in another tenant" from "gone")."""
+    home = clients.settings.home_tenant_id
+    if home is None or tenant_id == home or clients.identity_for_tenant(tenant_id) != HOME_IDENTITY:
+        return None
+    return AccessDeniedError(
+        f"Target app {app} is in tenant {tenant_id}, where the product has no identity: its managed identity lives "
+        f"in tenant {home}.",
+        reason=f"{answer}: the product's identity cannot see that tenant (the app is not gone, it is in another "
+               "tenant).",
+        fix=f"Onboard tenant {tenant_id} for the product's multi-tenant app (docs/tenants.md, "
+            "infra/scripts/onboard-tenant.sh), then set the target's identity to that app's client id.",
+        target=app, details={"tenant_id": tenant_id, "identity": HOME_IDENTITY, "home_tenant_id": home,
+                             "app_id": app, "missing": "identity"},
+        code=TENANT_NOT_ONBOARDED,
+    )
+
+
 def cross_tenant_error(clients: ClientFactory, exc: Exception, *, tenant_id: str | None,
                        app: str) -> AccessDeniedError | None:
     """The precise error for a Graph failure that means "the product cannot reach this tenant" (not "the app is
@@ -202,18 +221,10 @@ def cross_tenant_error(clients: ClientFactory, exc: Exception, *, tenant_id: str
     details: dict[str, Any] = {"tenant_id": tenant_id, "identity": identity, "home_tenant_id": home,
                                "app_id": app, "status": status}
     if identity == HOME_IDENTITY:
-        if home is None or tenant_id == home or status not in (401, 403, 404):
+        if status not in (401, 403, 404):
             return None
-        details["missing"] = "identity"
-        return AccessDeniedError(
-            f"Target app {app} is in tenant {tenant_id}, where the product has no identity: its managed identity "
-            f"lives in tenant {home}.",
-            reason=f"Microsoft Graph in the product's home tenant answered {status}: the app is not in that "
-                   "directory (it is not gone, it is in another tenant).",
-            fix=f"Onboard tenant {tenant_id} for the product's multi-tenant app (docs/tenants.md, "
-                "infra/scripts/onboard-tenant.sh), then set the target's identity to that app's client id.",
-            target=app, details=details, code=TENANT_NOT_ONBOARDED,
-        )
+        return not_onboarded_error(clients, tenant_id, app, f"Microsoft Graph in the product's home tenant "
+                                                            f"answered {status}")
     url = consent_url(clients, tenant_id, identity)
     lines = onboarding_lines(clients, tenant_id, identity, app)
     details.update(consent_url=url, az=lines)

@@ -111,7 +111,36 @@ class Facts:
 
     async def arm(self) -> RbacAdapter:
         await self.sdk("arm")
+        await self.need(self.tenant_access, f"access to tenant {self.target.tenant_id}")
         return self.rbac
+
+    async def tenant_access(self) -> None:
+        """Can the product sign in to the target's tenant at all? Raises the cross-tenant AccessDeniedError
+        (tenant_not_onboarded, tenant_consent_missing, ...) that the tenant check reports; ARM checks skip on it
+        instead of reporting each refusal again."""
+        from ..adapters.graph import cross_tenant_error, not_onboarded_error
+
+        async def probe() -> None:
+            target, clients = self.target, self.ctx.clients
+            app = target.app_id or target.vm_resource_id or target.name
+            if not target.cross_tenant:
+                error = not_onboarded_error(clients, target.tenant_id, app, "The target's tenant is not the home "
+                                                                             "tenant and it uses the home identity")
+                if error is not None:
+                    raise error
+                return
+            from azure.core.exceptions import ClientAuthenticationError
+
+            await self.sdk("identity")
+            try:
+                await clients.credential_for(target.tenant_id).get_token(clients.cloud.arm_scope)
+            except ClientAuthenticationError as exc:
+                mapped = cross_tenant_error(clients, exc, tenant_id=target.tenant_id, app=app)
+                if mapped is not None:
+                    raise mapped from None
+                raise
+
+        return await self.once("tenant_access", probe)
 
     async def close(self) -> None:
         for task in self._tasks.values():

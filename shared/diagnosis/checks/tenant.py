@@ -63,5 +63,8 @@ async def check_tenant(facts: Facts) -> list[Finding]:
             )]
         return []
 
-    results = await asyncio.gather(tenant_access_findings(facts), *(one(s) for s in target.subscription_ids))
+    reach = await tenant_access_findings(facts)
+    if any(f.code.startswith("tenant.") for f in reach):
+        return reach  # the product cannot reach the tenant: its subscriptions cannot be read either
+    results = await asyncio.gather(*(one(s) for s in target.subscription_ids))
     return [f for r in results for f in r]

@@ -59,11 +59,13 @@ def tenant_params(facts: Facts) -> dict[str, object]:
 
 
 async def tenant_access_findings(facts: Facts) -> list[Finding]:
+    """The tenant finding, if any: first whether the product can sign in to the target's tenant at all, then
+    (for a service principal target) whether Graph there lets it manage the app registration."""
     target = facts.target
-    if not target.app_id or not target.uses_secret:
-        return []
     try:
-        await facts.application()
+        await facts.tenant_access()
+        if target.app_id and target.uses_secret:
+            await facts.application()
     except AccessDeniedError as exc:
         if not is_cross_tenant(exc):
             return []  # the product_rights check reports a plain Graph denial
