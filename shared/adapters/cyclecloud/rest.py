@@ -27,6 +27,7 @@ import requests
 
 from ...config import CycleCloudConnection
 from ...errors import CycleCloudError, RemediatorError
+from ...limits import gate, host_key
 from ...redaction import register_secret, scrub
 from .errors import (
     CycleCloudAccountMissingError,
@@ -182,14 +183,20 @@ class RestTransport:
         except LoginPaused as paused:
             raise self._paused(paused.seconds) from None
 
+    async def _send_limited(self, session: requests.Session, method: str, url: str, body: Any,
+                            params: dict[str, str] | None, secret: str | None) -> _Answer:
+        """One request through the server's gate (shared/limits.py: a CycleCloud server is one VM's web app)."""
+        async with gate("cyclecloud", host_key(url)).slot():
+            return await asyncio.to_thread(self._send, session, method, url, body, params, secret)
+
     async def _call(self, method: str, url: str, *, authenticated: bool = True, body: Any = None,
                     params: dict[str, str] | None = None, secret: str | None = None) -> _Answer:
         session = await self._session_for(authenticated=authenticated)
         if not authenticated:
-            return await asyncio.to_thread(self._send, session, method, url, body, params, secret)
+            return await self._send_limited(session, method, url, body, params, secret)
         admission = await self._admit()
         try:
-            answer = await asyncio.to_thread(self._send, session, method, url, body, params, secret)
+            answer = await self._send_limited(session, method, url, body, params, secret)
         except BaseException:
             admission.release()  # no answer about the login: the next waiting caller may try
             raise
