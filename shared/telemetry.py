@@ -101,6 +101,9 @@ def _configure_azure_monitor(env: Mapping[str, str]) -> None:
         # spans of a fresh process, which is exactly the rotation an on-call engineer asks about)
         sampling_ratio=1.0,
     )
+    product = logging.getLogger("shared")
+    if product.level == logging.NOTSET:  # export the product's INFO records whatever the root logger's level is
+        product.setLevel(logging.INFO)
 
 
 def enabled() -> bool:

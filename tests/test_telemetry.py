@@ -216,6 +216,7 @@ with telemetry.span("rotate", target="hpc-prod") as span:
                    operationId="op-1", reason="CycleCloud refused " + SECRET)
 telemetry.days_to_expiry("hpc-prod", "2099-01-01T00:00:00Z")
 logging.getLogger("shared.rotation").warning("secret %s in a log line", SECRET)
+logging.getLogger("shared.rotation").info("an INFO record of the product")  # root stays at WARNING
 telemetry.flush()
 """
 
@@ -250,7 +251,7 @@ def test_telemetry_arrives_at_application_insights_through_the_distro(twin: Twin
     metrics = [m for m in by_type.get("MetricData", []) for p in m["metrics"] if p["name"] == DAYS_METRIC]
     assert metrics and metrics[0]["properties"]["target"] == "hpc-prod"
     traces = [t["message"] for t in by_type.get("MessageData", [])]
-    assert "secret *** in a log line" in traces
+    assert "secret *** in a log line" in traces and "an INFO record of the product" in traces
     assert secret not in json.dumps(ingestion.envelopes)
 
 
