@@ -182,6 +182,25 @@ async def test_soft_deleted_main_secret_blocks_every_removal_until_recovered(
                      product_key_ids=frozenset({str(first.new_key_id)}))
 
 
+async def test_main_secret_still_being_deleted_blocks_every_removal(
+        twin: Twin, cc_ca: str, azurite: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Key Vault finishes a soft delete in the background: meanwhile the secret lists nothing and is not yet in
+    the deleted list, which looks like "never created". The journal knows better: nothing is removed."""
+    from datetime import timedelta
+
+    setup(twin, cc_ca, azurite, monkeypatch, rotation={"grace_hours": GRACE_HOURS})
+    first, second = await rotate_twice(twin)
+    with twin.state.lock:
+        secret = vault_secret(twin, SECRET_NAME)
+        secret.deleted_at = twin.state.now()
+        secret.deleting_until = secret.deleted_at + timedelta(minutes=10)
+    await wait_for_retirement(second)
+    outcome = await rotate()
+    assert first.new_key_id in credential_ids(twin) and requests_of(twin, "graph", "removePassword") == 0
+    kept = {k["keyId"]: k["reason"] for k in outcome.kept}
+    assert "being deleted, or purged" in kept[str(first.new_key_id)], outcome.to_dict()
+
+
 async def test_disabled_newest_main_version_blocks_removal_and_does_not_churn(
         twin: Twin, cc_ca: str, azurite: str, monkeypatch: pytest.MonkeyPatch) -> None:
     setup(twin, cc_ca, azurite, monkeypatch, rotation={"grace_hours": GRACE_HOURS})

@@ -489,7 +489,7 @@ class RotationRun:
         nothing later in the run decides on a list that no longer holds)."""
         if not orphans and not retirements:
             return app
-        evidence = await gather_usage(self.ctx, self.target, self.vault, self.store)
+        evidence = await gather_usage(self.ctx, self.target, self.vault, self.store, self.journal)
         own = self.journal.own_operations
         in_flight = self.journal.current.new_key_id if self.journal.current else None
         journal, removed = self.journal, 0

@@ -99,7 +99,7 @@ async def plan_rotation(ctx: AppContext, target: Target, *, force: bool) -> Rota
     due = run.due_retirements()
     kept: dict[str, str] = {}
     if orphans or due:
-        evidence = await gather_usage(ctx, target, run.vault, run.store)
+        evidence = await gather_usage(ctx, target, run.vault, run.store, journal)
         in_flight = current_op.new_key_id if current_op else None
         for cred in [*orphans, *(c for r in due if (c := app.credential(r.key_id)) is not None)]:
             why = removal_verdict(cred, journal.own_operations, evidence, in_flight)

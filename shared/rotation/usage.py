@@ -13,6 +13,7 @@ from ..config import Target
 from ..context import AppContext
 from ..errors import NotFoundError, RemediatorError
 from .layout import TAG_KEY_ID, pending_name
+from .model import Journal
 from .removal import UsageEvidence
 from .store import JournalStore
 
@@ -39,10 +40,24 @@ async def secret_versions(vault: VaultAdapter, name: str) -> tuple[list[SecretVe
     return versions, (not versions and await vault.is_deleted(name))
 
 
-async def gather_usage(ctx: AppContext, target: Target, vault: VaultAdapter, store: JournalStore) -> UsageEvidence:
+def stored_before(journal: Journal) -> bool:
+    """Whether the journal shows the target's main secret held a value once (a commit, or an adoption): then a
+    secret that lists no versions is not "never created" but being deleted or purged, which proves nothing."""
+    return bool(journal.history or journal.adopted_key_id)
+
+
+async def gather_usage(ctx: AppContext, target: Target, vault: VaultAdapter, store: JournalStore,
+                       journal: Journal | None = None) -> UsageEvidence:
+    """`journal`: this target's, when the caller has it (else it is read)."""
     evidence = UsageEvidence()
+    if journal is None:
+        try:
+            journal = (await store.read(target.name)).journal
+        except RemediatorError as exc:
+            evidence.cannot_tell(f"the rotation journal of target '{target.name}' could not be read ({exc.code})")
+            return evidence
     await asyncio.gather(
-        _newest_main_version(vault, target.secret_name or "", evidence),
+        _newest_main_version(vault, target.secret_name or "", evidence, expected=stored_before(journal)),
         _cyclecloud_now(ctx, target, evidence),
         *(_other_target(vault, store, other, evidence) for other in sharing_targets(ctx, target)),
         *(_cyclecloud_now(ctx, other, evidence) for other in sharing_targets(ctx, target)),
@@ -50,7 +65,7 @@ async def gather_usage(ctx: AppContext, target: Target, vault: VaultAdapter, sto
     return evidence
 
 
-async def _newest_main_version(vault: VaultAdapter, name: str, evidence: UsageEvidence) -> None:
+async def _newest_main_version(vault: VaultAdapter, name: str, evidence: UsageEvidence, *, expected: bool) -> None:
     holder = f"the newest version of Key Vault secret '{name}'"
     try:
         versions, deleted = await secret_versions(vault, name)
@@ -60,6 +75,9 @@ async def _newest_main_version(vault: VaultAdapter, name: str, evidence: UsageEv
                                  f"--name {name})")
             return
         if not versions:
+            if expected:  # Key Vault answers "nothing" while a delete is still in progress, and after a purge
+                evidence.cannot_tell(f"Key Vault secret '{name}' lists no versions although it held this target's "
+                                     "secret (being deleted, or purged), so what its consumers use cannot be told")
             return
         newest = versions[-1]
         if not newest.enabled:
@@ -98,15 +116,27 @@ async def _cyclecloud_now(ctx: AppContext, target: Target, evidence: UsageEviden
 
 
 async def _other_target(vault: VaultAdapter, store: JournalStore, other: Target, evidence: UsageEvidence) -> None:
+    try:
+        journal = (await store.read(other.name)).journal
+    except RemediatorError as exc:
+        evidence.cannot_tell(f"the rotation journal of target '{other.name}' could not be read ({exc.code})")
+        return
+    holder = f"target '{other.name}' (its rotation journal)"
+    if journal.current is not None:
+        evidence.hold_key(journal.current.new_key_id, holder)
+        evidence.hold_key(journal.current.previous_key_id, holder)
+    evidence.hold_key(journal.adopted_key_id, holder)
+    for retirement in journal.retirements:
+        evidence.hold_key(retirement.key_id, holder)
     main = other.secret_name or ""
     reads = 0
     for name in (main, pending_name(main)):
         holder = f"target '{other.name}' (Key Vault secret '{name}')"
         try:
             versions, deleted = await secret_versions(vault, name)
-            if deleted:
+            if deleted or (name == main and not versions and stored_before(journal)):
                 evidence.cannot_tell(f"Key Vault secret '{name}' of target '{other.name}', which shares this app "
-                                     "registration, is soft-deleted and cannot be read")
+                                     "registration, is deleted or being deleted and cannot be read")
             for version in versions:
                 key_id = version.tags.get(TAG_KEY_ID)
                 if key_id:
@@ -120,15 +150,3 @@ async def _other_target(vault: VaultAdapter, store: JournalStore, other: Target,
         except RemediatorError as exc:
             evidence.cannot_tell(f"Key Vault secret '{name}' of target '{other.name}' could not be read "
                                  f"({exc.code})")
-    try:
-        journal = (await store.read(other.name)).journal
-    except RemediatorError as exc:
-        evidence.cannot_tell(f"the rotation journal of target '{other.name}' could not be read ({exc.code})")
-        return
-    holder = f"target '{other.name}' (its rotation journal)"
-    if journal.current is not None:
-        evidence.hold_key(journal.current.new_key_id, holder)
-        evidence.hold_key(journal.current.previous_key_id, holder)
-    evidence.hold_key(journal.adopted_key_id, holder)
-    for retirement in journal.retirements:
-        evidence.hold_key(retirement.key_id, holder)
