@@ -139,7 +139,9 @@ def raise_arm_error(exc: Exception, *, what: str, scope: str | None = None) -> N
         failed_scope = match.group("scope") if match else (scope or "")
         where = grant_scope(failed_scope)
         details.update(action=action, scope=failed_scope, object_id=match.group("oid") if match else None,
-                       client_id=match.group("client") if match else None, role_to_grant=role_to_grant(action, where))
+                       # "The client '<x>' with object id '<oid>'": Azure puts the object id (or a user's name)
+                       # in <x>, not the client id, so it is kept under a neutral name
+                       client=match.group("client") if match else None, role_to_grant=role_to_grant(action, where))
         raise AccessDeniedError(f"{what}: the identity may not perform '{action}' on '{where}'.", reason=message,
                                 fix=f"Grant {role_to_grant(action, where)}.", details=details) from None
     if code == "RequestDisallowedByPolicy":
