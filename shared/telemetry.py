@@ -330,6 +330,11 @@ def health_events(target: str, status: str, findings: list[tuple[str, str]], *, 
     days_to_expiry(target, expires_on)
 
 
+async def record_validation(ctx: Any, report: Any, handle: SpanHandle) -> None:
+    """An on-demand validation (HTTP, CLI): the span says the verdict; the health sweep's events stay its own."""
+    handle.set(outcome=report.status.value, findingCodes=list(report.codes))
+
+
 async def record_reconcile(ctx: Any, result: Any, handle: SpanHandle) -> None:
     handle.set(outcome="ok" if result.ok else "failed")
     for assignment in result.assignments:

@@ -300,12 +300,18 @@ def test_http_functions_are_spans_with_route_target_and_status(functions_host: A
     reply = functions_host.http("validate", "POST", f"http://localhost/api/targets/{TARGET}/validate",
                                 route_params={"target": TARGET})
     assert reply.status == 200
+    reply_status = reply.json()["status"]
     reply = functions_host.http("validate", "POST", "http://localhost/api/targets/nope/validate",
                                 route_params={"target": "nope"})
     assert reply.status == 404
     spans = telemetry.spans("POST /api/targets/{target}/validate")
     assert [(s.attributes["target"], s.attributes["outcome"], s.attributes["httpStatus"]) for s in spans] == \
         [(TARGET, "ok", 200), ("nope", "error", 404)]
+    validations = telemetry.spans("validate")  # the operation's span, under the HTTP one
+    assert [(s.attributes["target"], s.attributes["outcome"]) for s in validations] == \
+        [(TARGET, reply_status), ("nope", "error")]
+    assert validations[0].parent.span_id == spans[0].context.span_id
+    assert validations[1].attributes["code"] == "target_not_found"
 
 
 async def test_remediation_reports_each_applied_action(twin: Twin, cc_ca: str, azurite: str,

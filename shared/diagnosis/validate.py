@@ -7,6 +7,7 @@ import time
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
+from .. import telemetry
 from ..config import Target
 from ..findings import Finding, Severity
 from .checks import checks_for
@@ -135,6 +136,7 @@ async def diagnose(ctx: AppContext, target: Target, *, timeout_seconds: float = 
     return report
 
 
+@telemetry.traced("validate", record=telemetry.record_validation)  # span: target, outcome, findings
 async def validate_target(ctx: AppContext, name: str, *,
                           timeout_seconds: float = DEFAULT_CHECK_TIMEOUT_SECONDS) -> Report:
     """POST /api/targets/{target}/validate and `python -m shared validate`: the report, even when the credential
