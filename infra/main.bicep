@@ -97,6 +97,9 @@ param runCommandVmResourceIds array = []
 @description('Grant Microsoft Graph Application.ReadWrite.OwnedBy (and Policy.Read.ApplicationConfiguration) to the identity with the Graph Bicep extension. Needs a deployer with Privileged Role Administrator; otherwise leave false and run infra/scripts/grant-graph-permissions.sh as the Entra admin.')
 param grantGraphPermissions bool = false
 
+@description('Create the product\'s multi-tenant app registration, whose only credential is a federated identity credential trusting the managed identity, for targets in other Entra tenants (docs/tenants.md). Needs a deployer who may create app registrations; each other tenant then runs infra/scripts/onboard-tenant.sh.')
+param enableCrossTenant bool = false
+
 @description('Client id of the Entra app registration that fronts the app (App Service Authentication), created by infra/scripts/create-operator-app.sh. Empty: function keys only.')
 param authClientId string = ''
 
@@ -281,6 +284,8 @@ module api 'app/api.bicep' = {
       REQUIRE_APP_ROLE: toLower(string(requireAppRole))
       NOTIFY_WEBHOOK_URL: notifyWebhookReference
       NOTIFY_FORMAT: notifyFormat
+      // the managed identity's tenant: a target elsewhere without the multi-tenant app is "not onboarded", not "gone"
+      HOME_TENANT_ID: tenant().tenantId
       PYTHON_APPLICATIONINSIGHTS_ENABLE_TELEMETRY: toLower(string(pythonTelemetry))
       // every span is kept (a few per target per hour); the distro's default rate-limited sampler drops some
       OTEL_TRACES_SAMPLER: 'microsoft.fixed_percentage'
@@ -344,6 +349,17 @@ module graph 'app/graph.bicep' = if (grantGraphPermissions) {
   }
 }
 
+// -- targets in other tenants (off by default: needs a deployer who may create app registrations) ------------
+
+module crossTenantApp 'app/cross-tenant-app.bicep' = if (enableCrossTenant) {
+  name: 'cross-tenant-app'
+  scope: rg
+  params: {
+    identityPrincipalId: identity.outputs.principalId
+    uniqueName: 'remediator-${resourceToken}'
+  }
+}
+
 // -- alerts -----------------------------------------------------------------------------------------------
 
 module alerts 'app/alerts.bicep' = if (!empty(alertEmail)) {
@@ -373,3 +389,6 @@ output AZURE_STORAGE_ACCOUNT_NAME string = storage.outputs.name
 output AZURE_IDENTITY_CLIENT_ID string = identity.outputs.clientId
 output AZURE_IDENTITY_PRINCIPAL_ID string = identity.outputs.principalId
 output ALLOWED_ROLE_IDS array = allowedRoleIds
+// the client id a target in another tenant names as its `identity` (empty without enableCrossTenant)
+output CROSS_TENANT_APP_ID string = enableCrossTenant ? crossTenantApp.outputs.appId : ''
+
