@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any, Self
 
 from .config import HOME_IDENTITY, Settings
 from .limits import arm_key, host_key, limit_httpx_client
+from .single_flight import SingleFlightCredential
 
 if TYPE_CHECKING:
     from azure.core.credentials_async import AsyncTokenCredential
@@ -184,7 +185,10 @@ class ClientFactory:
         from msgraph.graph_service_client import GraphServiceClient
         from msgraph_core import GraphClientFactory
 
-        auth = AzureIdentityAuthenticationProvider(self.credential_for(tenant_id), scopes=[self.cloud.graph_scope])
+        # kiota asks the credential on every request: concurrent first reads (validate's checks) would each fetch
+        # the same token on a cold process; they share one request instead (shared/single_flight.py)
+        auth = AzureIdentityAuthenticationProvider(SingleFlightCredential(self.credential_for(tenant_id)),
+                                                   scopes=[self.cloud.graph_scope])
         http_client = GraphClientFactory.create_with_default_middleware(
             # Graph throttles per app and tenant: the gate of this client's tenant (the home tenant's: "home")
             client=limit_httpx_client(httpx.AsyncClient(

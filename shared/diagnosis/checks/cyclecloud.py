@@ -179,10 +179,12 @@ async def check_cyclecloud(facts: Facts) -> list[Finding]:
         client: CycleCloudClient = await open_cyclecloud(facts.ctx, facts.target)
     except CycleCloudNotConfiguredError as exc:
         raise CheckSkipped(exc.message) from None
-    password_problem = await _password_problem(facts)
     try:
         probe = await client.probe()
         findings = _probe_findings(facts, probe)
+        # a login that worked read the password already: ask Key Vault again only to explain a failed one
+        logged_in = any(c.name == "login" and c.status is CheckStatus.OK for c in probe.checks)
+        password_problem = None if logged_in else await _password_problem(facts)
         if password_problem is not None:
             # the login step failed because the product had no password to send: say that, and only that
             findings = [f for f in findings if f.code != "cyclecloud.login_failed"] + [password_problem]
