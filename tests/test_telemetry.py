@@ -23,7 +23,7 @@ from tests.rotation_invariants import assert_no_values, snapshot
 from tests.rotation_support import apply_env, rotation_env
 from tests.telemetry_capture import Captured, capture
 from tests.twin import Fault, Twin
-from tests.world import CC_PASSWORD, CURRENT_SECRET, TARGET, World
+from tests.world import CC_HOST, CC_PASSWORD, CURRENT_SECRET, TARGET, World
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -170,7 +170,8 @@ class _Ingestion:
                 if self.headers.get("Content-Encoding") == "gzip":
                     raw = gzip.decompress(raw)
                 items = json.loads(raw)
-                owner.envelopes += items if isinstance(items, list) else [items]
+                if "/track" in self.path:  # not Live Metrics (QuickPulse) posts
+                    owner.envelopes += items if isinstance(items, list) else [items]
                 reply = json.dumps({"itemsReceived": len(items), "itemsAccepted": len(items), "errors": []})
                 self.send_response(200)
                 self.send_header("Content-Type", "application/json")
@@ -359,3 +360,66 @@ async def test_a_poisoned_continuation_is_a_continuation_poisoned_event(
     [event] = telemetry.events("ContinuationPoisoned", TARGET)
     assert event["operationId"] == record.id and event["kind"] == "rotate"
     assert event["code"] == "continuation_poisoned"
+
+
+_WORKER_CHILD = """
+import ipaddress, socket, sys
+real = socket.socket.connect
+def guarded(self, address):
+    if self.family in (socket.AF_INET, socket.AF_INET6) and not ipaddress.ip_address(address[0]).is_loopback:
+        print("GUARD", address, file=sys.stderr)
+        raise OSError("tests may only reach 127.0.0.1")
+    return real(self, address)
+socket.socket.connect = guarded
+from tests.functions_host import FunctionsHost
+host = FunctionsHost()
+host.index()  # worker_init: the runtime itself calls configure_azure_monitor
+reply = host.http("validate", "POST", "http://localhost/api/targets/hpc-prod/validate",
+                  route_params={"target": "hpc-prod"})
+assert reply.status == 200, reply.body
+from shared import telemetry
+telemetry.flush()
+"""
+
+
+def test_the_deployed_route_the_worker_configures_the_distro_and_outbound_calls_are_dependencies(
+        twin: Twin, world: World, cc_ca: str) -> None:
+    """What infra/main.bicep deploys: PYTHON_APPLICATIONINSIGHTS_ENABLE_TELEMETRY=true, the Python worker calls
+    configure_azure_monitor before loading function_app; the product's spans arrive with the outbound calls
+    (Entra ID, Key Vault, ARM, CycleCloud) as dependencies under them."""
+    twin.load(world.scenario())
+    ingestion = _Ingestion(twin)
+    try:
+        env = {**os.environ, **twin.environment(), **world.env(ca_bundle=cc_ca),
+               "PYTHON_APPLICATIONINSIGHTS_ENABLE_TELEMETRY": "true",
+               "APPLICATIONINSIGHTS_CONNECTION_STRING": "InstrumentationKey=00000000-0000-0000-0000-000000000002;"
+                                                        f"IngestionEndpoint={ingestion.endpoint};"
+                                                        f"LiveEndpoint={ingestion.endpoint}",
+               "APPLICATIONINSIGHTS_STATSBEAT_DISABLED_ALL": "true",
+               "OTEL_EXPERIMENTAL_RESOURCE_DETECTORS": "otel",
+               "OTEL_TRACES_SAMPLER": "microsoft.fixed_percentage", "OTEL_TRACES_SAMPLER_ARG": "1.0"}
+        for key in ("APPLICATIONINSIGHTS_AUTHENTICATION_STRING", "TARGETS_FILE"):
+            env.pop(key, None)
+        child = subprocess.run([sys.executable, "-c", _WORKER_CHILD], cwd=ROOT, env=env, capture_output=True,
+                               text=True, timeout=180)
+        assert child.returncode == 0, child.stderr[-3000:]
+        assert "GUARD" not in child.stderr, child.stderr[-3000:]
+    finally:
+        ingestion.close()
+    spans = {}
+    for envelope in ingestion.envelopes:
+        data = envelope["data"]
+        if data["baseType"] in ("RequestData", "RemoteDependencyData"):
+            spans.setdefault(data["baseData"]["name"], []).append(envelope)
+    assert "POST /api/targets/{target}/validate" in spans and "validate" in spans, sorted(spans)
+    [validate] = spans["validate"]
+    assert validate["data"]["baseData"]["properties"]["target"] == "hpc-prod"
+    operation = validate["tags"]["ai.operation.id"]
+    outbound = [e["data"]["baseData"] for e in ingestion.envelopes
+                if e["data"]["baseType"] == "RemoteDependencyData" and e["tags"].get("ai.operation.id") == operation
+                and e["data"]["baseData"].get("target")]
+    hosts = {d["target"].split(":")[0] for d in outbound}
+    # Entra ID and Key Vault (Azure SDK), Microsoft Graph (httpx), ARM, CycleCloud (requests)
+    assert {"login.microsoftonline.com", "graph.microsoft.com", "management.azure.com", CC_HOST,
+            "kv-remediator.vault.azure.net"} <= hosts, hosts
+    assert_no_values(json.dumps(ingestion.envelopes), [CURRENT_SECRET, CC_PASSWORD])
