@@ -406,7 +406,7 @@ def test_the_deployed_route_the_worker_configures_the_distro_and_outbound_calls_
         assert "GUARD" not in child.stderr, child.stderr[-3000:]
     finally:
         ingestion.close()
-    spans = {}
+    spans: dict[str, list[dict[str, Any]]] = {}
     for envelope in ingestion.envelopes:
         data = envelope["data"]
         if data["baseType"] in ("RequestData", "RemoteDependencyData"):
