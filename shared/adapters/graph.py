@@ -184,6 +184,10 @@ def onboarding_lines(clients: ClientFactory, tenant_id: str, identity: str, app_
         f'az rest --method POST --url {clients.cloud.graph}/v1.0/servicePrincipals/$sp/appRoleAssignments '
         f'--body "{body}"',
         f"az ad app owner add --id {app_id} --owner-object-id $sp",
+        # OwnedBy reads only owned objects: the app's service principal too (role repairs look it up)
+        f"az rest --method POST --url {clients.cloud.graph}/v1.0/servicePrincipals/$(az ad sp show --id {app_id} "
+        f'--query id -o tsv)/owners/\\$ref --body "{{\\"@odata.id\\":\\"{clients.cloud.graph}/v1.0/'
+        f'directoryObjects/$sp\\"}}"',
     ]
 
 

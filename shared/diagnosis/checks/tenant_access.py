@@ -54,7 +54,7 @@ def tenant_params(facts: Facts) -> dict[str, object]:
         "home_tenant_id": facts.ctx.settings.home_tenant_id or "<home tenant id>",
         "consent_url": consent_url(clients, target.tenant_id, identity),
         "az_consent": " && ".join(lines[:4]),
-        "az_owner": " && ".join([*lines[:2], lines[4]]),
+        "az_owner": " && ".join([*lines[:2], *lines[4:]]),
     }
 
 
