@@ -15,7 +15,7 @@ import time_machine
 
 from tests.chaos.people import People
 from tests.chaos.report import render
-from tests.chaos.sim import START, Options, Simulation
+from tests.chaos.sim import START, Options, Simulation, travelling_login_guard
 from tests.chaos.world import MASKED_CC_HOST
 from tests.twin import Twin
 
@@ -128,3 +128,33 @@ async def test_a_wrong_secret_on_a_fully_masking_cyclecloud_is_reported(twin: Tw
                 sweep = await check_all_targets(ctx)
     result = next(r for r in sweep.results if r.target == masked.name)
     assert result.status in ("failing", "degraded"), result.to_dict()
+
+
+async def test_a_warm_worker_logs_in_to_cyclecloud_after_its_password_is_changed_and_stored(
+        twin: Twin, azurite: str) -> None:
+    from shared.adapters.cyclecloud import login_guard
+    from shared.context import AppContext
+    from shared.diagnosis import check_all_targets
+
+    with time_machine.travel(START, tick=True) as traveller, travelling_login_guard(login_guard):
+        sim = _loaded(twin, azurite)
+        people = People(twin, sim.estate, sim.rng)
+        rest = next(t for t in sim.estate.targets if t.transport == "rest" and t.cc_host != MASKED_CC_HOST)
+        with pytest.MonkeyPatch.context() as patch:
+            for key, value in sim.environment().items():
+                patch.setenv(key, value)
+            async with AppContext.from_environment() as ctx:  # one worker process throughout
+                before = await check_all_targets(ctx)
+                with twin.state.lock:
+                    item = people.change_cyclecloud_password(rest)
+                assert item is not None and item.undo is not None
+                during = await check_all_targets(ctx)  # the sweep reports it ...
+                with twin.state.lock:
+                    item.undo()  # ... and the person's whole fix: the new password is in Key Vault
+                    assert not sim.broken(rest)
+                traveller.shift(timedelta(hours=1))  # the next sweep (the login guard's minute has passed)
+                after = await check_all_targets(ctx)
+    status = {r.target: (r.status, r.findings) for r in after.results}
+    assert {r.target: r.status for r in before.results}[rest.name] == "healthy"
+    assert "cyclecloud.login_failed" in {r.target: r.findings for r in during.results}[rest.name]
+    assert status[rest.name] == ("healthy", []), status

@@ -17,9 +17,9 @@ from typing import Any
 from tests.twin import Twin
 from tests.twin.services.graph import new_client_secret
 from tests.twin.state import PasswordCredential, PolicyAssignment, hash_secret, new_guid
-from tests.world import CC_PASSWORD_SECRET, CC_USER, SUBSCRIPTION
+from tests.world import CC_USER, SUBSCRIPTION
 
-from .world import VAULT_HOST, Estate, SimTarget
+from .world import PASSWORD_SECRETS, VAULT_HOST, Estate, SimTarget
 
 CONTRIBUTOR = "b24988ac-6180-42a0-ab88-20f7382dd24c"
 
@@ -245,7 +245,7 @@ class People:
 
         def undo() -> str:  # the person stores the new password where the product reads it
             vault = self.state.vaults[VAULT_HOST]
-            versions = vault.secrets[CC_PASSWORD_SECRET].versions
+            versions = vault.secrets[PASSWORD_SECRETS[t.cc_host]].versions
             fresh = copy.deepcopy(versions[-1])
             fresh.value, fresh.version = password, new_guid().replace("-", "")
             fresh.created = fresh.updated = self.state.now()

@@ -20,10 +20,10 @@ def summary_lines(sim: Simulation) -> list[str]:
         f"seed {o.seed}, {o.days} simulated days, {o.targets} targets "
         f"({', '.join(f'{n} {m}' for m, n in sorted(modes.items()))}); health every {o.health_hours} h, "
         f"rotation daily at 03:00",
-        f"wall time {s.wall_seconds:.0f} s (rotation runs {s.run_seconds['rotation']} s, health runs "
-        f"{s.run_seconds['health']} s); {s.requests} requests to the twin",
+        f"wall time {s.wall_seconds:.0f} s (rotation runs {s.run_seconds['rotation']:.0f} s, health runs "
+        f"{s.run_seconds['health']:.0f} s); {s.requests} requests to the twin",
         f"rotations completed: {s.rotations} (rotation runs {s.rotation_runs}, health runs {s.health_runs}); "
-        f"requests per rotation run with a rotation: {per_rotation}; unconfirmed pushes {s.unconfirmed_pushes}",
+        f"twin requests of rotation runs per rotation: {per_rotation}; unconfirmed pushes {s.unconfirmed_pushes}",
         f"transient faults hit: {sum(s.faults_hit.values())} "
         f"({', '.join(f'{k} {v}' for k, v in sorted(s.faults_hit.items())) or 'none'}), answered by the "
         "product's bounded retries",

@@ -16,6 +16,7 @@ import logging
 import random
 import time
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -29,7 +30,7 @@ from tests.twin.services.entra import client_secret_problem
 from tests.twin.state import hash_secret
 
 from .people import Interference, People
-from .world import VAULT_HOST, Estate, SimTarget, build_estate
+from .world import PASSWORD_SECRETS, VAULT_HOST, Estate, SimTarget, build_estate
 
 logger = logging.getLogger(__name__)
 
@@ -37,6 +38,7 @@ START = datetime(2027, 1, 4, 0, 0, tzinfo=UTC)  # a Monday; the estate's secrets
 ROTATION_HOUR = 3  # ROTATION_SCHEDULE "0 0 3 * * *" (the default)
 STATUS_FAILING = ("failing", "degraded", "error")
 TRANSIENT = ("429", "500", "503", "drop", "delay")
+DRAIN_SECONDS = 120.0  # real seconds one run works off the queue; what is left is the next run's
 
 
 @dataclass
@@ -76,7 +78,20 @@ class Stats:
     requests: int = 0
     unconfirmed_pushes: int = 0
     wall_seconds: float = 0.0
-    run_seconds: Counter[str] = field(default_factory=Counter)  # wall time per kind of run
+    run_seconds: dict[str, float] = field(default_factory=lambda: {"rotation": 0.0, "health": 0.0})
+
+
+@contextlib.contextmanager
+def travelling_login_guard(guard: Any) -> Iterator[None]:
+    """The CycleCloud login guard pauses a user for a minute after a refused login, on the monotonic clock, which
+    time-machine leaves alone; in a simulated day of a few real seconds that minute would last for days. Its
+    clock is injectable: give it the travelled wall clock while the simulation runs."""
+    saved = guard.clock
+    guard.clock = lambda: time.time()
+    try:
+        yield
+    finally:
+        guard.clock = saved
 
 
 class Simulation:
@@ -98,6 +113,8 @@ class Simulation:
         self.people_removed: set[str] = set()
         self.product_created: set[str] = set()
         self.in_outage: set[str] = set()
+        self.seen_operations: set[str] = set()
+        self.inflight: list[Any] = []  # queue messages the worker holds (a crash leaves them invisible)
 
     # -- recording ---------------------------------------------------------------------------------------
 
@@ -126,8 +143,10 @@ class Simulation:
         """Travel from START through `days` days, one simulated hour at a time."""
         import os
 
+        from shared.adapters.cyclecloud import login_guard
+
         started = time.monotonic()
-        with time_machine.travel(START, tick=True) as traveller:
+        with time_machine.travel(START, tick=True) as traveller, travelling_login_guard(login_guard):
             self.twin.clock.reset()
             self.twin.load(self.estate.scenario)
             self.env = self.environment()
@@ -169,55 +188,149 @@ class Simulation:
         return self.ctx
 
     async def rotation_sweep(self, *, recovery: bool = False) -> None:
-        from shared.rotation import rotate_all_due
+        """function_app.rotate_due_secrets: one operation per secret target, queued; then the queue trigger
+        (resume_operation) runs each. After a crash the restarted host only works off the queue."""
+        from shared.fanout import enqueue_due_rotations
+
+        async def timer(ctx: AppContext) -> bool:
+            if not recovery:
+                fanout = await enqueue_due_rotations(ctx)
+                for name, code in fanout.errors.items():
+                    self.event(name, f"rotation not queued: {code}")
+            await self.drain(ctx)
+            return True
 
         self.stats.rotation_runs += 1
-        result = await self._run("rotation", lambda ctx: rotate_all_due(ctx))
-        if result is None:
+        if await self._run("rotation", timer) is None:
             return
         if recovery:
             self.stats.crashes_recovered += 1
-            self.event("*", "the restarted host's rotation run completed")
-        for name, outcome in result.outcomes.items():
-            status = outcome["status"]
-            if status != "not_due":
-                self.event(name, f"rotation: {status} ({outcome.get('reason') or ''}) "
-                                 f"{outcome.get('message', '')[:100]}")
-            if status == "rotated":
-                self.stats.rotations += 1
-                self.check_vault_matches_cyclecloud(self.estate.target(name), "after a completed rotation")
-                if outcome.get("pushConfirmed") is False and outcome.get("previousKeyId"):
-                    self.stats.unconfirmed_pushes += 1
-                    self.unconfirmed.setdefault(name, set()).add(outcome["previousKeyId"])
-                elif outcome.get("pushConfirmed"):
-                    self.unconfirmed.pop(name, None)
-        for name, error in result.errors.items():
-            self.event(name, f"rotation error {error.get('code')}: {str(error.get('message'))[:100]}")
+            self.event("*", "the restarted host worked off the queue")
+        await self.read_journals()
 
     async def health_sweep(self) -> None:
-        from shared.diagnosis import check_all_targets
-        from shared.remediation import remediate_unhealthy
+        """function_app.check_credential_health: one health-check message per target; the queue trigger checks,
+        records, alerts and (AUTO_REMEDIATE) remediates each one."""
+        from shared.diagnosis.health import load_health
+        from shared.fanout import enqueue_health_checks
 
-        async def timer(ctx: AppContext) -> tuple[Any, Any]:  # function_app.check_credential_health
-            sweep = await check_all_targets(ctx)
-            remediation = await remediate_unhealthy(ctx, sweep) if ctx.settings.auto_remediate else None
-            return sweep, remediation
+        async def timer(ctx: AppContext) -> dict[str, dict[str, Any]]:
+            checked_from = self.now() - timedelta(minutes=1)
+            fanout = await enqueue_health_checks(ctx)
+            for name, code in fanout.errors.items():
+                self.event(name, f"health check not queued: {code}")
+            await self.drain(ctx)
+            records = {}
+            for t in self.estate.targets:
+                record = await load_health(ctx, t.name) or {}
+                checked = record.get("checked_at")
+                fresh = bool(checked) and datetime.fromisoformat(str(checked).replace("Z", "+00:00")) >= checked_from
+                records[t.name] = record if fresh else {"status": "not checked"}
+            return records
 
         self.stats.health_runs += 1
-        result = await self._run("health", timer)
-        if result is None:
+        records = await self._run("health", timer)
+        if records is None:
             return
-        sweep, remediation = result
-        self.last_health = {r.target: r.to_dict() for r in sweep.results}
-        for r in sweep.results:
-            if r.status != "healthy":
-                self.event(r.target, f"health: {r.status} {','.join(r.findings)} {r.error or ''}")
-        if remediation is not None:
-            for name, r in remediation.results.items():
-                self.event(name, f"auto-remediation: {r['result']} -> {r['status']} {r['actions']}")
-            for name, e in remediation.errors.items():
-                self.event(name, f"auto-remediation error {e.get('code')}")
+        self.last_health = records
+        for name, record in records.items():
+            if record.get("status") != "healthy":
+                self.event(name, f"health: {record.get('status')} {','.join(record.get('findings') or [])}")
+        await self.read_journals()
         self.account_interference()
+
+    async def drain(self, ctx: AppContext) -> None:
+        """The Functions host's queue trigger, in this process: deliver every message that is or becomes visible
+        (continuations come due after their back-off) to what function_app.resume_operation calls; delete it when
+        the function returns; after five failed deliveries move it to the poison queue (host.json)."""
+        from azure.storage.queue import TextBase64DecodePolicy, TextBase64EncodePolicy
+        from azure.storage.queue.aio import QueueClient
+
+        from shared.fanout import is_health_check, record_poisoned_health_check, run_health_check
+        from shared.operations import record_poisoned
+        from shared.operations import resume_operation as resume
+
+        codec: dict[str, Any] = {"message_encode_policy": TextBase64EncodePolicy(),
+                                 "message_decode_policy": TextBase64DecodePolicy()}
+        name = self.env["CONTINUATION_QUEUE"]
+        gate = asyncio.Semaphore(ctx.settings.max_concurrency)
+        async with QueueClient.from_connection_string(self.storage, name, **codec) as queue, \
+                QueueClient.from_connection_string(self.storage, name + "-poison", **codec) as poison:
+            deadline = time.monotonic() + DRAIN_SECONDS
+
+            async def deliver(message: Any) -> None:
+                async with gate:
+                    text = message.content
+                    try:
+                        if is_health_check(text):
+                            await run_health_check(ctx, text)
+                        else:
+                            await resume(ctx, text, dequeue_count=message.dequeue_count or 1, message_id=message.id)
+                    except Exception as exc:
+                        self.event("*", f"queue delivery {message.dequeue_count} failed: {type(exc).__name__}")
+                        if (message.dequeue_count or 1) >= 5:
+                            with contextlib.suppress(Exception):
+                                await poison.create_queue()
+                            await poison.send_message(text)
+                            await queue.delete_message(message)
+                            if is_health_check(text):
+                                await record_poisoned_health_check(ctx, text, message_id=message.id)
+                            else:
+                                await record_poisoned(ctx, text, message_id=message.id)
+                            self.event("*", "a message went to the poison queue")
+                        else:  # visible again at once (the host's visibility timeout, shortened)
+                            await queue.update_message(message, visibility_timeout=0)
+                        return
+                    await queue.delete_message(message)
+
+            while time.monotonic() < deadline:
+                try:
+                    properties = await queue.get_queue_properties()
+                except Exception:  # the queue does not exist yet: nothing was ever queued
+                    return
+                if not properties.approximate_message_count:
+                    return
+                batch = [m async for m in queue.receive_messages(max_messages=16, visibility_timeout=120)]
+                if not batch:
+                    await asyncio.sleep(0.5)  # only continuations waiting for their back-off
+                    continue
+                self.inflight = batch
+                await asyncio.gather(*(deliver(m) for m in batch))
+                self.inflight = []
+            self.event("*", "queue not empty after the drain budget; the next run continues it")
+
+    async def read_journals(self) -> None:
+        """Each committed rotation once: KV newest == CycleCloud after it; an unconfirmed push is remembered."""
+        from shared.rotation import rotation_status
+
+        ctx = self.context()
+        for t in self.estate.targets:
+            if not t.uses_secret:
+                continue
+            try:
+                journal = (await rotation_status(ctx, t.name)).journal
+            except Exception as exc:  # a transient fault on the read: the next run reads it
+                self.event(t.name, f"journal not read: {type(exc).__name__}")
+                continue
+            for entry in reversed(journal.history):
+                op_id = str(entry.get("id"))
+                if op_id in self.seen_operations:
+                    continue
+                self.seen_operations.add(op_id)
+                self.event(t.name, f"operation {op_id[:8]}: {entry.get('result')} ({entry.get('reason')})")
+                if entry.get("result") != "committed":
+                    continue
+                self.stats.rotations += 1
+                if entry is journal.history[0] and t.name not in self.interfered():
+                    self.check_vault_matches_cyclecloud(t, f"after operation {op_id[:8]} committed")
+                if entry.get("push_confirmed") is False and entry.get("previous_key_id"):
+                    self.stats.unconfirmed_pushes += 1
+                    self.unconfirmed.setdefault(t.name, set()).add(str(entry["previous_key_id"]))
+                elif entry.get("push_confirmed"):
+                    self.unconfirmed.pop(t.name, None)
+
+    def interfered(self) -> set[str]:
+        return {name for i in self.open for name in self.affected(i)}
 
     async def _run(self, kind: str, work: Any) -> Any:
         """One timer invocation under transient faults; sometimes killed at a random request (then None)."""
@@ -244,11 +357,11 @@ class Simulation:
                 self.dirty = False
         finally:
             self.twin.state.propagation.graph_stale_read_seconds = 0.0
-            for kind, fault in faults:
+            for fault_kind, fault in faults:
                 if fault.hits:
-                    self.stats.faults_hit[kind] += 1
+                    self.stats.faults_hit[fault_kind] += 1
             self.twin.faults.clear()
-        self.stats.run_seconds[kind] += round(time.monotonic() - started)
+        self.stats.run_seconds[kind] += time.monotonic() - started
         last = self._last_seq()
         self.stats.requests += last - first_seq + 1
         if result is not None:
@@ -286,6 +399,7 @@ class Simulation:
         task.cancel()
         with contextlib.suppress(BaseException):
             await task
+        await self._expire_visibility()
         self.twin.faults.release()
         await asyncio.sleep(0.2)  # the released request finishes in the twin's thread
         if self.ctx is not None:
@@ -297,6 +411,19 @@ class Simulation:
         login_guard.reset()  # per-process state: the restarted worker starts without it
         await self._break_leases()
         self.dirty = True
+
+    async def _expire_visibility(self) -> None:
+        """The messages the dead worker held reappear once their visibility timeout passes; let it pass now."""
+        from azure.storage.queue import TextBase64DecodePolicy, TextBase64EncodePolicy
+        from azure.storage.queue.aio import QueueClient
+
+        codec: dict[str, Any] = {"message_encode_policy": TextBase64EncodePolicy(),
+                                 "message_decode_policy": TextBase64DecodePolicy()}
+        async with QueueClient.from_connection_string(self.storage, self.env["CONTINUATION_QUEUE"], **codec) as queue:
+            for message in self.inflight:
+                with contextlib.suppress(Exception):  # already deleted: that delivery had finished
+                    await queue.update_message(message, visibility_timeout=0)
+        self.inflight = []
 
     async def _break_leases(self) -> None:
         """The dead worker's locks would expire 30 s (real time) later; break them instead of waiting."""
@@ -410,10 +537,10 @@ class Simulation:
         if not any(ra.principal_id == t.principal and ra.role_definition_id == "b24988ac-6180-42a0-ab88-20f7382dd24c"
                    for ra in state.role_assignments.values()):
             problems.append("the Contributor assignment is missing")
-        from tests.world import CC_PASSWORD_SECRET, CC_USER
+        from tests.world import CC_USER
 
         server = state.cyclecloud_servers[t.cc_host]
-        password = state.vaults[VAULT_HOST].secrets[CC_PASSWORD_SECRET].versions[-1].value
+        password = state.vaults[VAULT_HOST].secrets[PASSWORD_SECRETS[t.cc_host]].versions[-1].value
         if t.transport == "rest" and server.users[CC_USER].password != password:
             problems.append("Key Vault's CycleCloud password is not the user's")
         if any(p.name == "deny-contributor" for p in state.policy_assignments):
@@ -453,7 +580,7 @@ class Simulation:
     def check_hourly(self) -> None:
         state = self.twin.state
         with state.lock:
-            interfered = {name for i in self.open for name in self.affected(i)}
+            interfered = self.interfered()
             vault_hashes = {hash_secret(v.value) for s in state.vaults[VAULT_HOST].secrets.values()
                             for v in s.versions}
             held = self.held_hashes()

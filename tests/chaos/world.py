@@ -31,6 +31,7 @@ from tests.world import (
 
 CC_HOST = "cyclecloud.contoso.com"
 MASKED_CC_HOST = "cyclecloud-masked.contoso.com"  # a server whose read-back hides the whole secret
+PASSWORD_SECRETS = {CC_HOST: CC_PASSWORD_SECRET, MASKED_CC_HOST: "cyclecloud-masked-admin-password"}
 VAULT_HOST = f"{VAULT_NAME}.vault.azure.net"
 
 
@@ -81,7 +82,7 @@ class Estate:
         targets = []
         for t in self.targets:
             cyclecloud = {"url": f"https://{t.cc_host}", "account": t.account, "user": CC_USER,
-                          "password_secret": CC_PASSWORD_SECRET, "transport": t.transport,
+                          "password_secret": PASSWORD_SECRETS[t.cc_host], "transport": t.transport,
                           "ca_bundle": cc_cas[t.cc_host]}
             entry: dict[str, Any] = {"name": t.name, "mode": t.mode, "tenant_id": TENANT,
                                      "subscription_ids": [SUBSCRIPTION], "cyclecloud": cyclecloud,
@@ -114,7 +115,7 @@ def build_estate(seed: int, count: int) -> Estate:
         ],
         "virtual_machines": [],
         "vaults": [{"name": VAULT_NAME, "tenant_id": TENANT, "resource_id": VAULT_RESOURCE_ID,
-                    "secrets": {CC_PASSWORD_SECRET: [{"value": CC_PASSWORD}]}}],
+                    "secrets": {name: [{"value": CC_PASSWORD}] for name in PASSWORD_SECRETS.values()}}],
         "cyclecloud_servers": [
             {"host": CC_HOST, "users": [{"name": CC_USER, "password": CC_PASSWORD}], "accounts": []},
             {"host": MASKED_CC_HOST, "users": [{"name": CC_USER, "password": CC_PASSWORD}], "accounts": [],
