@@ -336,3 +336,20 @@ async def test_without_home_tenant_setting_a_foreign_app_is_still_not_found(
     setup(twin, monkeypatch, azurite, cc_ca, identity="home", home_tenant=None)
     report = await validate(FABRIKAM.target)
     assert "app.not_found_in_tenant" in report.codes, report.to_dict()
+
+
+async def test_the_health_sweep_names_the_unconsented_tenant_not_a_missing_app(
+        twin: Twin, cc_ca: str, azurite: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The issue's fleet in small: the health timer over targets in three tenants, one of which never consented."""
+    from shared.diagnosis.health import check_all_targets
+
+    setup(twin, monkeypatch, azurite, cc_ca, edit=no_consent)
+    async with AppContext.from_environment() as ctx:
+        sweep = await check_all_targets(ctx)
+    by_target = {r.target: r for r in sweep.results}
+    assert by_target[TARGET].status == "healthy"
+    assert (by_target[NORTHWIND.target].status, by_target[NORTHWIND.target].findings) == \
+        ("degraded", ["secret.expiring_soon"])
+    assert (by_target[FABRIKAM.target].status, by_target[FABRIKAM.target].findings) == \
+        ("failing", ["tenant.consent_missing"])
+    assert "app.not_found_in_tenant" not in json.dumps(sweep.to_dict())
