@@ -80,6 +80,12 @@ async def test_a_failed_push_and_its_recovery_are_told_by_telemetry_alone(
     assert done["newKeyId"] == rotated.new_key_id and done["stage"]
     days = telemetry.gauge("credential.days_to_expiry")[TARGET]
     assert 170 < days <= 180, days  # the new secret's lifetime (180 days by default)
+    # each stage of the resumed operation is a child span of its `rotate` span
+    stages = [sp for sp in telemetry.spans() if sp.name.startswith("rotation.")
+              and sp.attributes.get("operationId") == rotated.operation_id]
+    assert {"rotation.create", "rotation.test", "rotation.push", "rotation.commit"} <= {sp.name for sp in stages}
+    parents = {sp.parent.span_id for sp in stages if sp.parent is not None}
+    assert parents and parents <= {sp.context.span_id for sp in telemetry.spans("rotate")}
 
     assert_no_values(telemetry.everything_text(), [CURRENT_SECRET, CC_PASSWORD, *snapshot(twin).all_values()])
 

@@ -23,6 +23,7 @@ from dataclasses import dataclass, replace
 from datetime import timedelta
 from typing import Any
 
+from .. import telemetry
 from ..adapters.graph import AppCredential, AppRegistration, GraphAdapter, NewSecret
 from ..adapters.vault import SecretVersionInfo, StoredSecret, VaultAdapter
 from ..config import Target
@@ -436,23 +437,25 @@ class RotationRun:
         assert self.op is not None
         while True:
             stage = self.op.stage
-            if stage is RotationStage.CREATE:
-                await self.create(app, pending_versions)
-            elif stage is RotationStage.TEST:
-                await self.test()
-            elif stage is RotationStage.PUSH:
-                await self.push()
-            elif stage is RotationStage.COMMIT:
-                committed = await self.commit(app)
-                try:
-                    await self.remove_unused(app, [], self.due_retirements())
-                except RemediatorError as exc:  # the rotation is done; the journal keeps the retirement for later
-                    self.warn(f"retiring the replaced credential failed ({exc.code}); the next run retries it")
-                return committed
-            else:  # an operation is never stored at another stage; treat it as finished
-                await self.save(self.journal.finish(self.op, "abandoned"))
-                return self.outcome(RotationStatus.FAILED, f"The journal held an operation at stage "
-                                                           f"'{stage.value}'; it was closed.")
+            with telemetry.span(f"rotation.{stage.value}", target=self.target.name, operationId=self.op.id,
+                                stage=stage.value):
+                if stage is RotationStage.CREATE:
+                    await self.create(app, pending_versions)
+                elif stage is RotationStage.TEST:
+                    await self.test()
+                elif stage is RotationStage.PUSH:
+                    await self.push()
+                elif stage is RotationStage.COMMIT:
+                    committed = await self.commit(app)
+                    try:
+                        await self.remove_unused(app, [], self.due_retirements())
+                    except RemediatorError as exc:  # the rotation is done; the journal keeps the retirement
+                        self.warn(f"retiring the replaced credential failed ({exc.code}); the next run retries it")
+                    return committed
+                else:  # an operation is never stored at another stage; treat it as finished
+                    await self.save(self.journal.finish(self.op, "abandoned"))
+                    return self.outcome(RotationStatus.FAILED, f"The journal held an operation at stage "
+                                                               f"'{stage.value}'; it was closed.")
 
     # -- maintenance and removal (every run, before any new work) ----------------------------------------------
 
