@@ -353,3 +353,51 @@ async def test_the_health_sweep_names_the_unconsented_tenant_not_a_missing_app(
     assert (by_target[FABRIKAM.target].status, by_target[FABRIKAM.target].findings) == \
         ("failing", ["tenant.consent_missing"])
     assert "app.not_found_in_tenant" not in json.dumps(sweep.to_dict())
+
+
+# -- the twin's federated exchange, through azure-identity alone ------------------------------------------------
+
+
+async def _exchange(assertion_audience: str | None, *, tenant: str = OTHER_TENANT) -> str:
+    """A token for `tenant` as the product's app, the assertion being the MI's token for `assertion_audience`
+    (None: a string the twin never issued). Returns "ok" or the AADSTS code."""
+    from azure.core.exceptions import ClientAuthenticationError
+    from azure.identity.aio import ClientAssertionCredential, ManagedIdentityCredential
+
+    from shared.aadsts import parse_entra_error
+
+    async with ManagedIdentityCredential() as mi:
+        assertion = (await mi.get_token(f"{assertion_audience}/.default")).token if assertion_audience else "x.y.z"
+        async with ClientAssertionCredential(tenant, PRODUCT_APP_ID, lambda: assertion) as credential:
+            try:
+                await credential.get_token("https://graph.microsoft.com/.default")
+            except ClientAuthenticationError as exc:
+                return f"AADSTS{parse_entra_error(str(exc)).code}"
+    return "ok"
+
+
+async def test_the_twin_checks_the_assertion_issuer_subject_and_audience(
+        twin: Twin, cc_ca: str, azurite: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    setup(twin, monkeypatch, azurite, cc_ca)
+    assert await _exchange("api://AzureADTokenExchange") == "ok"
+    assert await _exchange("https://management.azure.com") == "AADSTS70021"  # audience
+    assert await _exchange(None) == "AADSTS50027"  # not a token the identity platform issued
+    assert await _exchange("api://AzureADTokenExchange", tenant=TENANT) == "ok"  # the app's own tenant too
+
+    def issuer_of_another_tenant(scenario: dict[str, Any]) -> None:
+        for app in scenario["applications"]:
+            if app["app_id"] == PRODUCT_APP_ID:
+                app["federated_credentials"][0]["issuer"] = f"https://login.microsoftonline.com/{THIRD_TENANT}/v2.0"
+
+    setup(twin, monkeypatch, azurite, cc_ca, edit=issuer_of_another_tenant)
+    assert await _exchange("api://AzureADTokenExchange") == "AADSTS70021"  # issuer
+    setup(twin, monkeypatch, azurite, cc_ca, edit=federation_for_another_identity)
+    assert await _exchange("api://AzureADTokenExchange") == "AADSTS70021"  # subject
+
+    def single_tenant(scenario: dict[str, Any]) -> None:
+        for app in scenario["applications"]:
+            if app["app_id"] == PRODUCT_APP_ID:
+                app["sign_in_audience"] = "AzureADMyOrg"
+
+    setup(twin, monkeypatch, azurite, cc_ca, edit=single_tenant)
+    assert await _exchange("api://AzureADTokenExchange") == "AADSTS700016"  # not usable outside its own tenant
