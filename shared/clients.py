@@ -126,6 +126,10 @@ class ClientFactory:
 
                 self._credential = DefaultAzureCredential(
                     authority=self.cloud.login, managed_identity_client_id=self.settings.managed_identity_client_id,
+                    # break-glass runs reach a cross-tenant target's tenant as the person signed in (see
+                    # credential_for): only the tenants configured targets name
+                    additionally_allowed_tenants=sorted({t.tenant_id for t in self.settings.targets
+                                                         if t.cross_tenant}),
                     **SDK_RETRY,
                 )
             self._closeables.append(self._credential)
@@ -154,6 +158,10 @@ class ClientFactory:
         identity = self.identity_for_tenant(tenant_id)
         if identity == HOME_IDENTITY or not tenant_id:
             return self.credential
+        if not running_in_azure():
+            # an operator's laptop has no managed identity to federate: the person's own sign-in (`az login`
+            # to that tenant too) asks for tokens in the target's tenant
+            return _TenantPinnedCredential(self.credential, tenant_id.lower())
         key = ("federated", tenant_id.lower(), identity)
         if key not in self._cache:
             self._keep(key, FederatedAppCredential(self.credential, tenant_id.lower(), identity,
@@ -370,6 +378,30 @@ class FederatedAppCredential:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
+
+
+class _TenantPinnedCredential:
+    """A shared credential asked for tokens in one tenant (azure-core's `tenant_id` option). Not closed on its
+    own: the factory closes the credential it wraps."""
+
+    def __init__(self, credential: AsyncTokenCredential, tenant_id: str) -> None:
+        self._credential, self.tenant_id = credential, tenant_id
+
+    async def get_token(self, *scopes: str, **kwargs: Any) -> Any:
+        return await self._credential.get_token(*scopes, **{**kwargs, "tenant_id": self.tenant_id})
+
+    async def get_token_info(self, *scopes: str, options: Any = None) -> Any:
+        return await self._credential.get_token_info(  # type: ignore[attr-defined]
+            *scopes, options={**(options or {}), "tenant_id": self.tenant_id})
+
+    async def close(self) -> None:
+        return None
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        return None
 
 
 class _TenantRoutedArmAuthentication:

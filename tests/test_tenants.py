@@ -401,3 +401,48 @@ async def test_the_twin_checks_the_assertion_issuer_subject_and_audience(
 
     setup(twin, monkeypatch, azurite, cc_ca, edit=single_tenant)
     assert await _exchange("api://AzureADTokenExchange") == "AADSTS700016"  # not usable outside its own tenant
+
+
+# -- break-glass: the CLI on an operator's machine (no managed identity) --------------------------------------
+
+OPERATOR_APP_ID = "eeeeeeee-1111-4222-8333-444444444444"
+OPERATOR_HOME_SP = "eeeeeeee-2222-4222-8333-444444444444"
+OPERATOR_FABRIKAM_SP = "eeeeeeee-3333-4222-8333-444444444444"
+OPERATOR_SECRET = "Op18Q~operator-secret-value-0123456789abc"
+
+
+def operator_signed_in_to_both(scenario: dict[str, Any]) -> None:
+    """A multi-tenant operator app (EnvironmentCredential) with its own foothold in the home tenant and fabrikam."""
+    scenario["applications"].append({
+        "object_id": "eeeeeeee-4444-4222-8333-444444444444", "app_id": OPERATOR_APP_ID, "tenant_id": TENANT,
+        "display_name": "operator", "sign_in_audience":
+        "AzureADMultipleOrgs", "password_credentials": [{"secret": OPERATOR_SECRET}],
+        "service_principal": {"object_id": OPERATOR_HOME_SP},
+    })
+    scenario["principals"].append({"object_id": OPERATOR_FABRIKAM_SP, "tenant_id": OTHER_TENANT,
+                                   "app_id": OPERATOR_APP_ID, "graph_app_roles": ["Application.ReadWrite.OwnedBy"]})
+    for app in scenario["applications"]:
+        if app["object_id"] == FABRIKAM.app_object_id:
+            app["owners"].append(OPERATOR_FABRIKAM_SP)
+    vault = scenario["vaults"][0]["resource_id"]
+    scope = f"/subscriptions/{FABRIKAM.subscription}"
+    scenario["role_assignments"] += [
+        {"scope": vault, "role": "Key Vault Secrets Officer", "principal_id": OPERATOR_HOME_SP},
+        {"scope": scope, "role": "Reader", "principal_id": OPERATOR_FABRIKAM_SP},
+        {"scope": scope, "role": "Role Based Access Control Administrator", "principal_id": OPERATOR_FABRIKAM_SP},
+    ]
+
+
+async def test_break_glass_cli_reaches_the_other_tenant_as_the_signed_in_operator(
+        twin: Twin, cc_ca: str, azurite: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    setup(twin, monkeypatch, azurite, cc_ca, edit=operator_signed_in_to_both)
+    for key in ("IDENTITY_ENDPOINT", "IDENTITY_HEADER"):
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.setenv("AZURE_TENANT_ID", TENANT)
+    monkeypatch.setenv("AZURE_CLIENT_ID", OPERATOR_APP_ID)
+    monkeypatch.setenv("AZURE_CLIENT_SECRET", OPERATOR_SECRET)
+    report = await validate(FABRIKAM.target)
+    assert report.codes == ["secret.expiring_soon"], json.dumps(report.to_dict()["findings"])[:3000]
+    fabrikam_tokens = [r for r in twin.request_log if r.service == "entra" and r.operation == "token"
+                       and OTHER_TENANT in r.path]
+    assert fabrikam_tokens and all(r.status == 200 for r in fabrikam_tokens)
