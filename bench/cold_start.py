@@ -2,6 +2,7 @@
 
 Each measurement runs in a new interpreter (as a cold worker would), `ROUNDS` times, and reports the median
 wall time and peak RSS:
+- `import azure.functions`: what any Python Functions app pays (the goal: `import function_app` within 1.5x);
 - `import function_app`: what indexing costs (feature modules are imported lazily inside the handlers);
 - `import msgraph` and the first `Application` entity parsed (msgraph loads ~1,200 model modules on first
   use: the dominant cost of the first Graph read in a process);
@@ -39,6 +40,7 @@ _APPLICATION_JSON = json.dumps({
 
 CASES: dict[str, str] = {
     "interpreter": "pass",
+    "import azure.functions": "import azure.functions",
     "import function_app": "import function_app",
     "import msgraph": "import msgraph.graph_service_client",
     "first Application parse": (
@@ -69,6 +71,9 @@ def main() -> dict[str, Any]:
         }
         print(f"  {name:26s} {results[name]['median_seconds']:6.3f} s  {results[name]['median_rss_mb']:6.1f} MB  "
               f"{results[name]['modules']:5d} modules", flush=True)
+    functions = results["import azure.functions"]["median_seconds"]
+    results["function_app_over_azure_functions"] = round(
+        results["import function_app"]["median_seconds"] / functions, 2) if functions else None
     base = results["import function_app"]["median_seconds"]
     results["application_parse_over_function_app_import"] = round(
         results["first Application parse"]["median_seconds"] / base, 2) if base else None

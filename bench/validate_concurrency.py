@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-DELAY_SECONDS = float(os.environ.get("BENCH_DELAY_SECONDS", "0.3"))
+DELAY_SECONDS = float(os.environ.get("BENCH_VALIDATE_DELAY_SECONDS", "0.1"))
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))
 
 

@@ -1,0 +1,121 @@
+"""docs/performance.md from `python -m bench`'s results: the machine, the exact command and configuration, the
+medians and ratios, and for each of issue 15's goals whether this run met it."""
+
+from __future__ import annotations
+
+import os
+import platform
+import sys
+from datetime import UTC, datetime
+from typing import Any
+
+
+def _machine() -> str:
+    load = ", ".join(f"{x:.2f}" for x in os.getloadavg()) if hasattr(os, "getloadavg") else "?"
+    cpu = "?"
+    try:
+        with open("/proc/cpuinfo") as info:
+            cpu = next((line.split(":", 1)[1].strip() for line in info if line.startswith("model name")), "?")
+    except OSError:
+        pass
+    return (f"{platform.platform()}; {os.cpu_count()} CPUs ({cpu}); Python {sys.version.split()[0]}; "
+            f"load average at the end {load}")
+
+
+def _verdict(met: bool | None) -> str:
+    return "not measured" if met is None else ("**met**" if met else "**not met**")
+
+
+def _get(data: dict[str, Any], *path: str) -> Any:
+    for key in path:
+        if not isinstance(data, dict) or key not in data:
+            return None
+        data = data[key]
+    return data
+
+
+def goals(results: dict[str, Any]) -> list[tuple[str, str, str]]:
+    """(goal, this run's number, verdict) for each of the issue's goals."""
+    out: list[tuple[str, str, str]] = []
+    ratio = _get(results, "cold_start", "function_app_over_azure_functions")
+    out.append(("cold `import function_app` <= 1.5x `import azure.functions`", f"{ratio}x",
+                _verdict(None if ratio is None else ratio <= 1.5)))
+    speedup = _get(results, "first_call", "validate_speedup")
+    out.append(("cold first `validate` >= 2x faster than before issue 15 (same run)", f"{speedup}x",
+                _verdict(None if speedup is None else speedup >= 2)))
+    over = _get(results, "first_call", "rotation_requests_over_minimum")
+    out.append(("requests per rotation <= protocol minimum + 2", f"minimum + {over}",
+                _verdict(None if over is None else over <= 2)))
+    fleet = _get(results, "fleet", "fleets", "200") or {}
+    fan, speed = fleet.get("fanout") or {}, fleet.get("speedup")
+    out.append(("200 targets rotated >= 10x faster than concurrency 1", f"{speed}x" if speed else "no 200 run",
+                _verdict(None if speed is None else speed >= 10)))
+    out.append(("zero 429s in the fan-out", str(fan.get("429s", "-")),
+                _verdict(None if not fan else fan.get("429s") == 0)))
+    out.append(("peak RSS under 250 MB per instance", f"{fan.get('peak_rss_mb', '-')} MB",
+                _verdict(None if not fan else fan["peak_rss_mb"] < 250)))
+    now = _get(results, "fleet", "health", "now", "cpu_seconds_per_target")
+    before = _get(results, "fleet", "health", "baseline", "cpu_seconds_per_target")
+    halved = None if now is None or before is None else before / now >= 2
+    out.append(("CPU a health check costs per target at least halved", f"{before} s -> {now} s", _verdict(halved)))
+    return out
+
+
+def render(results: dict[str, Any], config: dict[str, str], command: str) -> str:
+    lines = ["# Performance", "",
+             f"Written by `{command}` (bench/, issue 15) on {datetime.now(UTC).strftime('%Y-%m-%d %H:%M UTC')}.",
+             f"Machine: {_machine()}.",
+             "Configuration: " + ", ".join(f"`{k}={v}`" for k, v in sorted(config.items())) + ".",
+             "Every benchmark runs in a fresh process; every measured command in a fresh process of its own "
+             "(medians over BENCH_ROUNDS). The Azure twin (tests/twin) answers every request; Azurite holds the "
+             "journals and the queue. \"Before\" is BENCH_BASELINE's `shared/` run in the same session.", "",
+             "## Goals", "", "| goal | this run | verdict |", "|---|---|---|"]
+    lines += [f"| {goal} | {number} | {verdict} |" for goal, number, verdict in goals(results)]
+    cold = results.get("cold_start") or {}
+    if cold:
+        lines += ["", "## Cold imports", "", "| import | median s | RSS MB | modules |", "|---|---|---|---|"]
+        lines += [f"| {name} | {v['median_seconds']} | {v['median_rss_mb']} | {v['modules']} |"
+                  for name, v in cold.items() if isinstance(v, dict)]
+        lines += ["", f"`import function_app` / `import azure.functions`: "
+                      f"{cold.get('function_app_over_azure_functions')}x; the first msgraph `Application` parse "
+                      f"costs {cold.get('application_parse_over_function_app_import')}x the app's import."]
+    first = results.get("first_call") or {}
+    if first:
+        lines += ["", "## First call in a cold process", "",
+                  "| command (tree) | wall s | CPU s | peak RSS MB | requests | succeeded |",
+                  "|---|---|---|---|---|---|"]
+        lines += [f"| {name} | {v['median_seconds']} | {v['median_cpu_seconds']} | {v['median_rss_mb']} | "
+                  f"{v['requests']} | {v['succeeded']} |" for name, v in first.items() if isinstance(v, dict)]
+        lines += ["", f"Requests per rotation over the protocol minimum (bench/first_call.py lists it): "
+                      f"{first.get('rotation_requests_over_minimum')}. Speed-up over the baseline: validate "
+                      f"{first.get('validate_speedup')}x, rotate {first.get('rotate_speedup')}x."]
+    fleet = results.get("fleet") or {}
+    if fleet:
+        lines += ["", f"## Fleet ({fleet.get('delay_per_request_seconds')} s on every request, "
+                      f"{fleet.get('subscriptions')} subscriptions, one tenant)", "",
+                  f"Concurrency 1: the CLI's in-process sweep with MAX_CONCURRENCY=1. Fan-out: the timer queues one "
+                  f"operation per target; {fleet.get('workers')} fresh worker processes (instances) drain the "
+                  f"queue, {fleet.get('per_worker')} messages at once each (host.json).", "",
+                  "| targets | concurrency 1 s | fan-out s | speed-up | fan-out peak RSS MB | rotated | 429s |",
+                  "|---|---|---|---|---|---|---|"]
+        for size, entry in (fleet.get("fleets") or {}).items():
+            seq, fan = entry.get("sequential") or {}, entry.get("fanout") or {}
+            lines.append(f"| {size} | {seq.get('seconds', 'not run')} | {fan.get('seconds')} | "
+                         f"{entry.get('speedup', '-')} | {fan.get('peak_rss_mb')} | {fan.get('rotated')} | "
+                         f"{fan.get('429s')} |")
+        for tree, health in (fleet.get("health") or {}).items():
+            lines.append(f"\nHealth check ({tree}): {health['cpu_seconds_per_target']} s CPU and "
+                         f"{health['wall_seconds_per_target']} s wall per target over {health['targets']} targets.")
+    validate = _get(results, "validate_concurrency", "best")
+    if validate:
+        lines += ["", f"## Validate with {_get(results, 'validate_concurrency', 'delay_per_request_seconds')} s on "
+                      "every request", "",
+                  f"Wall {validate['wall_seconds']} s; slowest check {validate['slowest_check_seconds']} s "
+                  f"({validate['slowest_check']}); wall / slowest {validate['wall_over_slowest']}; the checks "
+                  f"one after another would take {validate['sum_over_wall']}x as long ({validate['twin_requests']} "
+                  "requests)."]
+    lines += ["", "## The test suite", "",
+              "Not run by `make bench` (it is `make test`): the crash matrix (tests/test_rotation_crash.py, a fresh "
+              "`python -m shared rotate` per case) dominates it; see the report of issue 15 for the measured time "
+              "and the proposed pre-imported process pool.", ""]
+    return "\n".join(lines)
