@@ -141,6 +141,11 @@ async def test_whole_migration_then_grace_health_check_and_secret_removal(
     assert outcome.offer["ready"] is False  # the app settings still say service_principal
     assert any("app settings" in w for w in outcome.offer["waiting_for"])
     assert await journal_stage() is MigrationStage.MODE_RECORDED
+    # the rotation timer leaves the migrated account alone, even before the operator changes the mode
+    async with AppContext.from_environment() as ctx:
+        skipped = await rotate_target(ctx, TARGET, force=True)
+    assert skipped.status is RotationStatus.NOT_DUE and "managed identity" in skipped.message, skipped.to_dict()
+    assert_migrated(twin)
     with pytest.raises(ConflictError) as refused:
         await migrate(dry_run=False, remove_old_secrets=True)
     assert refused.value.code == "migration_blocked"

@@ -332,6 +332,9 @@ class RotationRun:
             app = await self.check_alive(op, app)
             return await self.advance(app, pending_versions)
 
+        migrated = await self.migrated_to_managed_identity()
+        if migrated is not None:
+            return migrated
         stopped = self.secret_needs_a_person(main, force=force)
         if stopped is not None:
             return stopped
@@ -377,6 +380,23 @@ class RotationRun:
         await self.save(journal.start(op))  # INTENT: the operation id is durable before addPassword
         self.note(f"intent: operation {op.id} ({decision.reason})")
         return await self.advance(app, pending_versions)
+
+    async def migrated_to_managed_identity(self) -> RotationOutcome | None:
+        """A target whose CycleCloud account was switched to the VM's managed identity (docs/migration.md) has no
+        secret to rotate, even before the operator changes its mode in the app settings: a push would only be
+        refused by the read-back and leave a credential nobody needs."""
+        from ..migration.model import MigrationStage, reached
+        from ..migration.store import MigrationStore
+
+        store = MigrationStore(self.ctx.clients.blob_service(), self.ctx.settings.storage.container)
+        migration = (await store.read_migration(self.target.name)).journal
+        if migration is None or not reached(migration.stage, MigrationStage.ACCOUNT_SWITCHED):
+            return None
+        reason = (f"CycleCloud account '{migration.account}' uses the VM's managed identity since migration "
+                  f"{migration.id} (stage '{migration.stage.value}'): there is no secret to rotate")
+        return self.outcome(RotationStatus.NOT_DUE, f"Not due: {reason}. Set the target's mode to managed_identity "
+                                                    "in the app settings (docs/migration.md).", due=False,
+                            reason=reason)
 
     def secret_needs_a_person(self, main: MainSecret, *, force: bool) -> RotationOutcome | None:
         """A main secret a person soft-deleted or whose newest version a person disabled: what consumers use
