@@ -30,6 +30,7 @@ from tests.conftest import assert_no_secrets
 from tests.rotation_support import apply_env
 from tests.twin import Twin
 from tests.world import (
+    APP_OBJECT_ID,
     CC_PASSWORD,
     CC_PASSWORD_SECRET,
     CC_USER,
@@ -227,27 +228,32 @@ async def test_one_deployment_validates_and_rotates_targets_in_three_tenants(
     assert_no_secrets(caplog.text, secrets_of_world(twin))
 
 
-async def test_repair_in_another_tenant_assigns_the_role_there(
+async def test_remediate_in_another_tenant_assigns_the_role_there_and_rotates(
         twin: Twin, cc_ca: str, azurite: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """validate -> fix -> validate in northwind: the missing Contributor is assigned in northwind's subscription
+    (as the product's app there) and the expiring secret rotated on northwind's app."""
+    from shared.remediation import remediate_target
+
     def drop_contributor(scenario: dict[str, Any]) -> None:
         scenario["role_assignments"] = [
             r for r in scenario["role_assignments"]
             if not (r["principal_id"] == NORTHWIND.sp_object_id and r["role"] == "Contributor")]
 
     setup(twin, monkeypatch, azurite, cc_ca, edit=drop_contributor)
-    report = await validate(NORTHWIND.target)
-    assert "role.missing" in report.codes, report.to_dict()
-    from shared.roles.reconcile import reconcile_target_roles
-
     async with AppContext.from_environment() as ctx:
-        result = await reconcile_target_roles(ctx, NORTHWIND.target, dry_run=False)
-    assert result is not None
+        result = await remediate_target(ctx, NORTHWIND.target, dry_run=False, deadline_seconds=200)
+    summary = json.dumps(result.to_dict())[:3000]
+    assert set(result.before.codes) >= {"role.missing", "secret.expiring_soon"}, summary
+    assert result.after is not None and result.after.status.value == "healthy", summary
     with twin.state.lock:
         scope = f"/subscriptions/{NORTHWIND.subscription}"
         created = [r for r in twin.state.role_assignments.values()
                    if r.principal_id == NORTHWIND.sp_object_id and r.scope == scope]
-    assert created, "the Contributor assignment was not created in the customer's subscription"
-    assert "role.missing" not in (await validate(NORTHWIND.target)).codes
+        assert created, "the Contributor assignment was not created in the customer's subscription"
+        assert len(twin.state.applications[NORTHWIND.app_object_id].password_credentials) == 2
+    # the home target was not touched
+    with twin.state.lock:
+        assert len(twin.state.applications[APP_OBJECT_ID].password_credentials) == 1
 
 
 # -- each missing piece of onboarding: its own finding, and the rotation stops with it -------------------------
