@@ -452,3 +452,39 @@ async def test_break_glass_cli_reaches_the_other_tenant_as_the_signed_in_operato
     fabrikam_tokens = [r for r in twin.request_log if r.service == "entra" and r.operation == "token"
                        and OTHER_TENANT in r.path]
     assert fabrikam_tokens and all(r.status == 200 for r in fabrikam_tokens)
+
+
+# -- a managed identity target in another tenant (ARM only: the CycleCloud VM and its subscription) ------------
+
+MI_TARGET = "hpc-northwind-mi"
+MI_VM_PRINCIPAL = "00000002-aaaa-4bbb-8ccc-000000000009"
+MI_VM_ID = (f"/subscriptions/{NORTHWIND.subscription}/resourceGroups/rg-cc"
+            "/providers/Microsoft.Compute/virtualMachines/cyclecloud-mi")
+MI_HOST = "cyclecloud-mi.northwind.example"
+
+
+def northwind_vm(scenario: dict[str, Any]) -> None:
+    scenario["virtual_machines"].append({"id": MI_VM_ID, "cyclecloud_host": MI_HOST,
+                                         "identity": {"principal_id": MI_VM_PRINCIPAL, "tenant_id": THIRD_TENANT}})
+    scenario["role_assignments"].append({"scope": f"/subscriptions/{NORTHWIND.subscription}", "role": "Contributor",
+                                         "principal_id": MI_VM_PRINCIPAL})
+    scenario["cyclecloud_servers"].append({
+        "host": MI_HOST, "users": [{"name": CC_USER, "password": CC_PASSWORD}],
+        "accounts": [account_record(tenant_id=THIRD_TENANT, subscription_id=NORTHWIND.subscription,
+                                    managed_identity=True)]})
+
+
+async def test_a_managed_identity_target_in_another_tenant_is_validated_there(
+        twin: Twin, cc_ca: str, azurite: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    env = setup(twin, monkeypatch, azurite, cc_ca, edit=northwind_vm)
+    targets = json.loads(env["TARGETS"])
+    targets.append({"name": MI_TARGET, "mode": "managed_identity", "tenant_id": THIRD_TENANT,
+                    "subscription_ids": [NORTHWIND.subscription], "vm_resource_id": MI_VM_ID,
+                    "identity": PRODUCT_APP_ID,
+                    "cyclecloud": {"url": f"https://{MI_HOST}", "account": "azure", "user": CC_USER,
+                                   "password_secret": CC_PASSWORD_SECRET,
+                                   "ca_bundle": str(twin.cyclecloud_ca_path(MI_HOST))}})
+    monkeypatch.setenv("TARGETS", json.dumps(targets))
+    report = await validate(MI_TARGET)
+    assert report.status.value == "healthy", json.dumps(report.to_dict()["findings"])[:3000]
+    assert report.observations["principal_id"] == MI_VM_PRINCIPAL
