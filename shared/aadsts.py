@@ -115,6 +115,24 @@ CATALOG: dict[int, AadstsCode] = {c.code: c for c in [
     AadstsCode(70011, "Invalid scope",
                "The token request asked for a scope Entra ID does not accept.",
                "Request '<resource>/.default' for client credentials", "entra.sign_in_refused"),
+    # the product's own sign-in to another tenant (docs/tenants.md): its managed identity's token as a client
+    # assertion for its multi-tenant app
+    *(AadstsCode(code, title,
+                 "The product's multi-tenant app has no federated identity credential that trusts this managed "
+                 "identity's token (issuer, subject and audience must match exactly), so Entra ID refuses the "
+                 "assertion.",
+                 "Portal: Microsoft Entra ID > App registrations > (the product's multi-tenant app) > Certificates "
+                 "& secrets > Federated credentials; CLI: az ad app federated-credential list --id <app-id> "
+                 "(docs/tenants.md)", "tenant.federation_mismatch")
+      for code, title in ((70021, "No matching federated identity record"),
+                          (700211, "No matching federated identity record for the assertion's issuer"),
+                          (700212, "No matching federated identity record for the assertion's audience"),
+                          (700213, "No matching federated identity record for the assertion's subject"))),
+    AadstsCode(50027, "Invalid assertion",
+               "The client assertion the product presented is not a valid token (malformed, expired or not signed "
+               "by a trusted issuer).",
+               "Check the Function's managed identity and HOME_TENANT_ID (docs/tenants.md)",
+               "tenant.federation_mismatch"),
 ]}
 
 

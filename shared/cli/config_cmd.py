@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from ..config import load_settings
+from ..config import HOME_IDENTITY, load_settings
 from ..rotation.policy import effective_lead_days
 from .output import OK, WARN, emit
 
@@ -24,6 +24,9 @@ async def run(args: argparse.Namespace) -> int:
     for t in settings.targets:
         emit(f"  - {t.name}: {t.mode.value}, tenant {t.tenant_id}, app {t.app_id or '-'}, "
              f"subscriptions {', '.join(t.subscription_ids)}")
+        reached = ("the product's managed identity (home tenant)" if t.identity == HOME_IDENTITY
+                   else f"the product's multi-tenant app {t.identity} (docs/tenants.md)")
+        emit(f"      reached as {reached}")
         if t.secret_name:
             lead = effective_lead_days(t.rotation, t.rotation.lifetime_days)
             emit(f"      secret in Key Vault: {t.secret_name}; rotate {lead} days before expiry; new secrets live "
