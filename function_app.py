@@ -256,6 +256,25 @@ async def remediate(req: func.HttpRequest) -> func.HttpResponse:
     return await _serve(req, http_routes.REMEDIATE, handler)
 
 
+# -- migration to the CycleCloud VM's managed identity ------------------------------------------------------
+
+
+@app.route(route="targets/{target}/migrate-to-managed-identity", methods=["POST"])
+async def migrate_to_managed_identity(req: func.HttpRequest) -> func.HttpResponse:
+    async def handler(ctx: AppContext, parsed: ParsedRequest, caller: Caller) -> Any:
+        if parsed.options["dry_run"]:
+            from shared.migration import migrate_target
+
+            return await migrate_target(ctx, _target(parsed), dry_run=True)
+        from shared.operations import OperationKind, start_operation
+
+        return await start_operation(ctx, OperationKind.MIGRATE, _target(parsed),
+                                     {"remove_secrets": parsed.options["remove_secrets"]}, caller,
+                                     base_url=_base_url(req))
+
+    return await _serve(req, http_routes.MIGRATE, handler)
+
+
 # -- CycleCloud ---------------------------------------------------------------------------------------------
 
 

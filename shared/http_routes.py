@@ -17,5 +17,7 @@ ROTATION = RouteSpec("GET /api/targets/{target}/rotation")
 RECONCILE = RouteSpec("POST /api/targets/{target}/roles/reconcile", {"dry_run": True}, body=True, changes_azure=True)
 REMEDIATE = RouteSpec("POST /api/targets/{target}/remediate", {"dry_run": False}, body=True, changes_azure=True)
 PROBE = RouteSpec("POST /api/targets/{target}/cyclecloud/probe")
+MIGRATE = RouteSpec("POST /api/targets/{target}/migrate-to-managed-identity",
+                    {"dry_run": True, "remove_secrets": False}, body=True, changes_azure=True)
 
-ROUTES = (HEALTH, OPENAPI, TARGETS, OPERATION, VALIDATE, ROTATE, ROTATION, RECONCILE, REMEDIATE, PROBE)
+ROUTES = (HEALTH, OPENAPI, TARGETS, OPERATION, VALIDATE, ROTATE, ROTATION, RECONCILE, REMEDIATE, PROBE, MIGRATE)

@@ -51,7 +51,7 @@ _OPERATION: dict[str, Any] = {
     "required": ["id", "kind", "target", "status", "createdAt", "updatedAt", "requestedBy", "attempt", "statusUrl"],
     "properties": {
         "id": {"type": "string", "pattern": "^[0-9a-f]{32}$"},
-        "kind": {"type": "string", "enum": ["rotate", "remediate"]},
+        "kind": {"type": "string", "enum": ["rotate", "remediate", "migrate"]},
         "target": {"type": "string"},
         "status": {"type": "string", "enum": ["running", "succeeded", "failed"]},
         "createdAt": _DATE_TIME,
@@ -168,6 +168,36 @@ _ROLES = {
             },
         }},
         "requestedBy": {"type": "string"},
+    },
+}
+
+_MIGRATION = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["target", "action", "dry_run", "status", "ok", "message", "migration_id", "stage", "steps",
+                 "config_change", "offer"],
+    "properties": {
+        "target": {"type": "string"},
+        "action": {"type": "string", "enum": ["plan", "migrate", "rollback", "remove_secrets"]},
+        "dry_run": {"type": "boolean"},
+        "status": {"type": "string", "enum": ["planned", "migrated", "finished", "rolled_back", "waiting",
+                                              "blocked"]},
+        "ok": {"type": "boolean"},
+        "message": {"type": "string"},
+        "migration_id": {"type": ["string", "null"]},
+        "stage": {"type": ["string", "null"]},
+        "steps": {"type": "array", "items": {
+            "type": "object", "additionalProperties": False, "required": ["name", "status", "detail", "fix"],
+            "properties": {"name": {"type": "string", "enum": ["preflight", "identity", "roles", "account", "mode",
+                                                               "secrets"]},
+                           "status": {"type": "string", "enum": ["done", "would", "pending", "failed", "skipped"]},
+                           "detail": {"type": "string"}, "fix": {"type": "string"}}}},
+        "config_change": {"type": ["object", "null"]},
+        "offer": {"type": ["object", "null"]},
+        "retryAfterSeconds": {"type": "number", "minimum": 1},
+        "requestedBy": {"type": "string"},
+        "next": {},
+        "operation": {"$ref": "#/components/schemas/Operation"},
     },
 }
 
@@ -331,6 +361,14 @@ def openapi_document() -> dict[str, Any]:
                     "202": _accepted(_ref("Remediation"), "work continues on its own; poll Location after "
                                                           "Retry-After seconds"),
                     **_errors(*target_errors, 403, 409, 413, 502, 503)})},
+            "/targets/{target}/migrate-to-managed-identity": {"post": _operation(
+                r.MIGRATE, "migrateToManagedIdentity",
+                "Move the target from its client secret to the CycleCloud VM's managed identity (dry_run, the "
+                "default, returns the plan; remove_secrets finishes a migration after its grace period)", {
+                    "200": _json(_ref("Migration"), "the plan, or the migration's state"),
+                    "202": _accepted(_ref("Migration"), "waiting (role propagation): continues on its own; poll "
+                                                        "Location after Retry-After seconds"),
+                    **_errors(*target_errors, 403, 409, 413, 502, 503)})},
             "/targets/{target}/cyclecloud/probe": {"post": _operation(
                 r.PROBE, "cyclecloudProbe", "Check the CycleCloud connection without changing anything (no body)", {
                     "200": _json(_ref("Probe"), "checklist"), **_errors(*target_errors, 502)})},
@@ -361,6 +399,7 @@ def openapi_document() -> dict[str, Any]:
                 "Health": _HEALTH, "TargetList": _target_list_schema(), "Report": _report_schema(),
                 "Remediation": _remediation_schema(), "RotationOutcome": _ROTATION_OUTCOME,
                 "RotationState": _ROTATION_STATE, "RoleReconciliation": _ROLES, "Probe": _PROBE,
+                "Migration": _MIGRATION,
             },
         },
     }

@@ -22,6 +22,7 @@ EXPECTED_ROUTES = {
     "reconcile_roles": ("targets/{target}/roles/reconcile", ["POST"]),
     "remediate": ("targets/{target}/remediate", ["POST"]),
     "cyclecloud_probe": ("targets/{target}/cyclecloud/probe", ["POST"]),
+    "migrate_to_managed_identity": ("targets/{target}/migrate-to-managed-identity", ["POST"]),
     "operation": ("operations/{operation_id}", ["GET"]),
 }
 EXPECTED_TIMERS = {"rotate_due_secrets": "%ROTATION_SCHEDULE%", "check_credential_health": "%HEALTH_SCHEDULE%"}

@@ -111,7 +111,8 @@ def test_query_and_body_that_disagree_are_refused_before_anything_runs(
 def test_the_documented_defaults_table_is_the_code() -> None:
     text = (ROOT / "docs" / "http.md").read_text()
     documented = {m.group(1): m.group(2) == "true"
-                  for m in re.finditer(r"^\| `POST /api/targets/\{target\}/([a-z/]+)` \| [^|]+ \| `(true|false)` \|",
+                  for m in re.finditer(r"^\| `POST /api/targets/\{target\}/([a-z/-]+)` \| [^|]+ \| `(true|false)` \|",
                                        text, re.MULTILINE)}
     code = {r.name.split("{target}/")[1]: r.options["dry_run"] for r in http_routes.ROUTES if "dry_run" in r.options}
-    assert documented == code == {"rotate": False, "roles/reconcile": True, "remediate": False}
+    assert documented == code == {"rotate": False, "roles/reconcile": True, "remediate": False,
+                                  "migrate-to-managed-identity": True}

@@ -32,13 +32,19 @@ class MigrationOutcome:
     steps: list[StepReport] = field(default_factory=list)
     config_change: dict[str, Any] | None = None
     offer: dict[str, Any] | None = None
+    retry_after_seconds: float | None = None  # status `waiting`: when to call again
 
     @property
     def ok(self) -> bool:
         return self.status != "blocked"
 
+    @property
+    def http_status(self) -> int:
+        return 202 if self.status == "waiting" else 200
+
     def to_dict(self) -> dict[str, Any]:
         return {"target": self.target, "action": self.action, "dry_run": self.dry_run, "status": self.status,
                 "ok": self.ok, "message": self.message, "migration_id": self.migration_id, "stage": self.stage,
                 "steps": [s.to_dict() for s in self.steps], "config_change": self.config_change,
-                "offer": self.offer}
+                "offer": self.offer} | ({"retryAfterSeconds": self.retry_after_seconds}
+                                        if self.retry_after_seconds is not None else {})

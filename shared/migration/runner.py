@@ -15,6 +15,7 @@ from ..config import Target
 from ..context import AppContext
 from ..errors import ConflictError, RemediatorError, ServiceError
 from ..roles import AssignmentState
+from ..rotation.deadline import Deadline
 from ..rotation.model import utcnow
 from ..rotation.store import JournalStore, TargetLock
 from .account_mode import MANAGED_IDENTITY, SERVICE_PRINCIPAL, switch_account
@@ -25,6 +26,8 @@ from .outcome import MigrationOutcome, StepReport
 from .store import MigrationStore, VersionedMigration
 
 logger = logging.getLogger(__name__)
+
+DEADLINE_MARGIN_SECONDS = 5.0  # answer this long before the caller's deadline
 
 # CycleCloud validates the switched account before saving it; a role assignment that is still propagating makes
 # it refuse (nothing changes then). Wait this long between attempts (about 4 minutes in all).
@@ -53,14 +56,29 @@ def _blocked(message: str, reason: str, fix: str, target: str, **details: object
                          details=dict(details))
 
 
+class _NotYet(Exception):
+    """A wait (role propagation, a refused switch's back-off) would outlast the caller's deadline: the journal
+    keeps the stage, and the next call (or the queue continuation) resumes after `seconds`."""
+
+    def __init__(self, seconds: float, why: str) -> None:
+        super().__init__(why)
+        self.seconds, self.why = seconds, why
+
+
 class _Run:
     """One apply, under the target's lock; every step re-checks the lease before it changes anything."""
 
     def __init__(self, ctx: AppContext, target: Target, store: MigrationStore, rotation_store: JournalStore,
-                 current: VersionedMigration, lock: TargetLock) -> None:
+                 current: VersionedMigration, lock: TargetLock, deadline: Deadline | None = None) -> None:
         self.ctx, self.target, self.store, self.rotation_store = ctx, target, store, rotation_store
-        self.current, self.lock = current, lock
+        self.current, self.lock, self.deadline = current, lock, deadline
         self.steps: list[StepReport] = []
+
+    async def sleep(self, seconds: float, why: str) -> None:
+        """Wait, unless the wait would outlast the deadline: then stop here (the journal has the stage)."""
+        if self.deadline is not None and seconds > self.deadline.remaining() - DEADLINE_MARGIN_SECONDS:
+            raise _NotYet(seconds, why)
+        await asyncio.sleep(seconds)
 
     @property
     def journal(self) -> MigrationJournal:
@@ -141,7 +159,8 @@ class _Run:
         wait = (effective_at - utcnow()).total_seconds()
         if wait > 0:
             logger.info("waiting %.0fs for the new role assignments of %s to apply", wait, self.target.name)
-            await asyncio.sleep(min(wait, ROLE_PROPAGATION_SECONDS))
+            await self.sleep(min(wait, ROLE_PROPAGATION_SECONDS), "the identity's new role assignments are still "
+                                                                   "being applied by Azure")
 
     async def _switch(self) -> None:
         delays = list(SWITCH_RETRY_DELAYS)
@@ -157,7 +176,8 @@ class _Run:
                 delay = delays.pop(0)
                 logger.info("CycleCloud refused the switch (%s); role propagation? retrying in %gs", exc.reason,
                             delay)
-                await asyncio.sleep(delay)
+                await self.sleep(delay, "CycleCloud refused the switch (the identity's role may still be "
+                                        "propagating)")
 
     async def mode(self) -> None:
         self.lock.check()
@@ -166,8 +186,10 @@ class _Run:
 
 
 async def migrate_target(ctx: AppContext, target_name: str, *, dry_run: bool = True,
-                         remove_old_secrets: bool = False) -> MigrationOutcome:
-    """Plan (dry_run) or run the migration, resuming from the journal; with `remove_old_secrets`, step 6."""
+                         remove_old_secrets: bool = False, deadline_seconds: float | None = None) -> MigrationOutcome:
+    """Plan (dry_run) or run the migration, resuming from the journal; with `remove_old_secrets`, step 6.
+    With `deadline_seconds` (HTTP, queue continuations) a wait that would outlast it ends the call with status
+    `waiting` (HTTP 202, `retryAfterSeconds`); the next call resumes at the recorded stage."""
     target = ctx.settings.target(target_name)
     store, rotation_store = _stores(ctx)
     current = await store.read_migration(target.name)
@@ -178,14 +200,23 @@ async def migrate_target(ctx: AppContext, target_name: str, *, dry_run: bool = T
     lock = TargetLock(store, target.name)
     await lock.acquire()
     try:
-        run = _Run(ctx, target, store, rotation_store, current, lock)
+        run = _Run(ctx, target, store, rotation_store, current, lock,
+                   Deadline(deadline_seconds) if deadline_seconds is not None else None)
         if current.journal is None:
             await run.start()
         steps = ((MigrationStage.IDENTITY_ON, run.identity), (MigrationStage.ROLES_ASSIGNED, run.roles),
                  (MigrationStage.ACCOUNT_SWITCHED, run.account), (MigrationStage.MODE_RECORDED, run.mode))
-        for stage, step in steps:
-            if not reached(run.journal.stage, stage):
-                await step()
+        try:
+            for stage, step in steps:
+                if not reached(run.journal.stage, stage):
+                    await step()
+        except _NotYet as later:
+            run.steps.append(StepReport("account", "pending", f"{later.why}; resumes in {later.seconds:.0f} s"))
+            return MigrationOutcome(target.name, "migrate", False, "waiting",
+                                    f"The migration of '{target.name}' waits: {later.why}. CycleCloud still uses "
+                                    "the client secret; call again (or follow the operation) and it resumes.",
+                                    run.journal.id, run.journal.stage.value, run.steps,
+                                    retry_after_seconds=max(1.0, later.seconds))
         journal = run.journal
         if remove_old_secrets and journal.stage is MigrationStage.MODE_RECORDED:
             return await _remove(ctx, target, run, rotation_store)

@@ -21,6 +21,7 @@ _ID = re.compile(r"^[0-9a-f]{32}$")
 class OperationKind(StrEnum):
     ROTATE = "rotate"
     REMEDIATE = "remediate"
+    MIGRATE = "migrate"  # to the CycleCloud VM's managed identity (docs/migration.md)
 
 
 class OperationState(StrEnum):

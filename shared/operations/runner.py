@@ -61,6 +61,13 @@ async def _run(ctx: AppContext, kind: OperationKind, target: str, options: dict[
         outcome = await rotate_target(ctx, target, force=options.get("force", False), dry_run=False,
                                       deadline_seconds=deadline_seconds, requested_by=requested_by)
         return outcome.http_status, outcome.to_dict()
+    if kind is OperationKind.MIGRATE:
+        from ..migration import migrate_target
+
+        migration = await migrate_target(ctx, target, dry_run=False,
+                                         remove_old_secrets=options.get("remove_secrets", False),
+                                         deadline_seconds=deadline_seconds)
+        return migration.http_status, migration.to_dict()
     from ..remediation import remediate_target
 
     report = await remediate_target(ctx, target, dry_run=False, deadline_seconds=deadline_seconds)
