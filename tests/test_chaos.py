@@ -1,4 +1,4 @@
-"""The short configuration of the simulated year (tests/chaos): a month of the product's timers on 6 targets with
+"""The short configuration of the simulated year (tests/chaos): two weeks of the product's timers on 6 targets with
 mixed policies, under transient faults, hard crashes and human interference, every invariant of docs/rotation.md
 checked every simulated hour. The full year is `make chaos` (docs/reliability.md).
 
@@ -20,23 +20,26 @@ from tests.chaos.world import MASKED_CC_HOST
 from tests.twin import Twin
 
 SEED = int(os.environ.get("CHAOS_SEED", "20261201"))
-DAYS = int(os.environ.get("CHAOS_DAYS", "30"))
+DAYS = int(os.environ.get("CHAOS_DAYS", "14"))
 TARGETS = int(os.environ.get("CHAOS_TARGETS", "6"))
 
 
-async def test_a_month_under_chaos_keeps_every_invariant(twin: Twin, azurite: str) -> None:
-    options = Options(seed=SEED, days=DAYS, targets=TARGETS, health_hours=12, fault_rate=0.02, crash_rate=0.1,
+async def test_two_weeks_under_chaos_keep_every_invariant(twin: Twin, azurite: str) -> None:
+    # HEALTH_SCHEDULE daily here (the default is hourly): a sweep is the expensive part of a simulated day on this
+    # 2-core machine; "within one health interval" is measured against the interval configured
+    options = Options(seed=SEED, days=DAYS, targets=TARGETS, health_hours=24, fault_rate=0.02, crash_rate=0.1,
                       interference_per_day=1.5, stale_read_rate=0.03)
     sim = Simulation(twin, azurite, options)
     await sim.run()
     story = render(sim, f"CHAOS_SEED={SEED} CHAOS_DAYS={DAYS} CHAOS_TARGETS={TARGETS} pytest tests/test_chaos.py")
     print(story)
     assert not sim.violations, story
-    # the month really exercised what it claims to (otherwise it proves nothing)
+    # the run really exercised what it claims to (otherwise it proves nothing)
     assert sim.stats.rotations >= 2, story
     assert sum(sim.stats.faults_hit.values()) >= 10, story
     assert sim.stats.crashes >= 1 and sim.stats.crashes_recovered >= 1, story
     assert sum(sim.stats.interference_kinds.values()) >= 10, story
+    assert sum(sim.stats.interference.values()) >= 5, story  # accounted for: repaired, reported or harmless
 
 
 # -- the checks themselves can fail -----------------------------------------------------------------------------

@@ -543,8 +543,6 @@ class Simulation:
         password = state.vaults[VAULT_HOST].secrets[PASSWORD_SECRETS[t.cc_host]].versions[-1].value
         if t.transport == "rest" and server.users[CC_USER].password != password:
             problems.append("Key Vault's CycleCloud password is not the user's")
-        if any(p.name == "deny-contributor" for p in state.policy_assignments):
-            problems.append("a policy denies Contributor assignments")
         return problems
 
     def check_vault_matches_cyclecloud(self, t: SimTarget, when: str) -> None:
@@ -617,8 +615,9 @@ class Simulation:
         if item.kind == "change_cyclecloud_password":
             host = self.estate.target(item.target).cc_host
             return {t.name for t in self.estate.targets if t.cc_host == host and t.transport == "rest"}
-        if item.kind == "deny_role_assignments":
-            return {t.name for t in self.estate.targets}
+        if item.kind in ("remove_contributor", "deny_role_assignments"):  # targets on one app share the principal
+            principal = self.estate.target(item.target).principal
+            return {t.name for t in self.estate.targets if t.principal == principal}
         return {item.target}
 
     def finish(self) -> None:

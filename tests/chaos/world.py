@@ -102,7 +102,8 @@ def build_estate(seed: int, count: int) -> Estate:
         "applications": [],
         "principals": [{"object_id": FUNCTION_OBJECT_ID, "tenant_id": TENANT, "app_id": FUNCTION_CLIENT_ID,
                         "display_name": "func-remediator", "function_identity": True,
-                        "graph_app_roles": ["Application.ReadWrite.OwnedBy"]}],
+                        # reading app management policies lets the product clamp lifetimes to their maximum
+                        "graph_app_roles": ["Application.ReadWrite.OwnedBy", "Policy.Read.ApplicationConfiguration"]}],
         "subscriptions": [{"id": SUBSCRIPTION, "tenant_id": TENANT, "display_name": "HPC Production"}],
         "role_assignments": [
             {"scope": f"/subscriptions/{SUBSCRIPTION}", "role": "Role Based Access Control Administrator",
