@@ -55,7 +55,7 @@ demo: setup
 	$(PY) -m tests.demo
 
 # The simulated year under chaos (docs/reliability.md): 365 days, 20 targets; `make test` runs a month of it.
-CHAOS_ARGS ?= --seed 1 --days 365 --targets 20 --health-hours 6
+CHAOS_ARGS ?= --seed 1 --days 365 --targets 20 --health-hours 24
 chaos: setup
 	$(PY) -m tests.chaos $(CHAOS_ARGS)
 
