@@ -32,7 +32,8 @@ def summary_lines(sim: Simulation) -> list[str]:
         f"interference outcomes: {outcomes}"
         + (f"; still open at the end: {dict(still_open)}" if still_open else ""),
         f"outage minutes (hourly samples): caused by the product {s.outage_minutes_product}, "
-        f"during interference or an unrecovered crash {s.outage_minutes_interference}",
+        f"during interference or an unrecovered crash {s.outage_minutes_interference}"
+        + (f" ({', '.join(f'{k} {v}' for k, v in s.outage_by_cause.most_common())})" if s.outage_by_cause else ""),
         f"invariant violations: {len(sim.violations)}"
         + (f" ({', '.join(f'{k}: {v}' for k, v in Counter(v.invariant for v in sim.violations).items())})"
            if sim.violations else ""),

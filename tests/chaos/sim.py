@@ -74,6 +74,7 @@ class Stats:
     interference_kinds: Counter[str] = field(default_factory=Counter)
     outage_minutes_interference: int = 0
     outage_minutes_product: int = 0
+    outage_by_cause: Counter[str] = field(default_factory=Counter)  # interference kind (or crash) -> minutes
     rotation_requests: int = 0
     requests: int = 0
     unconfirmed_pushes: int = 0
@@ -323,9 +324,10 @@ class Simulation:
                 self.stats.rotations += 1
                 if entry is journal.history[0] and t.name not in self.interfered():
                     self.check_vault_matches_cyclecloud(t, f"after operation {op_id[:8]} committed")
-                if entry.get("push_confirmed") is False and entry.get("previous_key_id"):
+                if entry.get("push_confirmed") is False:
                     self.stats.unconfirmed_pushes += 1
-                    self.unconfirmed.setdefault(t.name, set()).add(str(entry["previous_key_id"]))
+                    if entry.get("previous_key_id"):
+                        self.unconfirmed.setdefault(t.name, set()).add(str(entry["previous_key_id"]))
                 elif entry.get("push_confirmed"):
                     self.unconfirmed.pop(t.name, None)
 
@@ -591,6 +593,8 @@ class Simulation:
                 if outage:
                     if t.name in interfered or self.dirty:
                         self.stats.outage_minutes_interference += 60
+                        cause = next((i.kind for i in self.open if t.name in self.affected(i)), "crash")
+                        self.stats.outage_by_cause[cause] += 60
                     else:
                         self.stats.outage_minutes_product += 60
                         self.violate(t.name, "CycleCloud never holds an expired or deleted credential",
