@@ -232,6 +232,7 @@ def run_fleet(sizes: list[int], workers: int, delay: float, sequential_max: int 
                 sweep = _python(_SWEEP, env)
                 entry["sequential"] = {"seconds": round(time.perf_counter() - started, 2),
                                        "rss_mb": round(sweep["rss_mb"], 1),
+                                       "cpu_seconds": round(sweep["cpu"], 1),
                                        "rotated": sum(1 for s in sweep["outcomes"].values() if s == "rotated"),
                                        "errors": len(sweep["errors"]), **_statuses(twin)}
             env = fresh("fan")
@@ -241,6 +242,7 @@ def run_fleet(sizes: list[int], workers: int, delay: float, sequential_max: int 
             entry["fanout"] = {"seconds": round(time.perf_counter() - started, 2),
                                "peak_rss_mb": round(max(w["rss_mb"] for w in done), 1),
                                "messages": sum(w["messages"] for w in done),
+                               "cpu_seconds": round(sum(w["cpu"] for w in done), 1),  # all workers together
                                **_operations(storage, env["STATE_CONTAINER"]), **_statuses(twin)}
             if "sequential" in entry:
                 entry["speedup"] = round(entry["sequential"]["seconds"] / entry["fanout"]["seconds"], 1)

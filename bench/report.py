@@ -101,15 +101,24 @@ def render(results: dict[str, Any], config: dict[str, str], command: str) -> str
                   f"Concurrency 1: the CLI's in-process sweep with MAX_CONCURRENCY=1. Fan-out: the timer queues one "
                   f"operation per target; {fleet.get('workers')} fresh worker processes (instances) drain the "
                   f"queue, {fleet.get('per_worker')} messages at once each (host.json).", "",
-                  "| targets | concurrency 1 s | fan-out s | speed-up | fan-out peak RSS MB | rotated | 429s |",
-                  "|---|---|---|---|---|---|---|"]
+                  "| targets | concurrency 1 s | fan-out s | speed-up | fan-out peak RSS MB | rotated | 429s "
+                  "| CPU s (concurrency 1 / fan-out, all workers) |",
+                  "|---|---|---|---|---|---|---|---|"]
         for size, entry in (fleet.get("fleets") or {}).items():
             seq, fan = entry.get("sequential") or {}, entry.get("fanout") or {}
             extrapolated = entry.get("sequential_extrapolated_seconds")
             speedup = entry.get("speedup") or entry.get("speedup_extrapolated", "-")
             lines.append(f"| {size} | {seq.get('seconds') or f'~{extrapolated} (extrapolated)'} | "
                          f"{fan.get('seconds')} | {speedup} | {fan.get('peak_rss_mb')} | {fan.get('rotated')} | "
-                         f"{fan.get('429s')} |")
+                         f"{fan.get('429s')} | {seq.get('cpu_seconds', '-')} / {fan.get('cpu_seconds', '-')} |")
+        largest = max((fleet.get("fleets") or {"0": {}}).items(), key=lambda item: int(item[0]))[1]
+        cpu = (largest.get("fanout") or {}).get("cpu_seconds")
+        if cpu:
+            cores = os.cpu_count() or 1
+            lines.append(f"\nThe fan-out of {largest['targets']} targets used {cpu} s of CPU across its workers (each "
+                         f"pays a cold start): on this machine's {cores} CPUs that alone needs at least "
+                         f"{cpu / cores:.1f} s of wall time. Here the simulated instances share {cores} cores (and "
+                         "the twin's); on the platform each instance has its own.")
         for tree, health in (fleet.get("health") or {}).items():
             lines.append(f"\nHealth check ({tree}): {health['cpu_seconds_per_target']} s CPU and "
                          f"{health['wall_seconds_per_target']} s wall per target over {health['targets']} targets.")
@@ -121,8 +130,14 @@ def render(results: dict[str, Any], config: dict[str, str], command: str) -> str
                   f"({validate['slowest_check']}); wall / slowest {validate['wall_over_slowest']}; the checks "
                   f"one after another would take {validate['sum_over_wall']}x as long ({validate['twin_requests']} "
                   "requests)."]
+    rotate_cpu = _get(results, "first_call", "rotate (now)", "median_cpu_seconds")
     lines += ["", "## The test suite", "",
-              "Not run by `make bench` (it is `make test`): the crash matrix (tests/test_rotation_crash.py, a fresh "
-              "`python -m shared rotate` per case) dominates it; see the report of issue 15 for the measured time "
-              "and the proposed pre-imported process pool.", ""]
+              "Not timed by `make bench` (that is `make test`). Most of it is the crash matrix "
+              "(tests/test_rotation_crash.py): every case starts fresh `python -m shared rotate` processes, and "
+              f"each pays a cold start ({rotate_cpu} s of CPU for a whole first rotation above, most of it imports "
+              "and msgraph's model graph). Two ways to make it cheaper without dropping a case: the Graph adapter "
+              "parsing the small models of shared/adapters/graph_models.py (a cold rotate then costs about 0.7 s of "
+              "CPU instead of about 1.8 s), and a pre-imported process (a zygote started once per session, "
+              "outside pytest's threads, that forks one child per case with the case's environment; the test "
+              "kills the child's pid exactly as it kills the process today).", ""]
     return "\n".join(lines)
