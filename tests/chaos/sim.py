@@ -115,6 +115,7 @@ class Simulation:
         self.product_created: set[str] = set()
         self.in_outage: set[str] = set()
         self.seen_operations: set[str] = set()
+        self.t0 = time.monotonic()
         self.inflight: list[Any] = []  # queue messages the worker holds (a crash leaves them invisible)
 
     # -- recording ---------------------------------------------------------------------------------------
@@ -146,7 +147,7 @@ class Simulation:
 
         from shared.adapters.cyclecloud import login_guard
 
-        started = time.monotonic()
+        started = self.t0 = time.monotonic()
         with time_machine.travel(START, tick=True) as traveller, travelling_login_guard(login_guard):
             self.twin.clock.reset()
             self.twin.load(self.estate.scenario)
@@ -178,6 +179,9 @@ class Simulation:
                 await self.health_sweep()
             self.check_hourly()
             self.people_act(hour)
+            if hour % (24 * 7) == 24 * 7 - 1:  # a line a simulated week, so a long run shows it is alive
+                logger.warning("chaos: day %d of %d, %d rotations, %d violations, %.0f s", hour // 24 + 1,
+                               self.opt.days, self.stats.rotations, len(self.violations), time.monotonic() - self.t0)
             self.twin.request_log.clear()  # counted already; a year of requests would not fit in memory
         self.finish()
 
