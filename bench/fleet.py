@@ -236,6 +236,7 @@ def run_fleet(sizes: list[int], workers: int, delay: float, sequential_max: int 
                                        "rotated": sum(1 for s in sweep["outcomes"].values() if s == "rotated"),
                                        "errors": len(sweep["errors"]), **_statuses(twin)}
             env = fresh("fan")
+            env["MAXIMUM_INSTANCE_COUNT"] = str(workers)  # each worker takes its share of the service limits
             started = time.perf_counter()
             _python(_ENQUEUE, env)
             done = _workers(env, workers)

@@ -277,6 +277,8 @@ module api 'app/api.bicep' = {
       HEALTH_SCHEDULE: healthSchedule
       AUTO_REMEDIATE: toLower(string(autoRemediate))
       MAX_CONCURRENCY: string(maxConcurrency)
+      // each instance takes this share of the per-service limits (shared/limits.py)
+      MAXIMUM_INSTANCE_COUNT: string(maximumInstanceCount)
       STATE_CONTAINER: stateContainerName
       CONTINUATION_QUEUE: continuationQueueName
       HTTP_BUDGET_SECONDS: string(httpBudgetSeconds)

@@ -24,6 +24,7 @@ import re
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, Self
 
+from . import limits
 from .config import HOME_IDENTITY, Settings
 from .limits import arm_key, host_key, limit_httpx_client
 from .single_flight import SingleFlightCredential
@@ -79,6 +80,8 @@ class ClientFactory:
         self._credential: AsyncTokenCredential | None = None
         self._closeables: list[Any] = []
         self._cache: dict[tuple[str, ...], Any] = {}
+        # in Azure every instance takes its share of the per-service budgets; the CLI is one process
+        limits.configure(settings.maximum_instance_count if running_in_azure() else 1)
         # which tenant an app registration (client id or object id) or a subscription belongs to, as configured
         # (and, for object ids, as learnt from Graph's answers): routes each call to the identity of that tenant
         self._tenant_of: dict[str, str] = {}

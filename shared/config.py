@@ -140,6 +140,9 @@ class Settings:
     health_schedule: str = DEFAULT_HEALTH_SCHEDULE
     auto_remediate: bool = False
     max_concurrency: int = 4
+    # MAXIMUM_INSTANCE_COUNT: the Function app's instance bound (Bicep maximumInstanceCount); each instance takes
+    # this share of the per-service limits (shared/limits.py), so the fleet together stays within them
+    maximum_instance_count: int = 1
     http_budget_seconds: float = DEFAULT_HTTP_BUDGET_SECONDS  # HTTP_BUDGET_SECONDS
     continuation_queue: str = DEFAULT_CONTINUATION_QUEUE  # CONTINUATION_QUEUE, in the Functions storage account
     continuation_backoff_seconds: float = 30.0  # CONTINUATION_BACKOFF_SECONDS: first delay, doubling to 300 s
@@ -699,6 +702,17 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
             problems.add("MAX_CONCURRENCY", f"{env['MAX_CONCURRENCY']!r} is not a positive whole number", "use e.g. 4")
             max_concurrency = 4
 
+    instances = 1
+    if env.get("MAXIMUM_INSTANCE_COUNT"):
+        try:
+            instances = int(env["MAXIMUM_INSTANCE_COUNT"])
+            if not 1 <= instances <= 1000:
+                raise ValueError
+        except ValueError:
+            problems.add("MAXIMUM_INSTANCE_COUNT", f"{env['MAXIMUM_INSTANCE_COUNT'][:20]!r} is not a whole number "
+                         "from 1 to 1000", "use the Function app's maximumInstanceCount (the Bicep sets it)")
+            instances = 1
+
     targets: list[Target] = []
     raw_targets = _load_targets_json(problems, env)
     if raw_targets is not None:
@@ -719,6 +733,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         health_schedule=_schedule(problems, env, "HEALTH_SCHEDULE", DEFAULT_HEALTH_SCHEDULE),
         auto_remediate=_flag(problems, env, "AUTO_REMEDIATE", False),
         max_concurrency=max_concurrency,
+        maximum_instance_count=instances,
         **_http_api(problems, env),
         **_notifications(problems, env),
         home_tenant_id=home_tenant.lower() if home_tenant else None,

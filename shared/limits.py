@@ -6,12 +6,13 @@ service answers 429 with Retry-After it holds every request for that key until t
 other requests in flight run into the same throttle. Every HTTP attempt passes a gate (retries included: the
 gate sits in the transport, under azure-core's and kiota's retry handlers).
 
-The limits are per worker process. Across the fleet they multiply by the instances the host runs at once
-(Bicep maximumInstanceCount) times nothing more: host.json's batchSize/newBatchThreshold only decide how many
-targets one process works on, and they all share that process's gates. The numbers stay well inside the
-documented limits (Graph: identity and access service limits per app and tenant; ARM: 250-token buckets per
-subscription refilled at 25 a second; Key Vault: 4,000 secret reads per 10 s per vault; a CycleCloud server is
-one VM's web application).
+LIMITS are budgets for the whole deployment. A worker process cannot see the others, so each takes its share:
+the budget divided by the instances the host may run at once (MAXIMUM_INSTANCE_COUNT, the Bicep's
+maximumInstanceCount; host.json's batchSize and newBatchThreshold only decide how many targets one process works
+on, and those all share that process's gates). The CLI is one process and takes the whole budget. The budgets
+are chosen below the documented limits: Graph's identity and access limits per app and tenant; ARM's buckets per
+subscription (250 tokens, refilled at 25 a second per principal: every target's own principal has its own);
+Key Vault's 4,000 secret reads per 10 s per vault; a CycleCloud server is one VM's web application.
 
 Gates belong to an event loop (asyncio primitives do), so each loop has its own set: the Functions worker runs
 one loop, the CLI one per command."""
@@ -42,12 +43,26 @@ class Limit:
     burst: int  # requests allowed at once after a quiet period
 
 
-LIMITS: dict[str, Limit] = {
-    "graph": Limit(concurrency=8, per_second=20.0, burst=20),  # per tenant
-    "arm": Limit(concurrency=8, per_second=15.0, burst=30),  # per subscription (tenant-level calls: per tenant)
-    "vault": Limit(concurrency=8, per_second=40.0, burst=40),  # per vault
-    "cyclecloud": Limit(concurrency=4, per_second=10.0, burst=10),  # per server
+LIMITS: dict[str, Limit] = {  # for the whole deployment, per key
+    "graph": Limit(concurrency=64, per_second=160.0, burst=160),  # per tenant
+    "arm": Limit(concurrency=32, per_second=20.0, burst=200),  # per subscription (tenant-level calls: per tenant)
+    "vault": Limit(concurrency=64, per_second=300.0, burst=300),  # per vault
+    "cyclecloud": Limit(concurrency=8, per_second=20.0, burst=20),  # per server
 }
+_processes = 1  # how many processes share LIMITS (configure())
+
+
+def configure(processes: int) -> None:
+    """How many worker processes share the budgets (the client factory calls this: the instance bound in Azure,
+    1 elsewhere). Gates made afterwards take their share."""
+    global _processes
+    _processes = max(1, processes)
+
+
+def share(limit: Limit, processes: int) -> Limit:
+    """One process's share of a budget (at least one request in flight and one every two seconds)."""
+    return Limit(concurrency=max(1, limit.concurrency // processes),
+                 per_second=max(0.5, limit.per_second / processes), burst=max(1, limit.burst // processes))
 
 
 class Gate:
@@ -106,7 +121,7 @@ def gate(service: str, key: str) -> Gate:
     gates = _GATES.setdefault(asyncio.get_running_loop(), {})
     found = gates.get((service, key.lower()))
     if found is None:
-        found = gates[(service, key.lower())] = Gate(LIMITS[service])
+        found = gates[(service, key.lower())] = Gate(share(LIMITS[service], _processes))
     return found
 
 

@@ -87,3 +87,37 @@ async def test_a_throttled_vault_is_held_not_hammered(clients: ClientFactory, tw
     (gate,) = [g for (service, _), g in limits.gates().items() if service == "vault"]
     assert gate.throttled >= 1
     assert time.monotonic() - started >= 1.0  # everyone waited the Retry-After, not just the throttled request
+
+
+def test_each_instance_takes_its_share_of_the_budgets(monkeypatch: pytest.MonkeyPatch) -> None:
+    from shared.config import load_settings
+    from tests.world import World
+
+    assert limits.share(limits.Limit(64, 160.0, 160), 40) == limits.Limit(1, 4.0, 4)
+    assert limits.share(limits.Limit(8, 20.0, 20), 40) == limits.Limit(1, 0.5, 1)  # never none at all
+    assert limits.share(limits.LIMITS["graph"], 1) == limits.LIMITS["graph"]  # the CLI: the whole budget
+
+    env = World().env()
+    assert load_settings(env).maximum_instance_count == 1
+    assert load_settings({**env, "MAXIMUM_INSTANCE_COUNT": "40"}).maximum_instance_count == 40
+    with pytest.raises(Exception, match="MAXIMUM_INSTANCE_COUNT"):
+        load_settings({**env, "MAXIMUM_INSTANCE_COUNT": "0"})
+
+    async def graph_gate() -> limits.Gate:
+        return limits.gate("graph", "tenant")
+
+    monkeypatch.setattr(limits, "_processes", 1)
+    limits.configure(40)
+    assert asyncio.run(graph_gate()).limit == limits.share(limits.LIMITS["graph"], 40)
+
+
+def test_the_factory_shares_the_budgets_only_in_azure(settings: Settings, twin: Twin,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    from dataclasses import replace
+
+    monkeypatch.setattr(limits, "_processes", 1)
+    ClientFactory(replace(settings, maximum_instance_count=40))  # the twin stands in for App Service's MSI
+    assert limits._processes == 40
+    monkeypatch.delenv("IDENTITY_ENDPOINT")
+    ClientFactory(replace(settings, maximum_instance_count=40))  # an operator's laptop: one process
+    assert limits._processes == 1
