@@ -27,7 +27,8 @@ def summary_lines(sim: Simulation) -> list[str]:
         f"transient faults hit: {sum(s.faults_hit.values())} "
         f"({', '.join(f'{k} {v}' for k, v in sorted(s.faults_hit.items())) or 'none'}), answered by the "
         "product's bounded retries",
-        f"crashes: {s.crashes}, recovered by the next run: {s.crashes_recovered}",
+        f"crashes: {s.crashes}; runs of the restarted host that completed: {s.crashes_recovered} (a crash can hit "
+        f"one); {'a crash is still pending at the end' if sim.dirty else 'every crash was followed by a completed run'}",
         f"interference: {sum(s.interference_kinds.values())} ({kinds})",
         f"interference outcomes: {outcomes}"
         + (f"; still open at the end: {dict(still_open)}" if still_open else ""),
