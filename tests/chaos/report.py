@@ -15,6 +15,7 @@ def summary_lines(sim: Simulation) -> list[str]:
     outcomes = ", ".join(f"{k} {v}" for k, v in sorted(s.interference.items())) or "none"
     kinds = ", ".join(f"{k} {v}" for k, v in sorted(s.interference_kinds.items())) or "none"
     still_open = Counter(i.kind for i in sim.open)
+    pending = "a crash is still pending at the end" if sim.dirty else "every crash was followed by a completed run"
     modes = Counter(f"{t.mode}/{t.transport}" for t in sim.estate.targets)
     return [
         f"seed {o.seed}, {o.days} simulated days, {o.targets} targets "
@@ -28,7 +29,7 @@ def summary_lines(sim: Simulation) -> list[str]:
         f"({', '.join(f'{k} {v}' for k, v in sorted(s.faults_hit.items())) or 'none'}), answered by the "
         "product's bounded retries",
         f"crashes: {s.crashes}; runs of the restarted host that completed: {s.crashes_recovered} (a crash can hit "
-        f"one); {'a crash is still pending at the end' if sim.dirty else 'every crash was followed by a completed run'}",
+        f"one); {pending}",
         f"interference: {sum(s.interference_kinds.values())} ({kinds})",
         f"interference outcomes: {outcomes}"
         + (f"; still open at the end: {dict(still_open)}" if still_open else ""),
