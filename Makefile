@@ -59,6 +59,8 @@ CHAOS_ARGS ?= --seed 1 --days 365 --targets 20 --health-hours 24
 chaos: setup
 	$(PY) -m tests.chaos $(CHAOS_ARGS)
 
+# Every benchmark in fresh processes against the twin and Azurite; writes docs/performance.md (about 12 minutes on
+# 2 cores; BENCH_FLEET_SIZES, BENCH_FLEET_WORKERS, BENCH_ROUNDS, BENCH_BASELINE override). make test runs them tiny.
 bench: setup
 	$(PY) -m bench
 
