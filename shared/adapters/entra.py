@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from azure.core.exceptions import ClientAuthenticationError, ServiceRequestError
 
@@ -11,6 +12,9 @@ from ..aadsts import AadstsCode, EntraEvidence, explain, parse_entra_error
 from ..clients import ClientFactory, credential_kind
 from ..errors import CredentialUnavailableError, ServiceError
 from ..redaction import register_secret, scrub
+
+if TYPE_CHECKING:
+    from azure.core.credentials_async import AsyncTokenCredential
 
 logger = logging.getLogger(__name__)
 
@@ -27,12 +31,15 @@ class TokenProbe:
 
 
 async def probe_secret(clients: ClientFactory, tenant_id: str, app_id: str, secret: str,
-                       scope: str | None = None) -> TokenProbe:
+                       scope: str | None = None, credential: AsyncTokenCredential | None = None) -> TokenProbe:
     """Ask Entra ID for a client-credentials token with `secret`. Never raises for a refused secret: a
-    refusal is a result (with its AADSTS evidence); only unreachable Entra raises."""
+    refusal is a result (with its AADSTS evidence); only unreachable Entra raises. With `credential` (the
+    caller's, built from the same secret and closed by the caller) the token stays cached in it for the
+    caller's next ARM call."""
     register_secret(secret)
     scope = scope or clients.cloud.arm_scope
-    credential = clients.secret_credential(tenant_id, app_id, secret)
+    owned = credential is None
+    credential = credential or clients.secret_credential(tenant_id, app_id, secret)
     try:
         await credential.get_token(scope)
         return TokenProbe(True, scope)
@@ -46,7 +53,8 @@ async def probe_secret(clients: ClientFactory, tenant_id: str, app_id: str, secr
             fix=f"Check outbound HTTPS from this host to {clients.cloud.login}.",
         ) from None
     finally:
-        await credential.close()
+        if owned:
+            await credential.close()
 
 
 async def probe_own_identity(clients: ClientFactory) -> str:

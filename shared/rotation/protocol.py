@@ -159,6 +159,7 @@ class RotationRun:
         self.kept: list[dict[str, str]] = []
         self.findings: list[dict[str, str]] = []
         self._value: str | None = None  # the new secret, in memory only
+        self._pushed_in_this_run = False
 
     # -- small helpers ------------------------------------------------------------------------------------
 
@@ -699,29 +700,30 @@ class RotationRun:
     # -- test -----------------------------------------------------------------------------------------------
 
     async def probe(self, value: str) -> tuple[bool, str]:
+        """One token for the new secret, then ARM's authorization answer on each subscription with that same
+        token (one credential per probe: its token cache saves a second token request)."""
         from ..adapters.entra import probe_secret
         from ..adapters.rbac import RbacAdapter
 
         tenant, app_id = self.target.tenant_id, self.target.app_id or ""
-        token = await probe_secret(self.ctx.clients, tenant, app_id, value)
-        if not token.ok:
-            code = token.evidence.code if token.evidence else "?"
-            return False, f"token refused (AADSTS{code})"
-        rbac = RbacAdapter(self.ctx.clients)
-        for sub in self.target.subscription_ids:
-            credential = self.ctx.clients.secret_credential(tenant, app_id, value)
-            try:
-                permissions = await rbac.permissions(sub, credential=credential)
-            except RemediatorError as exc:
-                return False, f"ARM refused the new secret on subscription {sub} ({exc.code})"
-            finally:
-                await credential.close()
-            if not permissions.allows(PROBE_ACTION):
-                warning = (f"on subscription {sub} the service principal may not {PROBE_ACTION} (a role problem "
-                           f"the old secret has too; see `roles`)")
-                if warning not in self.warnings:
-                    self.warnings.append(warning)
-        return True, "ok"
+        credential = self.ctx.clients.secret_credential(tenant, app_id, value)
+        try:
+            token = await probe_secret(self.ctx.clients, tenant, app_id, value, credential=credential)
+            if not token.ok:
+                code = token.evidence.code if token.evidence else "?"
+                return False, f"token refused (AADSTS{code})"
+            rbac = RbacAdapter(self.ctx.clients)
+            for sub in self.target.subscription_ids:
+                try:
+                    permissions = await rbac.permissions(sub, credential=credential)
+                except RemediatorError as exc:
+                    return False, f"ARM refused the new secret on subscription {sub} ({exc.code})"
+                if not permissions.allows(PROBE_ACTION):
+                    self.warn(f"on subscription {sub} the service principal may not {PROBE_ACTION} (a role problem "
+                              "the old secret has too; see `roles`)")
+            return True, "ok"
+        finally:
+            await credential.close()
 
     async def test(self) -> None:
         op = self.op
@@ -798,6 +800,7 @@ class RotationRun:
                                         f"The push to CycleCloud could not be made: {exc.message} CycleCloud keeps "
                                         "its old secret; the next run retries the push.")) from None
         confirmed = account.secret_hint is not None
+        self._pushed_in_this_run = True
         self.op = op.advance(RotationStage.COMMIT, push_confirmed=confirmed)
         await self.save(self.journal.with_current(self.op))
         if confirmed:
@@ -815,8 +818,12 @@ class RotationRun:
     async def commit(self, app: AppRegistration) -> RotationOutcome:
         op = self.op
         assert op is not None
-        versions = await self.read_versions(self.secret_name)
-        newest = next((v for v in reversed(versions) if v.enabled), None)
+        # resumed at commit, a run that died after writing the main secret must not write it twice; pushed in
+        # this very run, nothing can have written it yet
+        newest = None
+        if not self._pushed_in_this_run:
+            versions = await self.read_versions(self.secret_name)
+            newest = next((v for v in reversed(versions) if v.enabled), None)
         if newest is None or newest.tags.get(TAG_OPERATION_ID) != op.id:
             await self._write_main(await self.pending_value())
         if op.pending_version:
