@@ -29,6 +29,7 @@ from ..errors import (
     ServiceError,
 )
 from ..redaction import register_secret, scrub
+from .graph_models import SelectedApplication, SelectedServicePrincipal, error_mapping
 
 if TYPE_CHECKING:
     from msgraph.graph_service_client import GraphServiceClient
@@ -384,9 +385,12 @@ class GraphAdapter:
             # the SDK's alternate-key builders write appId into the client's SHARED path parameters and build
             # the URL only after awaiting a token: concurrent lookups would read each other's app. Copy them.
             client = self._client_for(app_id)
-            model = await ApplicationsWithAppIdRequestBuilder(
+            info = ApplicationsWithAppIdRequestBuilder(
                 client.request_adapter, dict(client.path_parameters), app_id
-            ).get(request_configuration=RequestConfiguration(query_parameters=query))
+            ).to_get_request_information(request_configuration=RequestConfiguration(query_parameters=query))
+            # a small model: msgraph's full Application would import its whole model graph (graph_models.py)
+            model = await client.request_adapter.send_async(info, SelectedApplication,
+                                                            error_mapping())
         except Exception as exc:  # mapped to a domain error right here
             self._raise(exc, action="read", app=app_id, write=False)
         if model is None:
@@ -404,9 +408,10 @@ class GraphAdapter:
             select=APPLICATION_SELECT
         )
         try:
-            model = await self._app_item(app_object_id).get(
-                request_configuration=RequestConfiguration(query_parameters=query)
-            )
+            item = self._app_item(app_object_id)
+            info = item.to_get_request_information(request_configuration=RequestConfiguration(query_parameters=query))
+            model = await item.request_adapter.send_async(info, SelectedApplication,
+                                                          error_mapping())
         except Exception as exc:
             self._raise(exc, action="read", app=app_object_id, write=False)
         if model is None:
@@ -515,9 +520,11 @@ class GraphAdapter:
         )
         try:
             client = self._client_for(app_id)  # own copy of the path parameters: see get_application
-            model = await ServicePrincipalsWithAppIdRequestBuilder(
+            info = ServicePrincipalsWithAppIdRequestBuilder(
                 client.request_adapter, dict(client.path_parameters), app_id
-            ).get(request_configuration=RequestConfiguration(query_parameters=query))
+            ).to_get_request_information(request_configuration=RequestConfiguration(query_parameters=query))
+            model = await client.request_adapter.send_async(
+                info, SelectedServicePrincipal, error_mapping())
         except Exception as exc:
             self._raise(exc, action="read the service principal of", app=app_id, write=False)
         if model is None:

@@ -40,7 +40,7 @@ _SDK_MODULES: dict[str, tuple[str, ...]] = {
     "graph": ("msgraph", "msgraph_core", "kiota_authentication_azure.azure_identity_authentication_provider",
               "msgraph.generated.applications_with_app_id.applications_with_app_id_request_builder",
               "msgraph.generated.service_principals_with_app_id.service_principals_with_app_id_request_builder",
-              "msgraph.generated.models.application", "msgraph.generated.models.service_principal"),
+              "shared.adapters.graph_models"),
     "arm": ("azure.mgmt.authorization.aio", "azure.mgmt.resource.subscriptions.aio", "azure.mgmt.core"),
     "compute": ("azure.mgmt.compute.aio",),
     "vault": ("azure.keyvault.secrets.aio",),
@@ -52,14 +52,11 @@ def _import_all(names: tuple[str, ...]) -> None:
     for name in names:
         importlib.import_module(name)
     if "msgraph" in names:
-        # msgraph's models import the models they reference lazily, while the first answer is parsed: well
-        # over a thousand modules. Asking the two models we read for their deserializers imports them all here.
-        from msgraph.generated.models.application import Application
+        # the Graph adapter parses small models (adapters/graph_models.py), not msgraph's full ones, whose
+        # first parse would import over a thousand modules: only PasswordCredential's are needed
         from msgraph.generated.models.password_credential import PasswordCredential
-        from msgraph.generated.models.service_principal import ServicePrincipal
 
-        for model in (Application(), ServicePrincipal(), PasswordCredential()):
-            model.get_field_deserializers()
+        PasswordCredential().get_field_deserializers()
 
 
 async def call(function: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
