@@ -414,12 +414,15 @@ class RbacAdapter:
         return items
 
     async def permissions(self, subscription_id: str, credential: AsyncTokenCredential | None = None, *,
-                          resource_group: str | None = None) -> PermissionSet:
-        """The CALLER's effective permissions at the subscription (or one of its resource groups): the product's
-        own by default; with `credential` (e.g. `clients.secret_credential(...)`), that identity's."""
+                          resource_group: str | None = None, resource_id: str | None = None) -> PermissionSet:
+        """The CALLER's effective permissions at the subscription, one of its resource groups, or one resource
+        (`resource_id`, e.g. a VM: a grant on the resource itself shows only there): the product's own by
+        default; with `credential` (e.g. `clients.secret_credential(...)`), that identity's."""
         scope = f"/subscriptions/{subscription_id}"
         if resource_group:
             scope += f"/resourceGroups/{resource_group}"
+        if resource_id:
+            scope = resource_id.rstrip("/")
         items = await self._get_json(f"{scope}{AUTH}/permissions", {"api-version": PERMISSIONS_API},
                                      what=f"Reading effective permissions at {scope}", credential=credential)
         return PermissionSet(scope, tuple(PermissionEntry(

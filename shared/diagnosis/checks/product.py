@@ -154,11 +154,12 @@ async def check_product_rights(facts: Facts) -> list[Finding]:
 
     cc = target.cyclecloud
     if target.vm_resource_id and cc is not None and cc.transport is Transport.RUNCOMMAND:
-        sub, rg, _ = parse_vm_id(target.vm_resource_id)
-        permissions = await (await facts.arm()).permissions(sub, resource_group=rg)
+        sub, _, _ = parse_vm_id(target.vm_resource_id)
+        # on the VM itself: the fix grants Virtual Machine Contributor there, which its resource group never shows
+        permissions = await (await facts.arm()).permissions(sub, resource_id=target.vm_resource_id)
         missing = permissions.missing(PRODUCT_ACTIONS_RUNCOMMAND)
         if missing:
-            scope = f"/subscriptions/{sub}/resourceGroups/{rg}"
+            scope = target.vm_resource_id
             grant = _grant("Virtual Machine Contributor", target.vm_resource_id,
                            "to push the secret to CycleCloud with Run Command")
             findings.append(make_finding(

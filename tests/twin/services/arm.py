@@ -117,6 +117,9 @@ class ArmService(Service):
         router.add("GET", sub, "getSubscription", self.get_subscription)
         router.add("GET", sub + AUTH + "/permissions", "listPermissions", self.permissions)
         router.add("GET", sub + "/resourceGroups/{rg}" + AUTH + "/permissions", "listPermissions", self.permissions)
+        # Permissions - List For Resource (the VM a Run Command target pushes through)
+        router.add("GET", sub + "/resourceGroups/{rg}/providers/Microsoft.Compute/virtualMachines/{vm}" + AUTH
+                   + "/permissions", "listPermissions", self.permissions)
         router.add("GET", sub + AUTH + "/policyAssignments", "listPolicyAssignments", self.policy_assignments)
         router.add("GET", sub + "/providers/Microsoft.Insights/eventtypes/management/values", "listActivityLog",
                    self.activity_log)
@@ -495,6 +498,8 @@ class ArmService(Service):
         scope = f"/subscriptions/{request.params['sub']}"
         if "rg" in request.params:
             scope += f"/resourceGroups/{request.params['rg']}"
+        if "vm" in request.params:
+            scope += f"/providers/Microsoft.Compute/virtualMachines/{request.params['vm']}"
         info = self._caller(request, scope)
         with self.state.lock:
             value = self.state.permissions_at(info.object_id, scope)
