@@ -161,23 +161,33 @@ async def poisoned_operations(ctx: AppContext) -> list[dict[str, Any]]:
 # -- the queue side ---------------------------------------------------------------------------------------------
 
 
-async def resume_operation(ctx: AppContext, text: str, *, dequeue_count: int, message_id: str | None) -> None:
-    """The queue-triggered function's body. Returns normally when the message is done with (finished, waiting
-    again under a new message, stale, or not ours); raises to have the host deliver it again."""
+async def _message_and_record(ctx: AppContext, text: str, message_id: str | None, what: str
+                              ) -> tuple[ContinuationMessage, OperationStore, VersionedRecord] | None:
+    """The message and its operation's record, or None (logged) when the message is not a continuation of this
+    app or names an operation that does not exist: retrying cannot change either, so the message is dropped."""
     message = ContinuationMessage.parse(text)
     if message is None:
-        # retrying cannot make it ours; the error record is the trace (and the message is dropped)
-        logger.error("continuation message %s is not a continuation of this app; dropped",
+        logger.error("%s message %s is not a continuation of this app; dropped", what,
                      log_safe(message_id or "?", 64))
-        return
+        return None
     store = _store(ctx)
     try:
         current = await store.read(message.operation_id)
     except RemediatorError as exc:
         if exc.status == 404:
-            logger.error("continuation for unknown operation %s dropped", message.operation_id)
-            return
+            logger.error("%s for unknown operation %s dropped", what, message.operation_id)
+            return None
         raise
+    return message, store, current
+
+
+async def resume_operation(ctx: AppContext, text: str, *, dequeue_count: int, message_id: str | None) -> None:
+    """The queue-triggered function's body. Returns normally when the message is done with (finished, waiting
+    again under a new message, stale, or not ours); raises to have the host deliver it again."""
+    found = await _message_and_record(ctx, text, message_id, "continuation")
+    if found is None:
+        return
+    message, store, current = found
     record = current.record
     if record.finished or message.attempt != record.attempt:
         logger.info("continuation %s of operation %s is stale (record at attempt %s, %s); dropped",
@@ -263,18 +273,10 @@ async def _delivery_failed(store: OperationStore, current: VersionedRecord, erro
 async def record_poisoned(ctx: AppContext, text: str, *, message_id: str | None) -> None:
     """The poison queue's trigger: a continuation the host gave up on without our code recording it (the worker
     died or timed out on all five deliveries) is recorded here, so no operation stays "running" for ever."""
-    message = ContinuationMessage.parse(text)
-    if message is None:
-        logger.error("poisoned message %s is not a continuation of this app; dropped", log_safe(message_id or "?", 64))
+    found = await _message_and_record(ctx, text, message_id, "poisoned continuation")
+    if found is None:
         return
-    store = _store(ctx)
-    try:
-        current = await store.read(message.operation_id)
-    except RemediatorError as exc:
-        if exc.status == 404:
-            logger.error("poisoned continuation for unknown operation %s dropped", message.operation_id)
-            return
-        raise
+    message, store, current = found
     record = current.record
     if record.poisoned or record.finished or message.attempt != record.attempt:
         return  # already recorded by the delivery that failed last, or a stale message
