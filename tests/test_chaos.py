@@ -27,7 +27,7 @@ TARGETS = int(os.environ.get("CHAOS_TARGETS", "6"))
 async def test_two_weeks_under_chaos_keep_every_invariant(twin: Twin, azurite: str) -> None:
     # HEALTH_SCHEDULE daily here (the default is hourly): a sweep is the expensive part of a simulated day on this
     # 2-core machine; "within one health interval" is measured against the interval configured
-    options = Options(seed=SEED, days=DAYS, targets=TARGETS, health_hours=24, fault_rate=0.02, crash_rate=0.1,
+    options = Options(seed=SEED, days=DAYS, targets=TARGETS, health_hours=24, fault_rate=0.02, crash_rate=0.3,
                       interference_per_day=1.5, stale_read_rate=0.03)
     sim = Simulation(twin, azurite, options)
     await sim.run()
