@@ -135,6 +135,9 @@ class ClientFactory:
                                                          if t.cross_tenant}),
                     **SDK_RETRY,
                 )
+            # validate's checks ask for the same token concurrently on a cold process (two ARM checks, Graph's
+            # application and service principal reads): they share one request (shared/single_flight.py)
+            self._credential = SingleFlightCredential(self._credential)
             self._closeables.append(self._credential)
         return self._credential
 
@@ -167,8 +170,8 @@ class ClientFactory:
             return _TenantPinnedCredential(self.credential, tenant_id.lower())
         key = ("federated", tenant_id.lower(), identity)
         if key not in self._cache:
-            self._keep(key, FederatedAppCredential(self.credential, tenant_id.lower(), identity,
-                                                   authority=self.cloud.login))
+            self._keep(key, SingleFlightCredential(FederatedAppCredential(
+                self.credential, tenant_id.lower(), identity, authority=self.cloud.login)))
         return self._cache[key]  # type: ignore[no-any-return]
 
     def secret_credential(self, tenant_id: str, app_id: str, secret: str) -> AsyncTokenCredential:
@@ -196,10 +199,7 @@ class ClientFactory:
         from msgraph.graph_service_client import GraphServiceClient
         from msgraph_core import GraphClientFactory
 
-        # kiota asks the credential on every request: concurrent first reads (validate's checks) would each fetch
-        # the same token on a cold process; they share one request instead (shared/single_flight.py)
-        auth = AzureIdentityAuthenticationProvider(SingleFlightCredential(self.credential_for(tenant_id)),
-                                                   scopes=[self.cloud.graph_scope])
+        auth = AzureIdentityAuthenticationProvider(self.credential_for(tenant_id), scopes=[self.cloud.graph_scope])
         http_client = GraphClientFactory.create_with_default_middleware(
             # Graph throttles per app and tenant: the gate of this client's tenant (the home tenant's: "home")
             client=limit_httpx_client(httpx.AsyncClient(
