@@ -4,10 +4,13 @@
     python -m shared token <target>
     python -m shared cyclecloud probe <target>
     python -m shared validate <target> [--json]
-    python -m shared rotate <target> [--force] [--dry-run]
+    python -m shared rotate <target> [--force] [--dry-run] [--status]
     python -m shared roles <target> [--apply]
     python -m shared remediate <target> [--dry-run]
     python -m shared targets [--json]
+    python -m shared migrate <target> [--apply | --rollback] [--remove-secrets]
+
+`python -m shared --help` lists them (shared/cli/__init__.py's COMMANDS); README.md documents each.
 """
 
 from __future__ import annotations
