@@ -55,6 +55,7 @@ def load_scenario(twin: Twin, source: dict[str, Any] | str | Path) -> None:
         state.propagation.principal_not_found_seconds = float(prop.get("principal_not_found_seconds", 0))
         state.propagation.graph_stale_read_seconds = float(prop.get("graph_stale_read_seconds", 0))
         load_switches(state, scenario)
+        twin.throttle.configure(scenario.get("throttling", True))
 
         for raw in scenario.get("tenants", []):
             tenant = Tenant(raw["id"].lower(), raw.get("domain", f"{raw['id'][:8]}.onmicrosoft.com"))

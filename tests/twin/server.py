@@ -30,6 +30,7 @@ from .clock import Clock
 from .faults import Faults
 from .http import HttpError, Request, Response, Router, json_response
 from .state import State
+from .throttling import Throttle
 from .tokens import Tokens
 
 logger = logging.getLogger(__name__)
@@ -86,6 +87,7 @@ class Twin:
         self.state = State(self.clock)
         self.tokens = Tokens()
         self.faults = Faults()
+        self.throttle = Throttle()  # the services' documented limits (tests/twin/throttling.py)
         self.identity_header = secrets.token_hex(16)
         self.ca = trustme.CA(organization_name="Azure twin test CA")
         self.ca_path = self.workdir / "twin-ca.pem"
@@ -191,6 +193,7 @@ class Twin:
     def reset(self) -> None:
         """Back to an empty twin (between tests)."""
         self.faults.clear()
+        self.throttle.configure(True)
         self.clock.reset()
         self.run_command_executor = self._default_run_command_executor  # tests may swap it; never leak it
         self.state = State(self.clock)
@@ -247,6 +250,9 @@ class Twin:
                 matched[0].handler(request)
         if fault is not None:
             response = self.faults.apply(fault, request)
+        info = self.tokens.lookup(request.bearer)
+        if response is None and matched is not None:
+            response = self.throttle.check(request, info.object_id if info else None)
         if response is None:
             if matched is None:
                 response = service.not_found(request)
@@ -260,7 +266,6 @@ class Twin:
                     logger.exception("twin %s.%s crashed", service.name, request.operation)
                     response = json_response(500, {"error": {"code": "InternalServerError",
                                                              "message": "The twin failed to handle the request."}})
-        info = self.tokens.lookup(request.bearer)
         self.request_log.append(LoggedRequest(request.seq, service.name, request.operation, request.method,
                                               request.host, request.path, response.status,
                                               info.object_id if info else None))
