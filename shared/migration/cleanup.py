@@ -19,7 +19,7 @@ from ..adapters.vault import VaultAdapter
 from ..config import Mode, Target
 from ..context import AppContext
 from ..errors import RemediatorError
-from ..rotation.layout import TAG_OPERATION_ID, TAG_STATE
+from ..rotation.layout import STATE_MIGRATED, TAG_OPERATION_ID, TAG_STATE
 from ..rotation.model import to_iso, utcnow
 from ..rotation.removal import UsageEvidence, removal_verdict
 from ..rotation.store import JournalStore
@@ -28,9 +28,6 @@ from .checks import managed_identity_health
 from .model import MigrationJournal
 
 logger = logging.getLogger(__name__)
-
-MIGRATED_STATE = "migrated"
-
 
 def secret_view(target: Target, journal: MigrationJournal) -> Target:
     """The target as it was before the migration (the app settings may already say managed_identity, which
@@ -115,19 +112,19 @@ async def remove_secrets(ctx: AppContext, target: Target, journal: MigrationJour
 
 
 def is_rollback_copy_superseded(tags: dict[str, str]) -> bool:
-    return tags.get(TAG_STATE) == MIGRATED_STATE
+    return tags.get(TAG_STATE) == STATE_MIGRATED
 
 
 async def _supersede_rollback_copy(vault: VaultAdapter, journal: MigrationJournal) -> None:
     versions = await vault.list_versions(journal.secret_name)
     newest = versions[-1] if versions else None
-    if newest is not None and newest.tags.get(TAG_STATE) == MIGRATED_STATE \
+    if newest is not None and newest.tags.get(TAG_STATE) == STATE_MIGRATED \
             and newest.tags.get(TAG_OPERATION_ID) == journal.id:
         return  # a resumed run: already superseded
     # no credential value: consumers of this secret read a note, and the removal rule's evidence holds no
     # credential of this app from it
     await vault.set_secret(journal.secret_name, f"migrated-to-managed-identity {journal.id}",
-                           tags={TAG_STATE: MIGRATED_STATE, TAG_OPERATION_ID: journal.id}, content_type="text/plain")
+                           tags={TAG_STATE: STATE_MIGRATED, TAG_OPERATION_ID: journal.id}, content_type="text/plain")
     logger.info("migration %s superseded the rollback copy in Key Vault secret %s", journal.id, journal.secret_name)
 
 

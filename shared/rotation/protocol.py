@@ -42,6 +42,9 @@ from ..redaction import register_secret
 from .deadline import Deadline
 from .layout import (
     PENDING_SUFFIX,
+    STATE_COMMITTED,
+    STATE_PENDING,
+    STATE_STALE,
     TAG_APP_ID,
     TAG_KEY_ID,
     TAG_OPERATION_ID,
@@ -501,7 +504,7 @@ class RotationRun:
             if version.enabled and (current_op is None or version.tags.get(TAG_OPERATION_ID) != current_op.id):
                 self._check_lock()
                 await self.vault.update_properties(self.pending_name, version.version, enabled=False,
-                                                   tags={**version.tags, TAG_STATE: "stale"})
+                                                   tags={**version.tags, TAG_STATE: STATE_STALE})
                 self.maintenance.append(f"disabled stale pending value of operation "
                                         f"{version.tags.get(TAG_OPERATION_ID)}")
         return await self.remove_unused(app, self.orphans(app, main, pending_versions), self.due_retirements())
@@ -648,7 +651,7 @@ class RotationRun:
         assert op is not None
         key_id = new.credential.key_id
         tags = {TAG_KEY_ID: key_id, TAG_OPERATION_ID: op.id, TAG_APP_ID: self.target.app_id or "",
-                TAG_TENANT_ID: self.target.tenant_id, TAG_STATE: "pending"}
+                TAG_TENANT_ID: self.target.tenant_id, TAG_STATE: STATE_PENDING}
         try:
             info = await self.set_secret_recovering(self.pending_name, new.value, tags=tags,
                                                     expires_on=new.credential.end,
@@ -829,7 +832,7 @@ class RotationRun:
         if op.pending_version:
             try:
                 await self.vault.update_properties(self.pending_name, op.pending_version, enabled=False, tags={
-                    TAG_KEY_ID: op.new_key_id or "", TAG_OPERATION_ID: op.id, TAG_STATE: "committed"})
+                    TAG_KEY_ID: op.new_key_id or "", TAG_OPERATION_ID: op.id, TAG_STATE: STATE_COMMITTED})
             except NotFoundError:
                 pass
         retire_after = utcnow() + timedelta(hours=self.policy.grace_hours)

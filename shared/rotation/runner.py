@@ -13,7 +13,7 @@ from ..config import Target
 from ..context import AppContext
 from ..errors import BadRequestError, RemediatorError
 from .deadline import Deadline
-from .layout import pending_name
+from .layout import MAX_SECRET_NAME, PENDING_SUFFIX, pending_name
 from .model import Journal, RotationOutcome, RotationStatus, operation_of, utcnow
 from .policy import decide, effective_lifetime_days, lead_days_for
 from .protocol import Progress, RotationRun
@@ -37,8 +37,9 @@ def rotatable_target(ctx: AppContext, name: str) -> Target:
         problems.append("it has no app_id")
     if not target.secret_name:
         problems.append("it has no secret_name")
-    elif len(pending_name(target.secret_name)) > 127:
-        problems.append("secret_name is too long to add '-pending' (Key Vault allows 127 characters)")
+    elif len(pending_name(target.secret_name)) > MAX_SECRET_NAME:
+        problems.append(f"secret_name is too long to add '{PENDING_SUFFIX}' (Key Vault allows {MAX_SECRET_NAME} "
+                        "characters)")
     if target.cyclecloud is None:
         problems.append("it has no cyclecloud connection to push the new secret to")
     if problems:

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 from ...config import is_guid
 from ...errors import AccessDeniedError, NotFoundError
 from ...findings import Finding, make_finding
+from ...rotation.layout import key_id_tag
 from ..runner import CheckSkipped
 from .tenant_access import is_cross_tenant
 
@@ -22,7 +23,6 @@ if TYPE_CHECKING:
     from ..facts import Facts
 
 HINT_LENGTH = 3
-KEY_ID_TAG = "keyId"
 
 
 def _iso(value: datetime | None) -> str | None:
@@ -42,12 +42,6 @@ def whitespace_kind(value: str) -> str | None:
     if leading and trailing:
         return "leading and trailing"
     return "leading" if leading else "trailing" if trailing else None
-
-
-def _key_id_tag(secret: StoredSecret) -> str | None:
-    tags = secret.properties.tags or {}
-    value = tags.get(KEY_ID_TAG) or tags.get("keyid") or tags.get("KeyId")
-    return value.lower() if value else None
 
 
 async def check_secret_in_vault(facts: Facts) -> list[Finding]:
@@ -113,7 +107,7 @@ def identify_credential(app: AppRegistration, secret: StoredSecret) -> tuple[App
     """Which of the app's credentials the stored value is: by the keyId tag the product writes, confirmed by the
     3-character hint; without a tag, by the hint alone. Returns (credential, how, candidates)."""
     hint = secret.value.strip()[:HINT_LENGTH]
-    tagged = _key_id_tag(secret)
+    tagged = key_id_tag(secret.properties.tags)
     if tagged:
         credential = app.credential(tagged)
         if credential is None:
@@ -160,7 +154,7 @@ async def check_credential(facts: Facts) -> list[Finding]:
         **_secret_ref(facts, secret),
         "app_id": app.app_id,
         "stored_value_hint": secret.value.strip()[:HINT_LENGTH],
-        "key_id_tag": _key_id_tag(secret),
+        "key_id_tag": key_id_tag(secret.properties.tags),
         "matched_by": how,
         "app_credentials": [{"key_id": c.key_id, "display_name": c.display_name, "hint": c.hint,
                              "end": _iso(c.end)} for c in app.credentials],
