@@ -5,6 +5,12 @@ lazily on first use, and reused for the life of the factory (one process in Azur
 Every client gets the same bounded retry policy (azure-core's, which honours `Retry-After`) and explicit
 connection and read timeouts, so no outbound call can hang or retry forever.
 
+The azure-core clients (Key Vault, ARM, and the credentials built from a CycleCloud secret) send through one
+aiohttp session of the factory's, so its kept-alive connections serve them all: a validation's clients built for
+one target (a subscription's ARM client, a candidate secret's credential and ARM reads) reuse the TLS connections
+the previous target opened instead of each paying a new handshake. The connections carry no identity (every
+request brings its own token; the session keeps no cookies).
+
 Credentials: in Azure (App Service sets `IDENTITY_ENDPOINT`) the Function's managed identity, user-assigned
 when `AZURE_CLIENT_ID` is set; elsewhere (an operator's laptop, break-glass) the developer credential chain
 (`az login`, azd, PowerShell, environment).
@@ -80,6 +86,7 @@ class ClientFactory:
         self._credential: AsyncTokenCredential | None = None
         self._closeables: list[Any] = []
         self._cache: dict[tuple[str, ...], Any] = {}
+        self._http: Any = None  # the shared aiohttp transport (see the module's docstring)
         # in Azure every instance takes its share of the per-service budgets; the CLI is one process
         limits.configure(settings.maximum_instance_count if running_in_azure() else 1)
         # which tenant an app registration (client id or object id) or a subscription belongs to, as configured
@@ -100,12 +107,30 @@ class ClientFactory:
     async def close(self) -> None:
         closeables, self._closeables = self._closeables, []
         self._cache.clear()
+        self._http = None
         for item in reversed(closeables):
             try:
                 await item.close()
             except Exception:  # closing is best effort; a failure here must not hide the real outcome
                 logger.debug("closing %s failed", type(item).__name__, exc_info=True)
         self._credential = None
+
+    def _shared_transport(self) -> Any:
+        """A client's own view of the factory's aiohttp transport: closing the client leaves it open for the
+        others (the factory closes it last, in `close`)."""
+        if self._http is None:
+            from azure.core.pipeline.transport import AioHttpTransport
+
+            self._http = AioHttpTransport(**SDK_RETRY)
+            self._closeables.append(self._http)
+        return _SharedTransport(self._http)
+
+    def _limited(self, service: str, key_of: Callable[[str], str]) -> Any:
+        """The transport every SDK client of `service` gets: the shared aiohttp transport (SDK_RETRY's timeouts),
+        each attempt passing the service's concurrency and rate gate (shared/limits.py)."""
+        from .limits import limited_transport
+
+        return limited_transport(service, key_of, inner=self._shared_transport())
 
     def _keep[T](self, key: tuple[str, ...], client: T) -> T:
         self._cache[key] = client
@@ -181,7 +206,8 @@ class ClientFactory:
         """
         from azure.identity.aio import ClientSecretCredential
 
-        return ClientSecretCredential(tenant_id, app_id, secret, authority=self.cloud.login, **SDK_RETRY)
+        return ClientSecretCredential(tenant_id, app_id, secret, authority=self.cloud.login,
+                                      transport=self._shared_transport(), **SDK_RETRY)
 
     # -- service clients ---------------------------------------------------------------------------------
 
@@ -219,7 +245,7 @@ class ClientFactory:
             from azure.keyvault.secrets.aio import SecretClient
 
             self._keep(key, SecretClient(self.settings.key_vault_url, self.credential,
-                                         transport=_limited("vault", host_key), **SDK_RETRY))
+                                         transport=self._limited("vault", host_key), **SDK_RETRY))
         return self._cache[key]  # type: ignore[no-any-return]
 
     def authorization(self, subscription_id: str) -> AuthorizationManagementClient:
@@ -229,7 +255,7 @@ class ClientFactory:
 
             self._keep(key, AuthorizationManagementClient(
                 self.credential_for(self.tenant_of(subscription_id)), subscription_id, base_url=self.cloud.arm,
-                credential_scopes=[self.cloud.arm_scope], transport=_limited("arm", arm_key), **SDK_RETRY,
+                credential_scopes=[self.cloud.arm_scope], transport=self._limited("arm", arm_key), **SDK_RETRY,
             ))
         return self._cache[key]  # type: ignore[no-any-return]
 
@@ -251,7 +277,7 @@ class ClientFactory:
 
             self._keep(key, ComputeManagementClient(
                 self.credential_for(self.tenant_of(subscription_id)), subscription_id, base_url=self.cloud.arm,
-                credential_scopes=[self.cloud.arm_scope], transport=_limited("arm", arm_key), **SDK_RETRY,
+                credential_scopes=[self.cloud.arm_scope], transport=self._limited("arm", arm_key), **SDK_RETRY,
             ))
         return self._cache[key]  # type: ignore[no-any-return]
 
@@ -281,7 +307,7 @@ class ClientFactory:
                 else self._arm_authentication()
             )
             client: AsyncARMPipelineClient[Any, Any] = AsyncARMPipelineClient(
-                base_url=self.cloud.arm, config=config, per_call_policies=[], transport=_limited("arm", arm_key),
+                base_url=self.cloud.arm, config=config, per_call_policies=[], transport=self._limited("arm", arm_key),
                 **SDK_RETRY,
             )
             if credential is not None:
@@ -435,12 +461,28 @@ class _TenantRoutedArmAuthentication:
         return await self._policy(request.http_request.url).send(request)
 
 
-def _limited(service: str, key_of: Callable[[str], str]) -> Any:
-    """The transport every SDK client of `service` gets: aiohttp with SDK_RETRY's timeouts, each attempt passing
-    the service's concurrency and rate gate (shared/limits.py)."""
-    from .limits import limited_transport
+class _SharedTransport:
+    """An azure-core async transport that sends through the factory's shared one and leaves it open when the
+    client that holds it is closed (a per-target credential or ARM client is closed after each use)."""
 
-    return limited_transport(service, key_of, **SDK_RETRY)
+    def __init__(self, shared: Any) -> None:
+        self._shared = shared
+
+    async def __aenter__(self) -> Self:
+        await self._shared.open()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        return None
+
+    async def open(self) -> None:
+        await self._shared.open()
+
+    async def close(self) -> None:
+        return None
+
+    async def send(self, request: Any, **kwargs: Any) -> Any:
+        return await self._shared.send(request, **kwargs)
 
 
 class _HttpxCloser:

@@ -166,14 +166,14 @@ def host_key(url: str) -> str:
 KeyOf = Callable[[str], str]
 
 
-def limited_transport(service: str, key_of: KeyOf, **connection: Any) -> Any:
-    """An azure-core async transport (aiohttp, with the SDK's connection and read timeouts) whose every attempt
-    passes the service's gate."""
+def limited_transport(service: str, key_of: KeyOf, *, inner: Any = None, **connection: Any) -> Any:
+    """An azure-core async transport (aiohttp, with the SDK's connection and read timeouts; or `inner`, which it
+    then closes when it is closed) whose every attempt passes the service's gate."""
     from azure.core.pipeline.transport import AioHttpTransport, AsyncHttpTransport
 
     class LimitedTransport(AsyncHttpTransport):  # type: ignore[type-arg]
         def __init__(self) -> None:
-            self._inner = AioHttpTransport(**connection)
+            self._inner = inner if inner is not None else AioHttpTransport(**connection)
 
         async def __aenter__(self) -> LimitedTransport:
             await self._inner.__aenter__()

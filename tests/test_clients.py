@@ -12,7 +12,7 @@ from shared.config import Settings, load_settings
 from shared.errors import ConfigError
 from shared.single_flight import SingleFlightCredential
 from tests.twin import Twin
-from tests.world import SUBSCRIPTION, World
+from tests.world import APP_ID, CURRENT_SECRET, SUBSCRIPTION, TENANT, World
 
 
 @pytest.fixture
@@ -75,3 +75,23 @@ async def test_concurrent_callers_of_the_products_identity_share_one_token_reque
                                         for _ in range(5)))
     assert len({t.token for t in tokens}) == 1
     assert sum(1 for r in twin.request_log if r.service == "msi") == 1
+
+
+async def test_clients_built_per_target_reuse_the_factorys_connections(world_settings: Settings, twin: Twin) -> None:
+    """A health sweep builds a credential from each target's secret and an ARM client for it, and closes both
+    after the target: the next target's still reach Entra ID and ARM over the connections already open."""
+    from shared.adapters.rbac import RbacAdapter
+
+    twin.load(World().scenario())
+    async with ClientFactory(world_settings) as clients:
+        for _ in range(3):
+            credential = clients.secret_credential(TENANT, APP_ID, CURRENT_SECRET)
+            try:
+                await credential.get_token(clients.cloud.arm_scope)
+                await RbacAdapter(clients).permissions(SUBSCRIPTION, credential)
+            finally:
+                await credential.close()
+        await RbacAdapter(clients).list_assignments(f"/subscriptions/{SUBSCRIPTION}")  # a cached client: same pool
+    assert sum(1 for r in twin.request_log if r.service == "entra") == 3
+    assert twin.tunnels.count("login.microsoftonline.com") == 1, twin.tunnels
+    assert twin.tunnels.count("management.azure.com") == 1, twin.tunnels

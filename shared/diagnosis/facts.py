@@ -77,6 +77,7 @@ class Facts:
         self.now = now or datetime.now(UTC)
         self._tasks: dict[str, asyncio.Task[Any]] = {}
         self._credentials: list[AsyncTokenCredential] = []
+        self._probe_credential: AsyncTokenCredential | None = None
         self.observations: dict[str, Any] = {}  # secret-free things checks saw (expiry, principal id)
         self._rbac: RbacAdapter | None = None
 
@@ -219,24 +220,27 @@ class Facts:
             await self.sdk("identity")
             secret = await self.need(self.stored_secret, "the secret in Key Vault")
             app_id = self.target.app_id or ""
-            return await probe_secret(self.ctx.clients, self.target.tenant_id, app_id, secret.value)
+            # the probe's credential is the one the ARM checks then read with (secret_credential): the token it
+            # got stays in its cache, so the CycleCloud principal costs one token request per validation, not two
+            credential = self.ctx.clients.secret_credential(self.target.tenant_id, app_id, secret.value)
+            self._credentials.append(credential)
+            self._probe_credential = credential
+            return await probe_secret(self.ctx.clients, self.target.tenant_id, app_id, secret.value,
+                                      credential=credential)
 
         return await self.once("token_probe", fetch)
 
     async def secret_credential(self) -> AsyncTokenCredential:
-        """A credential signing in with the stored secret (for ARM reads as the CycleCloud principal). Needs
-        a successful token probe first, so a refused secret is reported once, by the token check."""
+        """A credential signing in with the stored secret (for ARM reads as the CycleCloud principal): the token
+        probe's own. Needs a successful token probe first, so a refused secret is reported once, by the token
+        check."""
 
         async def build() -> AsyncTokenCredential:
             probe = await self.need(self.token_probe, "a token from the stored secret")
-            if not probe.ok:
+            if not probe.ok or self._probe_credential is None:
                 raise CheckSkipped("needs a token from the stored secret, which Entra ID refused (see the token "
                                    "check)")
-            secret = await self.need(self.stored_secret, "the secret in Key Vault")
-            credential = self.ctx.clients.secret_credential(self.target.tenant_id, self.target.app_id or "",
-                                                            secret.value)
-            self._credentials.append(credential)
-            return credential
+            return self._probe_credential
 
         return await self.once("secret_credential", build)
 

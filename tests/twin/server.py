@@ -97,6 +97,7 @@ class Twin:
         self._seq = itertools.count(1)
         self._seq_lock = threading.Lock()
         self.request_log: list[LoggedRequest] = []
+        self.tunnels: list[str] = []  # the host of every TLS connection a client opened through the proxy
         self.unrouted: list[str] = []  # hosts the product tried to reach that the twin does not model
         self.unreachable_hosts: set[str] = set()  # hosts that should look down (not a guard violation)
         self.services: list[Service] = []
@@ -201,6 +202,7 @@ class Twin:
             service.state = self.state
         self.tokens.clear()
         self.request_log.clear()
+        self.tunnels.clear()
         self.unrouted.clear()
         self.unreachable_hosts.clear()
         with self._seq_lock:
@@ -293,6 +295,7 @@ class Twin:
             return
         handler.wfile.write(b"HTTP/1.1 200 Connection Established\r\n\r\n")
         handler.wfile.flush()
+        self.tunnels.append(host)
         try:
             tls = self.context_for(host).wrap_socket(handler.connection, server_side=True)
         except (ssl.SSLError, OSError) as exc:
