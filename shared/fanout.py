@@ -22,6 +22,7 @@ import uuid
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from .clock import now_iso
 from .context import AppContext
 from .errors import RemediatorError
 from .http_request import log_safe
@@ -32,7 +33,6 @@ from .operations.model import (
     OperationRecord,
     OperationState,
     new_operation_id,
-    utcnow_iso,
 )
 from .operations.queue import ContinuationQueue
 from .operations.store import OperationStore
@@ -123,7 +123,7 @@ async def enqueue_due_rotations(ctx: AppContext) -> FanOut:
             result.skipped[target.name] = "managed identity: no secret to rotate"
 
     async def one(name: str) -> None:
-        now = utcnow_iso()
+        now = now_iso()
         record = OperationRecord(id=new_operation_id(), kind=OperationKind.ROTATE, target=name,
                                  state=OperationState.RUNNING, created_at=now, updated_at=now, requested_by="timer",
                                  options={"force": False}, attempt=1, next_attempt_at=now).note("queued by the timer")
@@ -209,7 +209,7 @@ async def record_poisoned_health_check(ctx: AppContext, text: str, *, message_id
              "details": {"fix": "See the Function's logs for these invocations; run `python -m shared validate "
                                 f"{message.target}` to check it now."}}
     await _store(ctx).write_poison_marker({"id": marker_id, "kind": HEALTH_KIND, "target": message.target,
-                                           "at": utcnow_iso(), "error": error})
+                                           "at": now_iso(), "error": error})
     logger.error("health check of %s poisoned: recorded", message.target,
                  extra={"target": message.target, "poisoned": True, "sweep": message.sweep})
 

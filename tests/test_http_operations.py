@@ -21,9 +21,9 @@ from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
 from azure.storage.blob import BlobServiceClient
 from azure.storage.queue import QueueClient, TextBase64DecodePolicy, TextBase64EncodePolicy
 
+from shared.clock import now_iso
 from shared.context import AppContext
 from shared.operations import MAX_DEQUEUE_COUNT, ContinuationMessage, OperationKind, OperationRecord, OperationState
-from shared.operations.model import utcnow_iso
 from shared.operations.queue import ContinuationQueue
 from shared.operations.store import OperationStore
 from tests.functions_host import FunctionsHost, InvocationFailed
@@ -265,7 +265,7 @@ def _caller(name: str) -> dict[str, str]:
 async def _queued_operation(kind: OperationKind, attempt: int = 1) -> OperationRecord:
     """An operation as an HTTP 202 leaves it: a running record and its continuation on the queue."""
     async with AppContext.from_environment() as ctx:
-        now = utcnow_iso()
+        now = now_iso()
         record = OperationRecord(id="a" * 31 + str(attempt), kind=kind, target=TARGET, state=OperationState.RUNNING,
                                  created_at=now, updated_at=now, requested_by="tester", attempt=attempt)
         await OperationStore(ctx.clients.blob_service(), ctx.settings.storage.container).create(record)
@@ -286,7 +286,7 @@ def test_backoff_and_continuation_options() -> None:
     from shared.operations.runner import _continuation_options
 
     assert [backoff_seconds(30, n) for n in range(1, 7)] == [30, 60, 120, 240, 300, 300]
-    now = utcnow_iso()
+    now = now_iso()
     forced = OperationRecord(id="b" * 32, kind=OperationKind.ROTATE, target=TARGET, state=OperationState.RUNNING,
                              created_at=now, updated_at=now, requested_by="x", options={"force": True})
     assert _continuation_options(forced) == {"force": True}  # stopped before the rotation journaled its operation

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from .. import telemetry
+from .. import clock, telemetry
 from ..config import Target
 from ..errors import RemediatorError
 from ..redaction import scrub
@@ -247,11 +247,7 @@ async def _vault_expiry(ctx: AppContext, target: Target) -> datetime | None:
     enabled = [v for v in versions if v.enabled and v.created_on is not None]
     if not enabled:
         return None
-    return max(enabled, key=lambda v: v.created_on or now_utc()).expires_on
-
-
-def now_utc() -> datetime:
-    return datetime.now(UTC)
+    return max(enabled, key=lambda v: v.created_on or clock.now()).expires_on
 
 
 async def _target_status(ctx: AppContext, target: Target, now: datetime) -> dict[str, Any]:
@@ -283,5 +279,5 @@ async def list_targets(ctx: AppContext) -> TargetList:
     """GET /api/targets and `python -m shared targets`: every configured target with its last known status and
     health check time, days to expiry, last rotation and its outcome, the open operation and its stage, and
     unconfirmed pushes. Reads only the state container (and Key Vault before the first check)."""
-    now = datetime.now(UTC)
+    now = clock.now()
     return TargetList(list(await asyncio.gather(*(_target_status(ctx, t, now) for t in ctx.settings.targets))))

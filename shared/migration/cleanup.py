@@ -13,6 +13,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
+from .. import clock
 from ..adapters.graph import AppCredential, GraphAdapter
 from ..adapters.rbac import RbacAdapter
 from ..adapters.vault import VaultAdapter
@@ -20,7 +21,6 @@ from ..config import Mode, Target
 from ..context import AppContext
 from ..errors import RemediatorError
 from ..rotation.layout import STATE_MIGRATED, TAG_OPERATION_ID, TAG_STATE
-from ..rotation.model import to_iso, utcnow
 from ..rotation.removal import UsageEvidence, removal_verdict
 from ..rotation.store import JournalStore
 from ..rotation.usage import gather_usage
@@ -38,7 +38,7 @@ def secret_view(target: Target, journal: MigrationJournal) -> Target:
 
 def _credential(c: AppCredential, reason: str | None = None) -> dict[str, Any]:
     out: dict[str, Any] = {"key_id": c.key_id, "display_name": c.display_name, "hint": c.hint,
-                           "end": to_iso(c.end)}
+                           "end": clock.iso(c.end)}
     if reason is not None:
         out["kept_because"] = reason
     return out
@@ -53,7 +53,7 @@ class Offer:
     keeps: list[dict[str, Any]] = field(default_factory=list)
 
     def to_dict(self, target: str) -> dict[str, Any]:
-        return {"ready": self.ready, "available_from": to_iso(self.available_from), "waiting_for": self.waiting_for,
+        return {"ready": self.ready, "available_from": clock.iso(self.available_from), "waiting_for": self.waiting_for,
                 "would_remove": self.would_remove, "keeps": self.keeps,
                 "how": f"python -m shared migrate {target} --apply --remove-secrets" if self.ready else ""}
 
@@ -65,9 +65,9 @@ async def secrets_offer(ctx: AppContext, target: Target, journal: MigrationJourn
     switched = journal.switched_at or journal.updated_at
     due = switched + timedelta(hours=target.rotation.grace_hours)
     offer = Offer(ready=False, available_from=due)
-    if utcnow() < due:
+    if clock.now() < due:
         offer.waiting_for.append(f"the grace period of {target.rotation.grace_hours:g} h after the switch "
-                                 f"(until {to_iso(due)})")
+                                 f"(until {clock.iso(due)})")
     if target.mode is not Mode.MANAGED_IDENTITY:
         offer.waiting_for.append(f"the app settings: target '{target.name}' is still configured as "
                                  "service_principal (make the configuration change shown)")

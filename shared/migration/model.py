@@ -10,7 +10,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from ..rotation.model import from_iso, to_iso, utcnow
+from .. import clock
 
 
 class MigrationStage(StrEnum):
@@ -66,18 +66,18 @@ class MigrationJournal:
     @classmethod
     def begin(cls, *, target: str, app_id: str, tenant_id: str, secret_name: str, vm_id: str,
               account: str) -> MigrationJournal:
-        now = utcnow()
+        now = clock.now()
         return cls(target=target, id=f"mig-{uuid.uuid4().hex[:12]}", stage=MigrationStage.STARTED, app_id=app_id,
                    tenant_id=tenant_id, secret_name=secret_name, vm_id=vm_id, account=account, started_at=now,
-                   updated_at=now, events=({"stage": MigrationStage.STARTED.value, "at": to_iso(now)},))
+                   updated_at=now, events=({"stage": MigrationStage.STARTED.value, "at": clock.iso(now)},))
 
     @property
     def finished(self) -> bool:
         return self.stage in FINISHED
 
     def advance(self, stage: MigrationStage, **changes: Any) -> MigrationJournal:
-        now = utcnow()
-        event = {"stage": stage.value, "at": to_iso(now)}
+        now = clock.now()
+        event = {"stage": stage.value, "at": clock.iso(now)}
         events = (*self.events, event)[-HISTORY_LIMIT:]
         finished_at = now if stage in FINISHED else self.finished_at
         return replace(self, stage=stage, updated_at=now, events=events, finished_at=finished_at, **changes)
@@ -86,10 +86,10 @@ class MigrationJournal:
         return {
             "target": self.target, "id": self.id, "stage": self.stage.value, "app_id": self.app_id,
             "tenant_id": self.tenant_id, "secret_name": self.secret_name, "vm_id": self.vm_id,
-            "account": self.account, "started_at": to_iso(self.started_at), "updated_at": to_iso(self.updated_at),
+            "account": self.account, "started_at": clock.iso(self.started_at), "updated_at": clock.iso(self.updated_at),
             "principal_id": self.principal_id, "role_assignments": list(self.role_assignments),
-            "roles_effective_at": to_iso(self.roles_effective_at),
-            "switched_at": to_iso(self.switched_at), "finished_at": to_iso(self.finished_at),
+            "roles_effective_at": clock.iso(self.roles_effective_at),
+            "switched_at": clock.iso(self.switched_at), "finished_at": clock.iso(self.finished_at),
             "removed_key_ids": list(self.removed_key_ids), "events": list(self.events),
         }
 
@@ -99,9 +99,10 @@ class MigrationJournal:
             target=str(data["target"]), id=str(data["id"]), stage=MigrationStage(data["stage"]),
             app_id=str(data["app_id"]), tenant_id=str(data["tenant_id"]), secret_name=str(data["secret_name"]),
             vm_id=str(data["vm_id"]), account=str(data["account"]),
-            started_at=from_iso(data["started_at"]) or utcnow(), updated_at=from_iso(data["updated_at"]) or utcnow(),
+            started_at=clock.from_iso(data["started_at"]) or clock.now(),
+            updated_at=clock.from_iso(data["updated_at"]) or clock.now(),
             principal_id=data.get("principal_id"), role_assignments=tuple(data.get("role_assignments", [])),
-            roles_effective_at=from_iso(data.get("roles_effective_at")),
-            switched_at=from_iso(data.get("switched_at")), finished_at=from_iso(data.get("finished_at")),
+            roles_effective_at=clock.from_iso(data.get("roles_effective_at")),
+            switched_at=clock.from_iso(data.get("switched_at")), finished_at=clock.from_iso(data.get("finished_at")),
             removed_key_ids=tuple(data.get("removed_key_ids", [])), events=tuple(data.get("events", [])),
         )

@@ -8,15 +8,15 @@ import asyncio
 import logging
 from datetime import timedelta
 
+from .. import clock
 from ..adapters.compute import ComputeAdapter
 from ..adapters.cyclecloud import CycleCloudUpdateRejectedError, open_cyclecloud
 from ..adapters.vault import VaultAdapter
+from ..clock import Deadline
 from ..config import Target
 from ..context import AppContext
 from ..errors import ConflictError, RemediatorError, ServiceError
 from ..roles import AssignmentState
-from ..rotation.deadline import Deadline
-from ..rotation.model import utcnow
 from ..rotation.store import JournalStore, TargetLock
 from .account_mode import MANAGED_IDENTITY, SERVICE_PRINCIPAL, switch_account
 from .checks import identity_roles, preflight
@@ -128,7 +128,7 @@ class _Run:
         ids = tuple(a.assignment_id or a.assignment_name or "" for a in result.assignments
                     if a.state in (AssignmentState.PRESENT, AssignmentState.CREATED))
         created = any(a.state is AssignmentState.CREATED for a in result.assignments)
-        effective_at = utcnow() + timedelta(seconds=ROLE_PROPAGATION_SECONDS) if created else None
+        effective_at = clock.now() + timedelta(seconds=ROLE_PROPAGATION_SECONDS) if created else None
         await self.record(self.journal.advance(MigrationStage.ROLES_ASSIGNED, role_assignments=ids,
                                                roles_effective_at=effective_at))
         self.steps.append(StepReport("roles", "done", result.message))
@@ -148,7 +148,7 @@ class _Run:
                                "managed identity.", reason=f"read back: {account.to_dict()}",
                                fix="Check Settings > Cloud Provider Accounts in CycleCloud, then call again.",
                                target=self.target.name)
-        await self.record(self.journal.advance(MigrationStage.ACCOUNT_SWITCHED, switched_at=utcnow()))
+        await self.record(self.journal.advance(MigrationStage.ACCOUNT_SWITCHED, switched_at=clock.now()))
         self.steps.append(StepReport("account", "done", f"CycleCloud account '{account.name}' uses the VM's "
                                                         "managed identity (read back)"))
 
@@ -156,7 +156,7 @@ class _Run:
         effective_at = self.journal.roles_effective_at
         if effective_at is None:
             return
-        wait = (effective_at - utcnow()).total_seconds()
+        wait = (effective_at - clock.now()).total_seconds()
         if wait > 0:
             logger.info("waiting %.0fs for the new role assignments of %s to apply", wait, self.target.name)
             await self.sleep(min(wait, ROLE_PROPAGATION_SECONDS), "the identity's new role assignments are still "

@@ -8,9 +8,10 @@ import json
 import re
 import uuid
 from dataclasses import asdict, dataclass, field, replace
-from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
+
+from ..clock import now_iso
 
 MAX_DEQUEUE_COUNT = 5  # host.json extensions.queues.maxDequeueCount: the fifth failed delivery is poison
 MAX_CONTINUATIONS = 12  # with the doubling back-off capped at MAX_BACKOFF_SECONDS: about an hour of waiting
@@ -28,10 +29,6 @@ class OperationState(StrEnum):
     RUNNING = "running"  # a continuation is queued (or being processed)
     SUCCEEDED = "succeeded"  # finished; `outcome` is the final answer
     FAILED = "failed"  # finished with an error, gave up, or poisoned; `error` says why
-
-
-def utcnow_iso() -> str:
-    return datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
 def new_operation_id() -> str:
@@ -76,7 +73,7 @@ class OperationRecord:
         return self.state is not OperationState.RUNNING
 
     def note(self, event: str, **details: Any) -> OperationRecord:
-        entry = {"at": utcnow_iso(), "event": event, **details}
+        entry = {"at": now_iso(), "event": event, **details}
         return replace(self, updated_at=entry["at"], history=(*self.history, entry)[-30:])
 
     def to_dict(self) -> dict[str, Any]:

@@ -13,10 +13,10 @@ from __future__ import annotations
 
 import logging
 from dataclasses import replace
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
-from .. import telemetry
+from .. import clock, telemetry
 from ..caller import Caller
 from ..context import AppContext
 from ..errors import LockedError, RemediatorError
@@ -33,7 +33,6 @@ from .model import (
     backoff_seconds,
     new_operation_id,
     status_path,
-    utcnow_iso,
 )
 from .queue import ContinuationQueue
 from .store import OperationStore, VersionedRecord
@@ -94,13 +93,12 @@ def _continuation_options(record: OperationRecord) -> dict[str, bool]:
 
 
 def _seconds_until(when: str | None) -> float:
-    if not when:
-        return 0.0
-    return (datetime.fromisoformat(when.replace("Z", "+00:00")) - datetime.now(UTC)).total_seconds()
+    moment = clock.from_iso(when)
+    return (moment - clock.now()).total_seconds() if moment else 0.0
 
 
 def _later(seconds: float) -> str:
-    return (datetime.now(UTC) + timedelta(seconds=seconds)).isoformat(timespec="seconds").replace("+00:00", "Z")
+    return clock.iso(clock.now() + timedelta(seconds=seconds), seconds=True)
 
 
 def _audit(kind: OperationKind, target: str, who: str, result: str, operation_id: str | None = None) -> None:
@@ -118,7 +116,7 @@ async def start_operation(ctx: AppContext, kind: OperationKind, target: str, opt
         _audit(kind, target, caller.label, str(body.get("status") or body.get("result")))
         return ok(body, status)
     delay = _delay(ctx, body, 1)
-    now = utcnow_iso()
+    now = clock.now_iso()
     record = OperationRecord(id=new_operation_id(), kind=kind, target=target, state=OperationState.RUNNING,
                              created_at=now, updated_at=now, requested_by=caller.label, options=dict(options),
                              attempt=1, next_attempt_at=_later(delay), outcome=dict(body))

@@ -11,9 +11,9 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
 from typing import Protocol
 
+from ..clock import Deadline, now_iso
 from ..diagnosis.report import Report, Status
 from ..errors import LockedError, RemediatorError, ServiceError
 from ..findings import FixAction
@@ -53,24 +53,7 @@ class Fixers(Protocol):
         ...
 
 
-def _now_iso() -> str:
-    return datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
-
-
-class _Budget:
-    def __init__(self, seconds: float, clock: Callable[[], float]) -> None:
-        self.seconds = seconds
-        self._clock = clock
-        self._start = clock()
-
-    def remaining(self) -> float:
-        return self.seconds - (self._clock() - self._start)
-
-    def elapsed_ms(self) -> float:
-        return (self._clock() - self._start) * 1000.0
-
-
-async def _validate(fixers: Fixers, target: str, budget: _Budget, what: str) -> Report:
+async def _validate(fixers: Fixers, target: str, budget: Deadline, what: str) -> Report:
     seconds = budget.remaining()
     if seconds <= 0:
         raise TimeoutError
@@ -208,8 +191,8 @@ async def run_remediation(fixers: Fixers, target: str, *, dry_run: bool, deadlin
                           clock: Callable[[], float] = time.monotonic) -> RemediationReport:
     """Validate, apply every planned fix in order (dependencies respected, each outcome recorded), validate
     again; all within `deadline_seconds`. On a dry run the fixers only describe what they would do."""
-    budget = _Budget(deadline_seconds, clock)
-    started_at = _now_iso()
+    budget = Deadline(deadline_seconds, clock)
+    started_at = now_iso()
     reserve = 0.0 if dry_run else min(AFTER_RESERVE_SECONDS, deadline_seconds * 0.25)
     try:
         before = await _validate(fixers, target, budget, "first")

@@ -7,9 +7,10 @@ value: only key ids, 3-character hints, operation ids, dates and secret-free err
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, replace
-from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
+
+from .. import clock
 
 HISTORY_LIMIT = 20  # finished operations kept in the journal (the journal is read on every run)
 OPERATION_IDS_LIMIT = 200  # every operation id this target started: what proves a credential is this target's
@@ -37,20 +38,6 @@ class RotationStatus(StrEnum):
     IN_PROGRESS = "in_progress"  # stopped at a resumable point (propagation, deadline); the next call resumes
     FAILED = "failed"  # stopped by an error that needs a person or a later retry; the journal says where
     PLANNED = "planned"  # dry run
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
-
-
-def to_iso(value: datetime | None) -> str | None:
-    return value.astimezone(UTC).isoformat().replace("+00:00", "Z") if value else None
-
-
-def from_iso(value: str | None) -> datetime | None:
-    if not value:
-        return None
-    return datetime.fromisoformat(value.replace("Z", "+00:00")).astimezone(UTC)
 
 
 def credential_display_name(operation_id: str) -> str:
@@ -105,7 +92,7 @@ class Operation:
     requested_by: str | None = None  # who asked (the timer, a caller's identity, the CLI's user)
 
     def advance(self, stage: RotationStage, **changes: Any) -> Operation:
-        return replace(self, stage=stage, updated_at=to_iso(utcnow()) or "", last_error=None, **changes)
+        return replace(self, stage=stage, updated_at=clock.iso(clock.now()), last_error=None, **changes)
 
     def failed(self, error: StepError) -> Operation:
         return replace(self, updated_at=error.at, last_error=error)
@@ -198,12 +185,12 @@ class Journal:
         return replace(self, current=op)
 
     def finish(self, op: Operation, result: str) -> Journal:
-        done = replace(op, stage=RotationStage.DONE, finished_at=to_iso(utcnow()), result=result)
+        done = replace(op, stage=RotationStage.DONE, finished_at=clock.iso(clock.now()), result=result)
         history = (done.to_dict(), *self.history)[:HISTORY_LIMIT]
         return replace(self, current=None, history=history)
 
     def log_event(self, kind: str, **details: Any) -> Journal:
-        event = {"at": to_iso(utcnow()), "event": kind, **details}
+        event = {"at": clock.iso(clock.now()), "event": kind, **details}
         return replace(self, events=(event, *self.events)[:HISTORY_LIMIT])
 
 

@@ -23,9 +23,10 @@ from dataclasses import dataclass, replace
 from datetime import timedelta
 from typing import Any
 
-from .. import telemetry
+from .. import clock, telemetry
 from ..adapters.graph import AppCredential, AppRegistration, GraphAdapter, NewSecret
 from ..adapters.vault import SecretVersionInfo, StoredSecret, VaultAdapter
+from ..clock import Deadline
 from ..config import Target
 from ..context import AppContext
 from ..errors import (
@@ -39,7 +40,6 @@ from ..errors import (
     ServiceError,
 )
 from ..redaction import register_secret
-from .deadline import Deadline
 from .layout import (
     PENDING_SUFFIX,
     STATE_COMMITTED,
@@ -62,10 +62,7 @@ from .model import (
     RotationStatus,
     StepError,
     credential_display_name,
-    from_iso,
     operation_of,
-    to_iso,
-    utcnow,
 )
 from .policy import (
     StoredSecretFacts,
@@ -211,7 +208,7 @@ class RotationRun:
         """Record why `stage` stopped (the journal keeps the operation at that stage) and end the run."""
         code = exc.code if isinstance(exc, RemediatorError) else "rotation_step_failed"
         text = str(exc)
-        error = StepError(stage.value, code, text, to_iso(utcnow()) or "")
+        error = StepError(stage.value, code, text, clock.iso(clock.now()))
         if self.op is not None and self.vj is not None and self.journal.current is not None:
             try:
                 await self.save(self.journal.with_current(self.op.failed(error)))
@@ -225,7 +222,7 @@ class RotationRun:
         credential, if any, becomes an orphan of this target that the removal rule decides about."""
         op = self.op
         assert op is not None
-        error = StepError(op.stage.value, "operation_closed", reason, to_iso(utcnow()) or "")
+        error = StepError(op.stage.value, "operation_closed", reason, clock.iso(clock.now()))
         journal = self.journal.finish(op.failed(error), "abandoned").log_event(
             "operation_closed", operation_id=op.id, key_id=op.new_key_id, reason=reason)
         await self.save(journal)
@@ -345,12 +342,12 @@ class RotationRun:
         stored = self.facts(await self.read_stored(main))
         learned = self.journal.policy_max_lifetime_days
         lifetime = effective_lifetime_days(self.policy, learned)
-        decision = decide(utcnow(), self.policy, app.credentials, stored, force=force, policy_max_days=learned)
+        decision = decide(clock.now(), self.policy, app.credentials, stored, force=force, policy_max_days=learned)
         if decision.current.how == KEY_ID_GONE and stored is not None:
             # our own tag names a credential Graph does not list: right after a rotation that is a stale replica
             app = await self.reread_app(app, f"credential {stored.key_id_tag} is missing",
                                         lambda a: a.credential(stored.key_id_tag or "") is None)
-            decision = decide(utcnow(), self.policy, app.credentials, stored, force=force, policy_max_days=learned)
+            decision = decide(clock.now(), self.policy, app.credentials, stored, force=force, policy_max_days=learned)
         lead = lead_days_for(self.policy, decision.current.credential, learned)
         if lead != self.policy.rotate_before_days:
             self.warn(f"rotation is due {lead} days before expiry, not rotate_before_days="
@@ -374,7 +371,7 @@ class RotationRun:
         crowded = self.too_many_credentials(app, decision.reason)
         if crowded is not None:
             return crowded
-        now = to_iso(utcnow()) or ""
+        now = clock.iso(clock.now())
         op = Operation(id=str(uuid.uuid4()), stage=RotationStage.CREATE, started_at=now, updated_at=now,
                        reason=decision.reason, lifetime_days=lifetime,
                        lifetime_clamped_by_policy=lifetime != self.policy.lifetime_days,
@@ -424,7 +421,7 @@ class RotationRun:
         finding = self.findings[-1]
         return self.outcome(RotationStatus.FAILED, f"{finding['message']} {finding['fix']}",
                             error={"stage": RotationStage.PLAN.value, "code": finding["code"],
-                                   "message": finding["message"], "at": to_iso(utcnow())})
+                                   "message": finding["message"], "at": clock.iso(clock.now())})
 
     def too_many_credentials(self, app: AppRegistration, reason: str) -> RotationOutcome | None:
         """A forced rotation while earlier credentials of this target are still kept would pile them up; a due
@@ -443,7 +440,7 @@ class RotationRun:
                      "rotate again. A rotation that is due (expiry) is never held back by this.")
         return self.outcome(RotationStatus.FAILED, self.findings[-1]["message"] + " " + self.findings[-1]["fix"],
                             error={"stage": RotationStage.PLAN.value, "code": "rotation.credentials_kept",
-                                   "message": self.findings[-1]["message"], "at": to_iso(utcnow())})
+                                   "message": self.findings[-1]["message"], "at": clock.iso(clock.now())})
 
     async def check_alive(self, op: Operation, app: AppRegistration) -> AppRegistration:
         """The operation in flight is dead when a person removed its new credential: close it and start over."""
@@ -484,8 +481,8 @@ class RotationRun:
     # -- maintenance and removal (every run, before any new work) ----------------------------------------------
 
     def due_retirements(self) -> list[Retirement]:
-        now = utcnow()
-        return [r for r in self.journal.retirements if (from_iso(r.after) or now) <= now]
+        now = clock.now()
+        return [r for r in self.journal.retirements if (clock.from_iso(r.after) or now) <= now]
 
     def orphans(self, app: AppRegistration, main: MainSecret, pending_versions: list[SecretVersionInfo]
                 ) -> list[AppCredential]:
@@ -587,7 +584,7 @@ class RotationRun:
                 if cred is None:
                     raise await self.close_operation(f"its new credential {key_id} was removed before the test")
                 self.op = op.advance(RotationStage.TEST, new_key_id=cred.key_id, new_hint=cred.hint,
-                                     new_end=to_iso(cred.end), pending_version=version.version)
+                                     new_end=clock.iso(cred.end), pending_version=version.version)
                 await self.save(self.journal.with_current(self.op))
                 self.note(f"create: found the pending value of credential {cred.key_id} in Key Vault")
                 return
@@ -596,7 +593,7 @@ class RotationRun:
         self._check_lock()
         try:
             new = await self.graph.add_password(app.object_id, credential_display_name(op.id),
-                                                new_credential_end(utcnow(), lifetime))
+                                                new_credential_end(clock.now(), lifetime))
         except PolicyDeniedError as exc:
             new, lifetime = await self._create_within_policy(app, exc, lifetime)
             clamped = True
@@ -628,7 +625,7 @@ class RotationRun:
         self._check_lock()
         try:
             return await self.graph.add_password(app.object_id, credential_display_name(op.id),
-                                                 new_credential_end(utcnow(), shorter)), shorter
+                                                 new_credential_end(clock.now(), shorter)), shorter
         except PolicyDeniedError as again:
             raise (await self.fail_step(RotationStage.CREATE, again,
                                         "Entra ID refused a new client secret because of an app management "
@@ -669,10 +666,10 @@ class RotationRun:
                                         )) from None
         self._value = new.value
         self.op = op.advance(RotationStage.TEST, new_key_id=key_id, new_hint=new.credential.hint,
-                             new_end=to_iso(new.credential.end), pending_version=info.version,
+                             new_end=clock.iso(new.credential.end), pending_version=info.version,
                              lifetime_days=lifetime, lifetime_clamped_by_policy=clamped)
         await self.save(self.journal.with_current(self.op))
-        self.note(f"create: credential {key_id} added (ends {to_iso(new.credential.end)}); value stored as pending")
+        self.note(f"create: credential {key_id} added (ends {clock.iso(new.credential.end)}); value stored as pending")
 
     async def pending_value(self) -> str:
         """The new value: from memory, else from the pending Key Vault secret (resume). A value that is gone
@@ -751,7 +748,7 @@ class RotationRun:
             left = end - loop.time()
             if left <= 0:
                 self.op = op.failed(StepError(RotationStage.TEST.value, "not_ready", f"after {attempts} attempts: "
-                                              f"{why}", to_iso(utcnow()) or ""))
+                                              f"{why}", clock.iso(clock.now())))
                 self.op = replace(self.op, attempts=op.attempts + attempts)
                 await self.save(self.journal.with_current(self.op))
                 raise StepStopped(self.outcome(
@@ -835,13 +832,13 @@ class RotationRun:
                     TAG_KEY_ID: op.new_key_id or "", TAG_OPERATION_ID: op.id, TAG_STATE: STATE_COMMITTED})
             except NotFoundError:
                 pass
-        retire_after = utcnow() + timedelta(hours=self.policy.grace_hours)
+        retire_after = clock.now() + timedelta(hours=self.policy.grace_hours)
         journal = self.journal
         replaced = app.credential(op.previous_key_id) if op.previous_key_id else None
         scheduled = False
         if replaced is not None and op.previous_key_id != op.new_key_id \
                 and operation_of(replaced.display_name) not in journal.own_operations:
-            end = to_iso(replaced.end) or "its end date"
+            end = clock.iso(replaced.end) or "its end date"
             self.keep(replaced.key_id, f"the product did not create it, so it is not removed; it stays valid until "
                                        f"{end}. Remove it by hand once nothing else uses it: az ad app credential "
                                        f"delete --id {self.target.app_id} --key-id {replaced.key_id}")
@@ -856,7 +853,7 @@ class RotationRun:
         if superseded:
             scheduled = op.previous_key_id in superseded
             journal = replace(journal, retirements=(
-                *journal.retirements, *(Retirement(k, to_iso(retire_after) or "", op.id) for k in sorted(superseded))))
+                *journal.retirements, *(Retirement(k, clock.iso(retire_after), op.id) for k in sorted(superseded))))
         done = op.advance(RotationStage.RETIRE)
         self.op = done
         await self.save(journal.finish(done, "committed"))
@@ -864,13 +861,13 @@ class RotationRun:
         message = f"Rotated: CycleCloud and Key Vault hold credential {op.new_key_id}."
         if scheduled:
             message = (f"Rotated: CycleCloud and Key Vault hold credential {op.new_key_id}; the replaced credential "
-                       f"{op.previous_key_id} is removed after {to_iso(retire_after)} once nothing uses it.")
+                       f"{op.previous_key_id} is removed after {clock.iso(retire_after)} once nothing uses it.")
         if op.push_confirmed is False:
             message = (f"Rotated, unconfirmed: Key Vault holds credential {op.new_key_id} and CycleCloud accepted it, "
                        "but its read-back shows no hint, so the replaced credential is kept until CycleCloud shows the "
                        "new one.")
         return self.outcome(RotationStatus.ROTATED, message, due=True, reason=op.reason,
-                            retire_after=to_iso(retire_after) if scheduled else None)
+                            retire_after=clock.iso(retire_after) if scheduled else None)
 
     async def set_secret_recovering(self, name: str, value: str, **properties: Any) -> SecretVersionInfo:
         """set_secret; a secret a person soft-deleted is recovered first (its name cannot be reused otherwise)."""
@@ -892,9 +889,9 @@ class RotationRun:
         op = self.op
         assert op is not None
         tags = {TAG_KEY_ID: op.new_key_id or "", TAG_APP_ID: self.target.app_id or "",
-                TAG_TENANT_ID: self.target.tenant_id, TAG_OPERATION_ID: op.id, TAG_ROTATED_AT: to_iso(utcnow()) or ""}
+                TAG_TENANT_ID: self.target.tenant_id, TAG_OPERATION_ID: op.id, TAG_ROTATED_AT: clock.iso(clock.now())}
         try:
-            await self.set_secret_recovering(self.secret_name, value, tags=tags, expires_on=from_iso(op.new_end),
+            await self.set_secret_recovering(self.secret_name, value, tags=tags, expires_on=clock.from_iso(op.new_end),
                                              content_type="client-secret")
         except (ServiceError, LockedError):
             raise

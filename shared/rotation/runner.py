@@ -7,14 +7,14 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-from .. import telemetry
+from .. import clock, telemetry
 from ..adapters.graph import GraphAdapter
+from ..clock import Deadline
 from ..config import Target
 from ..context import AppContext
 from ..errors import BadRequestError, RemediatorError
-from .deadline import Deadline
 from .layout import MAX_SECRET_NAME, PENDING_SUFFIX, pending_name
-from .model import Journal, RotationOutcome, RotationStatus, operation_of, utcnow
+from .model import Journal, RotationOutcome, RotationStatus, operation_of
 from .policy import decide, effective_lifetime_days, lead_days_for
 from .protocol import Progress, RotationRun
 from .removal import removal_verdict
@@ -112,7 +112,7 @@ async def plan_rotation(ctx: AppContext, target: Target, *, force: bool) -> Rota
     steps += [f"keep credential {key}: {why}" for key, why in kept.items()]
     lifetime = effective_lifetime_days(target.rotation, journal.policy_max_lifetime_days)
     stored = run.facts(await run.read_stored(main))
-    decision = decide(utcnow(), target.rotation, app.credentials, stored, force=force,
+    decision = decide(clock.now(), target.rotation, app.credentials, stored, force=force,
                       policy_max_days=journal.policy_max_lifetime_days)
     lead = lead_days_for(target.rotation, decision.current.credential, journal.policy_max_lifetime_days)
     blocked = run.secret_needs_a_person(main, force=force)

@@ -19,6 +19,7 @@ from collections import Counter
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+from ... import clock
 from ...adapters.rbac import ActivityEvent, scope_covers
 from ...errors import RemediatorError
 from ...findings import Finding, make_finding
@@ -36,12 +37,8 @@ ROLE_ASSIGNMENT_WRITE = "microsoft.authorization/roleassignments/write"
 _RG = "/resourcegroups/"
 
 
-def _iso(moment: datetime) -> str:
-    return moment.isoformat(timespec="seconds").replace("+00:00", "Z")
-
-
 def _event(e: ActivityEvent) -> dict[str, Any]:
-    return {"timestamp": _iso(e.timestamp), "operation": e.operation, "resource_id": e.resource_id,
+    return {"timestamp": clock.iso(e.timestamp, seconds=True), "operation": e.operation, "resource_id": e.resource_id,
             "error_code": e.error_code, "message": scrub(e.message)[:MAX_MESSAGE],
             "correlation_id": e.correlation_id, "caller": e.caller}
 
@@ -172,20 +169,22 @@ async def check_activity_log(facts: Facts) -> list[Finding]:
         # filter by what Azure put in the events' `caller` (a service principal's client id), not the object id
         caller = latest.caller or (target.app_id if target.app_id and not facts.is_managed_identity
                                    else (principal or ""))
+        shown_since = clock.iso(max(since, newest_change) if newest_change else since, seconds=True)
         findings.append(make_finding(
             "activity.failed_operations",
-            f"Since {_iso(max(since, newest_change) if newest_change else since)} the Activity Log of subscription "
+            f"Since {shown_since} the Activity Log of subscription "
             f"{sub} shows {len(other)} failed operation(s) by the CycleCloud identity: {actions}; the latest, "
             f"'{latest.operation}' on {latest.resource_id}, failed with {latest.error_code or 'an error'}.",
-            evidence={"subscription_id": sub, "since": _iso(since), "failed_count": len(other),
+            evidence={"subscription_id": sub, "since": clock.iso(since, seconds=True), "failed_count": len(other),
                       "by_action": dict(by_action.most_common()), "events": [_event(e) for e in other[:MAX_EVENTS]],
                       "caller_filter": caller,
                       # every failure is an authorization failure: the role repair settles them (see plan.py)
                       "settled_by_roles": all(e.error_code in _FIXED_BY_A_ROLE for e in other),
                       "ignored_as_history": len(history),
-                      "last_fixing_changes": {k: _iso(v) for k, v in changes.items()}},
+                      "last_fixing_changes": {k: clock.iso(v, seconds=True) for k, v in changes.items()}},
             params={**facts.params(), "subscription_id": sub, "principal_id": principal,
-                    "activity_caller": caller, "activity_since": _iso(latest.timestamp - timedelta(hours=1))},
+                    "activity_caller": caller,
+                    "activity_since": clock.iso(latest.timestamp - timedelta(hours=1), seconds=True)},
             check="activity_log", subject=f"/subscriptions/{sub}",
         ))
         return findings

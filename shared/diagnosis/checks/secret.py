@@ -7,9 +7,9 @@ The stored value is only ever compared (whitespace, GUID shape, its first three 
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import TYPE_CHECKING
 
+from ... import clock
 from ...config import is_guid
 from ...errors import AccessDeniedError, NotFoundError
 from ...findings import Finding, make_finding
@@ -23,10 +23,6 @@ if TYPE_CHECKING:
     from ..facts import Facts
 
 HINT_LENGTH = 3
-
-
-def _iso(value: datetime | None) -> str | None:
-    return value.isoformat().replace("+00:00", "Z") if value else None
 
 
 def _secret_ref(facts: Facts, secret: StoredSecret | None = None) -> dict[str, object]:
@@ -157,7 +153,7 @@ async def check_credential(facts: Facts) -> list[Finding]:
         "key_id_tag": key_id_tag(secret.properties.tags),
         "matched_by": how,
         "app_credentials": [{"key_id": c.key_id, "display_name": c.display_name, "hint": c.hint,
-                             "end": _iso(c.end)} for c in app.credentials],
+                             "end": clock.iso(c.end)} for c in app.credentials],
     }
     if credential is None:
         if how == "hint_differs_from_tagged_credential":
@@ -178,10 +174,10 @@ async def check_credential(facts: Facts) -> list[Finding]:
         )]
     end = credential.end
     evidence = {**base, "key_id": credential.key_id, "credential_display_name": credential.display_name,
-                "hint": credential.hint, "start": _iso(credential.start), "end": _iso(end)}
+                "hint": credential.hint, "start": clock.iso(credential.start), "end": clock.iso(end)}
     if how == "hint_ambiguous":
         evidence["candidates"] = [c.key_id for c in candidates]
-    facts.observations.update({"secret_key_id": credential.key_id, "secret_expires_on": _iso(end)})
+    facts.observations.update({"secret_key_id": credential.key_id, "secret_expires_on": clock.iso(end)})
     if end is None:
         return []
     days_left = (end - facts.now).total_seconds() / 86400
