@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from . import __version__, http_routes
+from .config import TARGET_NAME_PATTERN  # the name a target is configured with (config_models.TargetModel.name)
 from .http_request import MAX_BODY_BYTES, RouteSpec
 
 _NULLABLE_STRING = {"type": ["string", "null"]}
@@ -377,7 +378,7 @@ def openapi_document() -> dict[str, Any]:
             "securitySchemes": {"functionKey": {"type": "apiKey", "in": "header", "name": "x-functions-key"}},
             "parameters": {
                 "target": {"name": "target", "in": "path", "required": True,
-                           "schema": {"type": "string", "pattern": "^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$"},
+                           "schema": {"type": "string", "pattern": TARGET_NAME_PATTERN},
                            "description": "A configured target name (TARGETS setting)."},
                 "operationId": {"name": "operationId", "in": "path", "required": True,
                                 "schema": {"type": "string", "pattern": "^[0-9a-f]{32}$"},

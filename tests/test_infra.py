@@ -94,8 +94,9 @@ def _is_env(node: ast.AST) -> bool:
 
 def settings_read_by(source: str) -> set[str]:
     """Setting names a module reads: `env.get("X")`, `env["X"]`, `os.getenv("X")`, a helper called with the
-    environment and a literal name (`_flag(problems, env, "AUTO_REMEDIATE", ...)`), and `%X%` binding
-    expressions (timer schedules)."""
+    environment and a literal name (`_flag(problems, env, "AUTO_REMEDIATE", ...)`), a pydantic field named by
+    its setting (`Field(alias="KEY_VAULT_URL")`, shared/config_models.py), and `%X%` binding expressions (timer
+    schedules)."""
     found: set[str] = set()
     tree = ast.parse(source)
     for node in ast.walk(tree):
@@ -108,6 +109,9 @@ def settings_read_by(source: str) -> set[str]:
                 or any(_is_env(a) for a in args)
             if reads_env:
                 literals = [a.value for a in args if isinstance(a, ast.Constant) and isinstance(a.value, str)]
+            elif isinstance(func, ast.Name) and func.id == "Field":
+                literals = [k.value.value for k in node.keywords if k.arg == "alias"
+                            and isinstance(k.value, ast.Constant) and isinstance(k.value.value, str)]
         elif isinstance(node, ast.Subscript) and _is_env(node.value):
             key = node.slice
             if isinstance(key, ast.Constant) and isinstance(key.value, str):
@@ -210,8 +214,9 @@ def test_the_settings_scanner_finds_what_config_reads() -> None:
             "HEALTH_SCHEDULE", "AUTO_REMEDIATE", "MAX_CONCURRENCY", "STATE_CONTAINER",
             "AzureWebJobsStorage__blobServiceUri", "IDENTITY_ENDPOINT"} <= found
     sample = ('def f(env):\n    a = env.get("NEW_SETTING")\n    b = os.environ["OTHER"]\n'
-              '    c = _flag(p, env, "THIRD", 1)\n')
-    assert settings_read_by(sample) == {"NEW_SETTING", "OTHER", "THIRD"}
+              '    c = _flag(p, env, "THIRD", 1)\n'
+              'class M(BaseModel):\n    d: int = Field(alias="FOURTH")\n    e: int = Field(description="FIFTH")\n')
+    assert settings_read_by(sample) == {"NEW_SETTING", "OTHER", "THIRD", "FOURTH"}
 
 
 def test_every_setting_the_code_reads_is_set_by_the_bicep() -> None:

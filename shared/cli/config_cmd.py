@@ -1,23 +1,36 @@
-"""`python -m shared config check`: validate every setting and show what the product will do."""
+"""`python -m shared config check`: validate every setting, including what only a running product needs (the
+Functions storage account), and show what the product will do."""
 
 from __future__ import annotations
 
 import argparse
 
-from ..config import HOME_IDENTITY, load_settings
+from ..config import HOME_IDENTITY, load_settings, runtime_problems
+from ..errors import ConfigError
 from ..rotation.policy import effective_lead_days
 from .output import OK, WARN, emit
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("action", choices=["check"], help="check: validate the settings and list the targets")
+    parser.add_argument("--before-deploy", action="store_true",
+                        help="check targets and settings before a deployment, which then provides the Functions "
+                             "storage account (AzureWebJobsStorage); without it, a missing storage account is a "
+                             "problem, as `rotate` and the timers need it")
 
 
 async def run(args: argparse.Namespace) -> int:
     settings = load_settings()  # raises ConfigError listing every problem
+    problems = [] if args.before_deploy else runtime_problems(settings)
+    if problems:
+        raise ConfigError(problems)
     emit(f"{OK} configuration is valid")
     emit(f"  cloud          {settings.cloud.name}")
     emit(f"  key vault      {settings.key_vault_url}")
+    storage = settings.storage
+    where = ("the AzureWebJobsStorage connection string" if storage.connection_string  # a secret: never shown
+             else storage.blob_service_uri or "not checked (--before-deploy)")
+    emit(f"  storage        {where}, container '{storage.container}'")
     emit(f"  schedules      rotation '{settings.rotation_schedule}', health '{settings.health_schedule}'")
     emit(f"  auto-remediate {'on' if settings.auto_remediate else 'off'}")
     emit(f"  targets        {len(settings.targets)}")
