@@ -280,6 +280,6 @@ async def migrate_to_managed_identity(req: func.HttpRequest) -> func.HttpRespons
 
 @app.route(route="targets/{target}/cyclecloud/probe", methods=["POST"])
 async def cyclecloud_probe(req: func.HttpRequest) -> func.HttpResponse:
-    from shared.adapters.cyclecloud import probe_target
+    from shared.cyclecloud_probe import probe_target
 
     return await _serve(req, http_routes.PROBE, lambda ctx, parsed, caller: probe_target(ctx, _target(parsed)))

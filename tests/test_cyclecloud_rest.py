@@ -22,9 +22,9 @@ from shared.adapters.cyclecloud import (
     CycleCloudUpdateRejectedError,
     login_guard,
     open_cyclecloud,
-    probe_target,
 )
 from shared.context import AppContext
+from shared.cyclecloud_probe import probe_target
 from tests.conftest import assert_no_secrets
 from tests.cyclecloud_helpers import NEW_SECRET, add_app_secret, cc_requests, cc_server, set_vault_password
 from tests.twin import Twin

@@ -21,10 +21,10 @@ from shared.adapters.cyclecloud import (
     CycleCloudRunCommandError,
     CycleCloudUpdateRejectedError,
     open_cyclecloud,
-    probe_target,
 )
 from shared.adapters.cyclecloud.runcommand import dry_run_script, edit_script, show_script
 from shared.context import AppContext
+from shared.cyclecloud_probe import probe_target
 from shared.errors import RemediatorError
 from tests.conftest import assert_no_secrets
 from tests.cyclecloud_helpers import NEW_SECRET, add_app_secret, cc_requests, cc_server

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import argparse
 
-from ..adapters.cyclecloud import CheckStatus, probe_target
+from ..adapters.cyclecloud import CheckStatus
 from ..context import AppContext
+from ..cyclecloud_probe import probe_target
 from .output import FAIL, OK, SKIP, emit, emit_json
 
 _LABELS = {"reachable": "server reachable", "tls": "TLS certificate trusted", "login": "login works",

@@ -9,6 +9,9 @@
     finally:
         await client.close()
 
+The adapter only speaks to CycleCloud; the probe of a configured target by name (HTTP, CLI) is a diagnosis use
+case: shared/cyclecloud_probe.py.
+
 See docs/cyclecloud.md for the REST contract (CycleCloud publishes no credential endpoint) and the Run Command
 script.
 """
@@ -17,7 +20,6 @@ from __future__ import annotations
 
 from ...config import Target, Transport
 from ...context import AppContext
-from ...errors import RemediatorError
 from .client import CycleCloudClient
 from .errors import (
     CycleCloudAccountMissingError,
@@ -43,7 +45,7 @@ __all__ = [
     "CycleCloudForbiddenError", "CycleCloudLockedOutError", "CycleCloudLoginError", "CycleCloudLoginPausedError",
     "CycleCloudNotConfiguredError", "CycleCloudReadBackMismatchError", "CycleCloudRunCommandError",
     "CycleCloudTlsError", "CycleCloudUnreachableError", "CycleCloudUpdateRejectedError", "ProbeCheck", "ProbeResult",
-    "login_guard", "open_cyclecloud", "probe_target",
+    "login_guard", "open_cyclecloud",
 ]
 
 
@@ -82,15 +84,3 @@ async def open_cyclecloud(ctx: AppContext, target: Target) -> CycleCloudClient:
 
         transport = RestTransport(target.name, connection, password=password, ca_pem=ca_pem)
     return CycleCloudClient(target.name, connection.account, connection.url, transport)
-
-
-async def probe_target(ctx: AppContext, target_name: str) -> ProbeResult:
-    """The probe checklist for one configured target (POST /api/targets/{target}/cyclecloud/probe, the CLI)."""
-    target = ctx.settings.target(target_name)
-    client = await open_cyclecloud(ctx, target)
-    try:
-        return await client.probe()
-    except RemediatorError:
-        raise
-    finally:
-        await client.close()
