@@ -86,7 +86,7 @@ def _target(parsed: ParsedRequest) -> str:
 
 @app.route(route="health", methods=["GET"])
 async def health(req: func.HttpRequest) -> func.HttpResponse:
-    async def handler(ctx: AppContext, parsed: ParsedRequest, caller: Caller) -> HttpResult:
+    async def handler(ctx: AppContext, _parsed: ParsedRequest, _caller: Caller) -> HttpResult:
         from shared.operations import poisoned_operations
 
         body: dict[str, Any] = {"status": "ok", "version": __version__,
@@ -116,7 +116,7 @@ async def openapi(req: func.HttpRequest) -> func.HttpResponse:
 async def list_targets(req: func.HttpRequest) -> func.HttpResponse:
     from shared.diagnosis import list_targets as list_target_status
 
-    return await _serve(req, http_routes.TARGETS, lambda ctx, parsed, caller: list_target_status(ctx))
+    return await _serve(req, http_routes.TARGETS, lambda ctx, _parsed, _caller: list_target_status(ctx))
 
 
 @app.route(route="operations/{operation_id}", methods=["GET"])
@@ -126,7 +126,7 @@ async def operation(req: func.HttpRequest) -> func.HttpResponse:
     from shared.operations import operation_status
     from shared.operations.model import is_operation_id
 
-    async def handler(ctx: AppContext, parsed: ParsedRequest, caller: Caller) -> HttpResult:
+    async def handler(ctx: AppContext, _parsed: ParsedRequest, _caller: Caller) -> HttpResult:
         operation_id = req.route_params.get("operation_id", "")
         if not is_operation_id(operation_id):
             raise BadRequestError(f"{quoted(operation_id)} is not an operation id.", code="invalid_operation_id",
@@ -143,7 +143,7 @@ async def operation(req: func.HttpRequest) -> func.HttpResponse:
 async def validate(req: func.HttpRequest) -> func.HttpResponse:
     from shared.diagnosis import validate_target
 
-    return await _serve(req, http_routes.VALIDATE, lambda ctx, parsed, caller: validate_target(ctx, _target(parsed)))
+    return await _serve(req, http_routes.VALIDATE, lambda ctx, parsed, _caller: validate_target(ctx, _target(parsed)))
 
 
 @app.timer_trigger(schedule="%HEALTH_SCHEDULE%", arg_name="timer", run_on_startup=False, use_monitor=True)
@@ -181,7 +181,7 @@ async def rotate(req: func.HttpRequest) -> func.HttpResponse:
 async def rotation(req: func.HttpRequest) -> func.HttpResponse:
     from shared.rotation import rotation_status
 
-    return await _serve(req, http_routes.ROTATION, lambda ctx, parsed, caller: rotation_status(ctx, _target(parsed)))
+    return await _serve(req, http_routes.ROTATION, lambda ctx, parsed, _caller: rotation_status(ctx, _target(parsed)))
 
 
 @app.timer_trigger(schedule="%ROTATION_SCHEDULE%", arg_name="timer", run_on_startup=False, use_monitor=True)
@@ -236,7 +236,7 @@ async def record_poisoned_continuation(msg: func.QueueMessage) -> None:
 async def reconcile_roles(req: func.HttpRequest) -> func.HttpResponse:
     from shared.roles import reconcile_target_roles
 
-    return await _serve(req, http_routes.RECONCILE, lambda ctx, parsed, caller: reconcile_target_roles(
+    return await _serve(req, http_routes.RECONCILE, lambda ctx, parsed, _caller: reconcile_target_roles(
         ctx, _target(parsed), dry_run=parsed.options["dry_run"]))
 
 
@@ -282,4 +282,4 @@ async def migrate_to_managed_identity(req: func.HttpRequest) -> func.HttpRespons
 async def cyclecloud_probe(req: func.HttpRequest) -> func.HttpResponse:
     from shared.cyclecloud_probe import probe_target
 
-    return await _serve(req, http_routes.PROBE, lambda ctx, parsed, caller: probe_target(ctx, _target(parsed)))
+    return await _serve(req, http_routes.PROBE, lambda ctx, parsed, _caller: probe_target(ctx, _target(parsed)))

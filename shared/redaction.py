@@ -184,7 +184,7 @@ def redacting_log_record_processor() -> Any:
         def shutdown(self) -> None:
             return None
 
-        def force_flush(self, timeout_millis: int = 30000) -> bool:
+        def force_flush(self, timeout_millis: int = 30000) -> bool:  # noqa: ARG002 - OTel's signature
             return True
 
     return RedactingLogRecordProcessor()
@@ -198,8 +198,3 @@ def install_filter(logger: logging.Logger | None = None) -> None:
     for handler in target.handlers:
         if not any(isinstance(f, SecretFilter) for f in handler.filters):
             handler.addFilter(SecretFilter())
-
-
-def _reset_for_tests() -> Any:  # pragma: no cover - tests only
-    with _lock:
-        _secrets.clear()

@@ -25,6 +25,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, ParamSpec, TypeVar
 
+from . import clock
 from .redaction import install_filter, scrub
 
 logger = logging.getLogger(__name__)
@@ -247,7 +248,7 @@ def days_to_expiry(target: str, expires_on: datetime | str | None, *, now: datet
         return None
     if expires_on.tzinfo is None:
         expires_on = expires_on.replace(tzinfo=UTC)
-    days = round((expires_on - (now or datetime.now(UTC))).total_seconds() / 86400, 2)
+    days = round((expires_on - (now or clock.now())).total_seconds() / 86400, 2)
     if _enabled:
         if _gauge is None:
             from opentelemetry import metrics
@@ -311,12 +312,12 @@ async def record_rotation_error(ctx: Any, target: str, exc: BaseException, handl
     code = str(getattr(exc, "code", None) or type(exc).__name__)
     if code in _NOT_A_ROTATION_FAILURE:
         return
-    from .rotation.model import RotationOutcome, RotationStage, RotationStatus, to_iso, utcnow
+    from .rotation.model import RotationOutcome, RotationStage, RotationStatus
 
     message = scrub(str(getattr(exc, "message", None) or "unexpected failure; see the logs"))
     outcome = RotationOutcome(target, RotationStatus.FAILED, message, stage=RotationStage.PLAN,
                               error={"stage": RotationStage.PLAN.value, "code": code, "message": message,
-                                     "at": to_iso(utcnow())})
+                                     "at": clock.iso(clock.now())})
     await record_rotation(ctx, outcome, handle)
 
 
@@ -330,12 +331,12 @@ def health_events(target: str, status: str, findings: list[tuple[str, str]], *, 
     days_to_expiry(target, expires_on)
 
 
-async def record_validation(ctx: Any, report: Any, handle: SpanHandle) -> None:
+async def record_validation(_ctx: Any, report: Any, handle: SpanHandle) -> None:
     """An on-demand validation (HTTP, CLI): the span says the verdict; the health sweep's events stay its own."""
     handle.set(outcome=report.status.value, findingCodes=list(report.codes))
 
 
-async def record_reconcile(ctx: Any, result: Any, handle: SpanHandle) -> None:
+async def record_reconcile(_ctx: Any, result: Any, handle: SpanHandle) -> None:
     handle.set(outcome="ok" if result.ok else "failed")
     for assignment in result.assignments:
         if assignment.state.value == "created":
@@ -344,7 +345,7 @@ async def record_reconcile(ctx: Any, result: Any, handle: SpanHandle) -> None:
                  principalId=assignment.principal_id, verified=assignment.verified)
 
 
-async def record_remediation(ctx: Any, report: Any, handle: SpanHandle) -> None:
+async def record_remediation(_ctx: Any, report: Any, handle: SpanHandle) -> None:
     handle.set(outcome=report.result.value)
     if report.dry_run:
         return

@@ -21,7 +21,7 @@ async def test_concurrent_requests_for_one_token_share_one_request() -> None:
     calls: list[tuple[str, ...]] = []
 
     class Slow:
-        async def get_token(self, *scopes: str, **kwargs: Any) -> Any:
+        async def get_token(self, *scopes: str, **_options: Any) -> Any:
             calls.append(scopes)
             await asyncio.sleep(0.05)
             return f"token for {scopes[0]}"

@@ -16,8 +16,7 @@ from shared.findings import FixAction, make_finding
 from shared.remediation.engine import MIN_ACTION_SECONDS, run_remediation
 from shared.remediation.model import FixResult, Outcome, Result
 from shared.remediation.plan import plan_fixes
-
-TARGET = "hpc-prod"
+from tests.world import TARGET
 
 
 def report(*codes: str) -> Report:
@@ -74,7 +73,7 @@ class FakeFixers:
         self.calls.append(("validate", target))
         return self.reports.pop(0) if len(self.reports) > 1 else self.reports[0]
 
-    async def apply(self, action: FixAction, target: str, *, dry_run: bool, deadline_seconds: float) -> FixResult:
+    async def apply(self, action: FixAction, _target: str, *, dry_run: bool, deadline_seconds: float) -> FixResult:
         self.calls.append((action.value, {"dry_run": dry_run, "deadline": deadline_seconds}))
         behave = self.behaviour.get(action)
         if behave is not None:

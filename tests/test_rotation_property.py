@@ -76,7 +76,7 @@ class People:
         self.secret(target).deleted_at = None
         return f"recover {SECRETS[target]}"
 
-    def add_credential(self, target: str) -> str:
+    def add_credential(self, _target: str) -> str:
         value = new_client_secret()
         now = self.state.now()
         self.app.password_credentials.append(PasswordCredential(
@@ -84,7 +84,7 @@ class People:
             now))
         return "add a credential in the portal"
 
-    def remove_unused_credential(self, target: str) -> str:
+    def remove_unused_credential(self, _target: str) -> str:
         held = self.cyclecloud_hashes()
         candidates = [c for c in self.app.password_credentials if c.secret_hash not in held]
         if not candidates:
@@ -109,7 +109,7 @@ class People:
         secret.versions.append(older)
         return f"roll {SECRETS[target]} back to an older value (untagged, hint {older.value[:3]})"
 
-    def skew_clock(self, target: str) -> str:
+    def skew_clock(self, _target: str) -> str:
         # forward only: the twin has one clock for Entra and Key Vault, and a vault's clock never runs backwards
         # (a version created later would look older); the run starts with Azure two minutes behind us
         seconds = self.rng.choice([30, 90])

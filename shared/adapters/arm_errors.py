@@ -112,8 +112,8 @@ def _answered_by_arm(exc: HttpResponseError) -> bool:
     return urlsplit(url).hostname is not None and str(urlsplit(url).hostname).startswith("management.")
 
 
-def raise_arm_error(exc: Exception, *, what: str, scope: str | None = None) -> NoReturn:
-    """Translate an SDK/pipeline exception from an ARM call into a domain error. `what` says what was tried."""
+def _arm_answer(exc: Exception, what: str) -> HttpResponseError:
+    """The answer ARM gave; anything else (a domain error, no connection, no token, a bug) is raised here."""
     if isinstance(exc, RemediatorError):
         raise exc
     if isinstance(exc, ServiceRequestError):
@@ -130,59 +130,81 @@ def raise_arm_error(exc: Exception, *, what: str, scope: str | None = None) -> N
                                   details={"entra": evidence.to_dict()}) from None
     if not isinstance(exc, HttpResponseError):
         raise exc
-    code, message, error = _error_fields(exc)
-    status = exc.status_code
+    return exc
+
+
+def _authorization_failed(what: str, message: str, scope: str | None, details: dict[str, Any]) -> NoReturn:
+    match = _AUTHZ.search(message)
+    action = match.group("action") if match else "(unknown action)"
+    failed_scope = match.group("scope") if match else (scope or "")
+    where = grant_scope(failed_scope)
+    details.update(action=action, scope=failed_scope, object_id=match.group("oid") if match else None,
+                   # "The client '<x>' with object id '<oid>'": Azure puts the object id (or a user's name)
+                   # in <x>, not the client id, so it is kept under a neutral name
+                   client=match.group("client") if match else None, role_to_grant=role_to_grant(action, where))
+    raise AccessDeniedError(f"{what}: the identity may not perform '{action}' on '{where}'.", reason=message,
+                            fix=f"Grant {role_to_grant(action, where)}.", details=details) from None
+
+
+def _policy_denied(what: str, message: str, error: Any, details: dict[str, Any]) -> NoReturn:
+    details.update(_policy_details(error, message))
+    name = details.get("policy_assignment_display_name") or details.get("policy_assignment_name") or "a policy"
+    assignment = details.get("policy_assignment_id") or "(see the message)"
+    raise PolicyDeniedError(f"{what}: Azure Policy assignment '{name}' ({assignment}) denies it.",
+                            reason=message,
+                            fix="Ask the owner of that policy assignment for an exemption for this scope, or "
+                                "change the configured role to one the policy allows.",
+                            details=details) from None
+
+
+def _tenant_mismatch(what: str, message: str, answer: HttpResponseError, details: dict[str, Any]) -> NoReturn:
+    owner = _SUB_TENANT.search(message)
+    challenged: Any = answer.response
+    if owner is None and challenged is not None:
+        owner = _CHALLENGE_TENANT.search(challenged.headers.get("WWW-Authenticate", ""))
+    token = _TOKEN_TENANT.search(message)
+    details.update(owning_tenant=owner.group(1) if owner else None, token_tenant=token.group(1) if token else None)
+    raise TenantMismatchError(
+        f"{what}: the subscription belongs to tenant {details['owning_tenant'] or '(unknown)'}, not to the "
+        f"tenant {details['token_tenant'] or 'of the identity'} that asked.",
+        reason=message,
+        fix="Set the target's tenant_id to the tenant that owns the subscription (Subscriptions > Overview > "
+            "Parent management group / Directory), or move the subscription.",
+        details=details) from None
+
+
+def _subscription_not_found(what: str, message: str, scope: str | None, details: dict[str, Any]) -> NoReturn:
+    sub = _SUBSCRIPTION_IN.search(scope or "") or _SUBSCRIPTION_NAMED.search(message)
+    details["subscription_id"] = sub.group(1) if sub else None
+    raise NotFoundError(
+        f"{what}: Azure Resource Manager does not know subscription {details['subscription_id'] or '(unknown)'}.",
+        reason=message,
+        fix="Check the subscription id in the target's subscription_ids for a typo: `az account list --all "
+            "--query \"[].{name:name, id:id, tenant:tenantId}\" -o table` lists the ones you can see (a "
+            "subscription of another tenant, or one the product's identity has no role on, is not found "
+            "either).",
+        details=details) from None
+
+
+def raise_arm_error(exc: Exception, *, what: str, scope: str | None = None) -> NoReturn:
+    """Translate an SDK/pipeline exception from an ARM call into a domain error. `what` says what was tried."""
+    answer = _arm_answer(exc, what)
+    code, message, error = _error_fields(answer)
+    status = answer.status_code
     details: dict[str, Any] = {"arm_code": code, "status": status}
     if code == "AuthorizationFailed":
-        match = _AUTHZ.search(message)
-        action = match.group("action") if match else "(unknown action)"
-        failed_scope = match.group("scope") if match else (scope or "")
-        where = grant_scope(failed_scope)
-        details.update(action=action, scope=failed_scope, object_id=match.group("oid") if match else None,
-                       # "The client '<x>' with object id '<oid>'": Azure puts the object id (or a user's name)
-                       # in <x>, not the client id, so it is kept under a neutral name
-                       client=match.group("client") if match else None, role_to_grant=role_to_grant(action, where))
-        raise AccessDeniedError(f"{what}: the identity may not perform '{action}' on '{where}'.", reason=message,
-                                fix=f"Grant {role_to_grant(action, where)}.", details=details) from None
+        _authorization_failed(what, message, scope, details)
     if code == "RequestDisallowedByPolicy":
-        details.update(_policy_details(error, message))
-        name = details.get("policy_assignment_display_name") or details.get("policy_assignment_name") or "a policy"
-        assignment = details.get("policy_assignment_id") or "(see the message)"
-        raise PolicyDeniedError(f"{what}: Azure Policy assignment '{name}' ({assignment}) denies it.",
-                                reason=message,
-                                fix="Ask the owner of that policy assignment for an exemption for this scope, or "
-                                    "change the configured role to one the policy allows.",
-                                details=details) from None
+        _policy_denied(what, message, error, details)
     if code == "PrincipalNotFound":
         raise PrincipalNotFoundError(f"{what}: ARM cannot see the principal yet.", reason=message,
                                      fix="This is directory replication after the principal was created; retry in "
                                          "a minute. If it persists, check the principal's object id.",
                                      details=details) from None
     if code == "InvalidAuthenticationTokenTenant":
-        owner = _SUB_TENANT.search(message)
-        challenged: Any = exc.response
-        if owner is None and challenged is not None:
-            owner = _CHALLENGE_TENANT.search(challenged.headers.get("WWW-Authenticate", ""))
-        token = _TOKEN_TENANT.search(message)
-        details.update(owning_tenant=owner.group(1) if owner else None, token_tenant=token.group(1) if token else None)
-        raise TenantMismatchError(
-            f"{what}: the subscription belongs to tenant {details['owning_tenant'] or '(unknown)'}, not to the "
-            f"tenant {details['token_tenant'] or 'of the identity'} that asked.",
-            reason=message,
-            fix="Set the target's tenant_id to the tenant that owns the subscription (Subscriptions > Overview > "
-                "Parent management group / Directory), or move the subscription.",
-            details=details) from None
+        _tenant_mismatch(what, message, answer, details)
     if code == "SubscriptionNotFound":
-        sub = _SUBSCRIPTION_IN.search(scope or "") or _SUBSCRIPTION_NAMED.search(message)
-        details["subscription_id"] = sub.group(1) if sub else None
-        raise NotFoundError(
-            f"{what}: Azure Resource Manager does not know subscription {details['subscription_id'] or '(unknown)'}.",
-            reason=message,
-            fix="Check the subscription id in the target's subscription_ids for a typo: `az account list --all "
-                "--query \"[].{name:name, id:id, tenant:tenantId}\" -o table` lists the ones you can see (a "
-                "subscription of another tenant, or one the product's identity has no role on, is not found "
-                "either).",
-            details=details) from None
+        _subscription_not_found(what, message, scope, details)
     if code in ("ResourceNotFound", "RoleDefinitionDoesNotExist", "ParentResourceNotFound",
                 "ResourceGroupNotFound") or status == 404:
         raise NotFoundError(f"{what}: not found.", reason=message,

@@ -88,10 +88,6 @@ class RoleDefinitionInfo:
     data_actions: tuple[str, ...] = ()
     not_data_actions: tuple[str, ...] = ()
 
-    def full_id(self, subscription_id: str | None) -> str:
-        base = f"/subscriptions/{subscription_id}" if subscription_id else ""
-        return f"{base}{AUTH}/roleDefinitions/{self.id}"
-
 
 @dataclass(frozen=True)
 class RoleAssignmentInfo:
@@ -124,10 +120,6 @@ class PermissionSet:
     def allows(self, action: str) -> bool:
         return any(any(action_matches(p, action) for p in e.actions)
                    and not any(action_matches(p, action) for p in e.not_actions) for e in self.entries)
-
-    def allows_data(self, data_action: str) -> bool:
-        return any(any(action_matches(p, data_action) for p in e.data_actions)
-                   and not any(action_matches(p, data_action) for p in e.not_data_actions) for e in self.entries)
 
     def missing(self, actions: Iterable[str]) -> list[str]:
         return [a for a in actions if not self.allows(a)]

@@ -53,6 +53,17 @@ def _report_block(title: str, report: Report) -> None:
 def render(report: RemediationReport) -> None:
     _report_block("Before", report.before)
     emit()
+    _render_actions(report)
+    emit()
+    if report.after is not None and not report.dry_run:
+        _report_block("After", report.after)
+        emit()
+    _render_open(report)
+    emit(report.message)
+    _render_next(report)
+
+
+def _render_actions(report: RemediationReport) -> None:
     emit("Dry run: the plan (nothing is changed)" if report.dry_run else "Actions")
     if not report.actions:
         emit("  (none: nothing to fix)" if not report.before.findings else "  (none: nothing remediate can fix)")
@@ -65,21 +76,25 @@ def render(report: RemediationReport) -> None:
             emit(f"      why: {action.reason}")
         if action.fix and action.outcome is not Outcome.APPLIED:
             emit(f"      fix: {action.fix}")
-    emit()
-    if report.after is not None and not report.dry_run:
-        _report_block("After", report.after)
-        emit()
+
+
+def _render_open(report: RemediationReport) -> None:
+    """The findings a person must fix, each with its steps (a propagating role settles by itself: not listed)."""
     left = [f for f in report.needs_attention if f.code not in SETTLING_CODES]
-    if left:
-        emit("Needs a person" if report.dry_run or report.after is not None else "Still open")
-        for finding in left:
-            emit(_finding_line(finding))
-            for number, step in enumerate(finding.steps, 1):
-                emit(f"      {number}. {step.action}")
-                emit(f"         portal: {step.portal}")
-                emit(f"         cli:    {step.cli}")
-        emit()
-    emit(report.message)
+    if not left:
+        return
+    emit("Needs a person" if report.dry_run or report.after is not None else "Still open")
+    for finding in left:
+        emit(_finding_line(finding))
+        for number, step in enumerate(finding.steps, 1):
+            emit(f"      {number}. {step.action}")
+            emit(f"         portal: {step.portal}")
+            emit(f"         cli:    {step.cli}")
+    emit()
+
+
+def _render_next(report: RemediationReport) -> None:
+    """The one next command, when there is one."""
     at, _ = check_again_at(report.after or report.before)
     rotating = any(a.action is FixAction.ROTATE and a.outcome in (Outcome.IN_PROGRESS, Outcome.DEFERRED)
                    for a in report.actions)

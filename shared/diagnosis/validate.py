@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import logging
 import time
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
-from .. import telemetry
+from .. import clock, telemetry
 from ..config import Target
 from ..findings import Finding, Severity
-from .checks import checks_for
+from .checks import ALL_CHECKS
 from .facts import Facts
 from .report import Report, overall_status
 from .runner import DEFAULT_CHECK_TIMEOUT_SECONDS, run_checks
@@ -115,10 +114,10 @@ def explain_together(findings: list[Finding]) -> list[Finding]:
 async def diagnose(ctx: AppContext, target: Target, *, timeout_seconds: float = DEFAULT_CHECK_TIMEOUT_SECONDS,
                    only: set[str] | None = None) -> Report:
     """Run the target's checks (all of them, or the names in `only`) and return the report."""
-    started_at = datetime.now(UTC)
+    started_at = clock.now()
     started = time.perf_counter()
     facts = Facts(ctx, target, now=started_at)
-    checks = [c for c in checks_for(target) if only is None or c.name in only]
+    checks = [c for c in ALL_CHECKS if only is None or c.name in only]
     try:
         findings, runs = await run_checks(checks, facts, timeout_seconds=timeout_seconds)
     finally:

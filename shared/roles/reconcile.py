@@ -65,7 +65,7 @@ async def resolve_principal(ctx: AppContext, target: Target) -> PrincipalRef:
     return PrincipalRef(sp.object_id, "service_principal", sp.display_name)
 
 
-def _failed(target: Target, principal: PrincipalRef, subscription_id: str, role: str, exc: RemediatorError,
+def _failed(principal: PrincipalRef, subscription_id: str, role: str, exc: RemediatorError,
             role_id: str = "") -> AssignmentOutcome:
     return AssignmentOutcome(
         subscription_id, f"/subscriptions/{subscription_id}", role_id or role, role, principal.object_id,
@@ -89,7 +89,7 @@ class _Subscription:
             planned = await self._plan()
         except RemediatorError as exc:
             logger.warning("roles of %s at %s could not be checked: %s", self.target.name, self.scope, exc.code)
-            return [_failed(self.target, self.principal, self.sub, role, exc) for role in self.target.roles]
+            return [_failed(self.principal, self.sub, role, exc) for role in self.target.roles]
         if dry_run:
             return planned
         return await self._apply(planned)
@@ -110,13 +110,13 @@ class _Subscription:
             try:
                 role = await self.rbac.resolve_role(self.sub, configured)
             except RemediatorError as exc:  # one unknown role must not hide the others
-                failed.append(_failed(self.target, self.principal, self.sub, configured, exc))
+                failed.append(_failed(self.principal, self.sub, configured, exc))
                 continue
             # checked on the definition ARM returns: a custom role or a name config could not judge
             refusal = privileged_role_refusal(self.target, role)
             if refusal is not None:
                 logger.warning("refusing privileged role %s for target %s", role.name, self.target.name)
-                failed.append(_failed(self.target, self.principal, self.sub, role.name, refusal, role.id))
+                failed.append(_failed(self.principal, self.sub, role.name, refusal, role.id))
                 continue
             roles.append(role)
         held = await self.rbac.list_assignments(self.scope, self.principal.object_id)

@@ -178,7 +178,7 @@ class Simulation:
             if hour % self.opt.health_hours == 0:
                 await self.health_sweep()
             self.check_hourly()
-            self.people_act(hour)
+            self.people_act()
             if hour % (24 * 7) == 24 * 7 - 1:  # a line a simulated week, so a long run shows it is alive
                 logger.warning("chaos: day %d of %d, %d rotations, %d violations, %.0f s", hour // 24 + 1,
                                self.opt.days, self.stats.rotations, len(self.violations), time.monotonic() - self.t0)
@@ -448,7 +448,7 @@ class Simulation:
 
     # -- people ------------------------------------------------------------------------------------------
 
-    def people_act(self, hour: int) -> None:
+    def people_act(self) -> None:
         state = self.twin.state
         now = self.now()
         with state.lock:

@@ -76,7 +76,7 @@ class Admission:
 
     def release(self) -> None:
         """No answer about the login (connection error, timeout, cancelled): let the next caller try."""
-        self._finish(lambda state: None)
+        self._finish(lambda _state: None)
 
     def _finish(self, update: Callable[[_UserState], None]) -> None:
         if self._done:

@@ -7,7 +7,6 @@ looked at, and why).
 
 from __future__ import annotations
 
-from ...config import Target
 from ..runner import Check
 from .activity import check_activity_log
 from .advice import check_managed_identity_advice
@@ -38,7 +37,3 @@ ALL_CHECKS: tuple[Check, ...] = (
 )
 
 CHECK_NAMES: tuple[str, ...] = tuple(c.name for c in ALL_CHECKS)
-
-
-def checks_for(target: Target) -> list[Check]:
-    return list(ALL_CHECKS)

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 from ...adapters.entra import probe_own_identity
 from ...clients import credential_kind
-from ...errors import CredentialUnavailableError
+from ...errors import AccessDeniedError, CredentialUnavailableError
 from ...findings import Finding, make_finding
 from ..runner import CheckSkipped
 
@@ -78,96 +78,115 @@ def _grant(role: str, scope: str, why: str) -> dict[str, object]:
 async def check_product_rights(facts: Facts) -> list[Finding]:
     """What the product's own identity may do: Graph (read the app through its ownership), Key Vault (read the
     secret), ARM (read assignments, policy and the Activity Log; create role assignments; Run Command)."""
-    from ...adapters.compute import parse_vm_id
-    from ...config import Transport
-    from ...errors import AccessDeniedError
-    from ..required_actions import PRODUCT_ACTION_ASSIGN, PRODUCT_ACTIONS_READ, PRODUCT_ACTIONS_RUNCOMMAND
     from .subscriptions import per_subscription
 
-    target = facts.target
-    findings: list[Finding] = []
-    params = facts.params()
-
-    def denied(exc: AccessDeniedError, what: str, subject: str, role: str) -> Finding:
-        from ..runner import grant_lines
-
-        grant = grant_lines(exc)
-        return make_finding(
-            "function.permission_missing", f"The product's identity may not {what}: {exc.message}",
-            evidence={"permission": subject, "role_to_grant": role, "reason": exc.reason, "fix": exc.fix},
-            params={**params, **grant}, check="product_rights", subject=subject,
-        )
-
-    if target.app_id and target.uses_secret:
-        try:
-            await facts.application()
-        except AccessDeniedError as exc:
-            from .tenant_access import is_cross_tenant
-
-            if not is_cross_tenant(exc):  # a tenant the product cannot reach is the tenant check's to report
-                permission = str(exc.details.get("permission") or "Application.ReadWrite.OwnedBy")
-                findings.append(denied(exc, f"read app registration {target.app_id} in Microsoft Graph",
-                                       permission, f"Microsoft Graph {permission} + owner of the app registration"))
-        except Exception:  # noqa: S110 - other Graph failures are the credential check's to report
-            pass
-    if target.secret_name:
-        try:
-            await facts.stored_secret()
-        except AccessDeniedError as exc:
-            role = str(exc.details.get("role") or "Key Vault Secrets Officer")
-            findings.append(denied(exc, f"read secret '{target.secret_name}' in Key Vault", role, role))
-        except Exception:  # noqa: S110 - a missing secret is the secret check's to report
-            pass
-
-    async def one(sub: str) -> list[Finding]:
-        scope = f"/subscriptions/{sub}"
-        permissions = await (await facts.arm()).permissions(sub)
-        out: list[Finding] = []
-        missing_reads = permissions.missing(PRODUCT_ACTIONS_READ)
-        if missing_reads:
-            grant = _grant("Reader", scope, "to read role assignments, policy assignments and the Activity Log")
-            out.append(make_finding(
-                "function.permission_missing",
-                f"The product's identity may not read {', '.join(missing_reads)} on subscription {sub}, so parts of "
-                "the diagnosis cannot run.",
-                evidence={"scope": scope, "missing_actions": missing_reads, **grant},
-                params={**params, **grant, "subscription_id": sub}, check="product_rights",
-                subject=f"Reader on {scope}",
-            ))
-        if not permissions.allows(PRODUCT_ACTION_ASSIGN):
-            grant = _grant(_RBAC_ADMIN, scope, "to create the missing role assignments of the CycleCloud identity "
-                           "(Contributor is not enough: it excludes Microsoft.Authorization/*/Write)")
-            out.append(make_finding(
-                "function.permission_missing",
-                f"The product's identity may not create role assignments on subscription {sub} "
-                f"({PRODUCT_ACTION_ASSIGN}), so `remediate` cannot repair missing roles there.",
-                evidence={"scope": scope, "missing_actions": [PRODUCT_ACTION_ASSIGN], **grant},
-                params={**params, **grant, "subscription_id": sub}, check="product_rights",
-                subject=f"{_RBAC_ADMIN} on {scope}",
-            ))
-        return out
-
+    findings = [*await _graph_rights(facts), *await _vault_rights(facts)]
     try:
-        findings += await per_subscription(target.subscription_ids, one)
+        findings += await per_subscription(facts.target.subscription_ids,
+                                           lambda sub: _subscription_rights(facts, sub))
     except CheckSkipped:  # every subscription is in another tenant: the tenant check says so
         pass
-
-    cc = target.cyclecloud
-    if target.vm_resource_id and cc is not None and cc.transport is Transport.RUNCOMMAND:
-        sub, _, _ = parse_vm_id(target.vm_resource_id)
-        # on the VM itself: the fix grants Virtual Machine Contributor there, which its resource group never shows
-        permissions = await (await facts.arm()).permissions(sub, resource_id=target.vm_resource_id)
-        missing = permissions.missing(PRODUCT_ACTIONS_RUNCOMMAND)
-        if missing:
-            scope = target.vm_resource_id
-            grant = _grant("Virtual Machine Contributor", target.vm_resource_id,
-                           "to push the secret to CycleCloud with Run Command")
-            findings.append(make_finding(
-                "function.permission_missing",
-                f"The product's identity may not run commands on the CycleCloud VM ({', '.join(missing)}), so it "
-                "cannot update CycleCloud over the runcommand transport.",
-                evidence={"scope": scope, "missing_actions": missing, **grant},
-                params={**params, **grant}, check="product_rights",
-                subject=f"Virtual Machine Contributor on {target.vm_resource_id}",
-            ))
+    findings += await _runcommand_rights(facts)
     return findings
+
+
+def _denied(facts: Facts, exc: AccessDeniedError, what: str, subject: str, role: str) -> Finding:
+    from ..runner import grant_lines
+
+    grant = grant_lines(exc)
+    return make_finding(
+        "function.permission_missing", f"The product's identity may not {what}: {exc.message}",
+        evidence={"permission": subject, "role_to_grant": role, "reason": exc.reason, "fix": exc.fix},
+        params={**facts.params(), **grant}, check="product_rights", subject=subject,
+    )
+
+
+async def _graph_rights(facts: Facts) -> list[Finding]:
+    target = facts.target
+    if not (target.app_id and target.uses_secret):
+        return []
+    try:
+        await facts.application()
+    except AccessDeniedError as exc:
+        from .tenant_access import is_cross_tenant
+
+        if not is_cross_tenant(exc):  # a tenant the product cannot reach is the tenant check's to report
+            permission = str(exc.details.get("permission") or "Application.ReadWrite.OwnedBy")
+            return [_denied(facts, exc, f"read app registration {target.app_id} in Microsoft Graph",
+                            permission, f"Microsoft Graph {permission} + owner of the app registration")]
+    except Exception:  # noqa: S110 - other Graph failures are the credential check's to report
+        pass
+    return []
+
+
+async def _vault_rights(facts: Facts) -> list[Finding]:
+    target = facts.target
+    if not target.secret_name:
+        return []
+    try:
+        await facts.stored_secret()
+    except AccessDeniedError as exc:
+        role = str(exc.details.get("role") or "Key Vault Secrets Officer")
+        return [_denied(facts, exc, f"read secret '{target.secret_name}' in Key Vault", role, role)]
+    except Exception:  # noqa: S110 - a missing secret is the secret check's to report
+        pass
+    return []
+
+
+async def _subscription_rights(facts: Facts, sub: str) -> list[Finding]:
+    from ..required_actions import PRODUCT_ACTION_ASSIGN, PRODUCT_ACTIONS_READ
+
+    params = facts.params()
+    scope = f"/subscriptions/{sub}"
+    permissions = await (await facts.arm()).permissions(sub)
+    out: list[Finding] = []
+    missing_reads = permissions.missing(PRODUCT_ACTIONS_READ)
+    if missing_reads:
+        grant = _grant("Reader", scope, "to read role assignments, policy assignments and the Activity Log")
+        out.append(make_finding(
+            "function.permission_missing",
+            f"The product's identity may not read {', '.join(missing_reads)} on subscription {sub}, so parts of "
+            "the diagnosis cannot run.",
+            evidence={"scope": scope, "missing_actions": missing_reads, **grant},
+            params={**params, **grant, "subscription_id": sub}, check="product_rights",
+            subject=f"Reader on {scope}",
+        ))
+    if not permissions.allows(PRODUCT_ACTION_ASSIGN):
+        grant = _grant(_RBAC_ADMIN, scope, "to create the missing role assignments of the CycleCloud identity "
+                       "(Contributor is not enough: it excludes Microsoft.Authorization/*/Write)")
+        out.append(make_finding(
+            "function.permission_missing",
+            f"The product's identity may not create role assignments on subscription {sub} "
+            f"({PRODUCT_ACTION_ASSIGN}), so `remediate` cannot repair missing roles there.",
+            evidence={"scope": scope, "missing_actions": [PRODUCT_ACTION_ASSIGN], **grant},
+            params={**params, **grant, "subscription_id": sub}, check="product_rights",
+            subject=f"{_RBAC_ADMIN} on {scope}",
+        ))
+    return out
+
+
+async def _runcommand_rights(facts: Facts) -> list[Finding]:
+    from ...adapters.compute import parse_vm_id
+    from ...config import Transport
+    from ..required_actions import PRODUCT_ACTIONS_RUNCOMMAND
+
+    target = facts.target
+    cc = target.cyclecloud
+    if not (target.vm_resource_id and cc is not None and cc.transport is Transport.RUNCOMMAND):
+        return []
+    sub, _, _ = parse_vm_id(target.vm_resource_id)
+    # on the VM itself: the fix grants Virtual Machine Contributor there, which its resource group never shows
+    permissions = await (await facts.arm()).permissions(sub, resource_id=target.vm_resource_id)
+    missing = permissions.missing(PRODUCT_ACTIONS_RUNCOMMAND)
+    if not missing:
+        return []
+    grant = _grant("Virtual Machine Contributor", target.vm_resource_id,
+                   "to push the secret to CycleCloud with Run Command")
+    return [make_finding(
+        "function.permission_missing",
+        f"The product's identity may not run commands on the CycleCloud VM ({', '.join(missing)}), so it "
+        "cannot update CycleCloud over the runcommand transport.",
+        evidence={"scope": target.vm_resource_id, "missing_actions": missing, **grant},
+        params={**facts.params(), **grant}, check="product_rights",
+        subject=f"Virtual Machine Contributor on {target.vm_resource_id}",
+    )]

@@ -14,9 +14,11 @@ from __future__ import annotations
 
 import asyncio
 import json
-from datetime import UTC, datetime, timedelta
+from dataclasses import dataclass
+from datetime import timedelta
 from typing import TYPE_CHECKING
 
+from ... import clock
 from ...adapters.rbac import PermissionEntry, PermissionSet, RoleAssignmentInfo, RoleDefinitionInfo, scope_covers
 from ...errors import RemediatorError
 from ...findings import Finding, make_finding
@@ -25,6 +27,8 @@ from ..runner import CheckSkipped
 from .subscriptions import per_subscription
 
 if TYPE_CHECKING:
+    from azure.core.credentials_async import AsyncTokenCredential
+
     from ..facts import Facts
 
 MAX_LISTED_ACTIONS = 40
@@ -116,10 +120,6 @@ async def _assigned_permissions(facts: Facts, sub: str, principal: str) -> Permi
         PermissionEntry(r.actions, r.not_actions, r.data_actions, r.not_data_actions) for r in roles))
 
 
-def _iso(moment: datetime) -> str:
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
 def _propagating(facts: Facts, sub: str, principal: str, covering: list[RoleAssignmentInfo],
                  missing: list[str], source: str, *, limit: timedelta = PROPAGATION_LIMIT) -> Finding | None:
     """The assignment exists but Azure does not apply it yet: CycleCloud still fails, and will stop failing on its
@@ -132,7 +132,7 @@ def _propagating(facts: Facts, sub: str, principal: str, covering: list[RoleAssi
     check_again = max(newest + PROPAGATION_TYPICAL, now + MIN_RECHECK)
     scope = f"/subscriptions/{sub}"
     first = missing[0] if missing else REQUIRED_ACTIONS[0]
-    facts.observations["check_again_at"] = _iso(check_again)
+    facts.observations["check_again_at"] = clock.iso(check_again, seconds=True)
     age = max(0, int((now - newest).total_seconds()))
     if missing:  # seen: ARM's permissions for CycleCloud's own principal lack the actions
         effect = (f"Azure does not apply it yet: CycleCloud still gets \"does not have authorization to perform "
@@ -143,9 +143,10 @@ def _propagating(facts: Facts, sub: str, principal: str, covering: list[RoleAssi
     return make_finding(
         "role.propagating",
         f"The role assignment on subscription {sub} was created {age} s ago and {effect}; check again after "
-        f"{_iso(check_again)}.",
+        f"{clock.iso(check_again, seconds=True)}.",
         evidence={"subscription_id": sub, "scope": scope, "principal_id": principal,
-                  "assignment_created_at": _iso(newest), "check_again_at": _iso(check_again),
+                  "assignment_created_at": clock.iso(newest, seconds=True),
+                  "check_again_at": clock.iso(check_again, seconds=True),
                   "retry_after_seconds": max(1, int((check_again - now).total_seconds())),
                   "missing_actions": missing[:MAX_LISTED_ACTIONS], "missing_count": len(missing), "source": source},
         params={**facts.params(), "subscription_id": sub, "principal_id": principal},
@@ -192,82 +193,109 @@ async def check_permissions(facts: Facts) -> list[Finding]:
     principal, exactly as CycleCloud will experience it. An assignment that exists but is not applied yet
     (propagation) is `role.propagating`, never "nothing to report"; a held custom role that lacks actions is
     `role.custom_role_incomplete`, naming the actions and the role to edit."""
-    target = facts.target
-    if facts.is_managed_identity:
-        principal = await facts.principal_id()
-        source = "the role definitions assigned to the managed identity (deny assignments are not visible here)"
-    else:
+    asker = await _Asker.of(facts)
+    return await per_subscription(facts.target.subscription_ids, lambda sub: _permissions_on(facts, asker, sub))
+
+
+@dataclass(frozen=True)
+class _Asker:
+    """Whose permissions are read, and how: CycleCloud's principal, the secret's credential (None for a managed
+    identity, whose permissions are computed from its role definitions), and the evidence's `source`."""
+
+    principal: str
+    credential: AsyncTokenCredential | None
+    source: str
+
+    @classmethod
+    async def of(cls, facts: Facts) -> _Asker:
+        if facts.is_managed_identity:
+            return cls(await facts.principal_id(), None, "the role definitions assigned to the managed identity "
+                       "(deny assignments are not visible here)")
         credential = await facts.secret_credential()
         try:
             principal = await facts.principal_id()
         except CheckSkipped:  # only for the evidence: ARM answers for the token's own principal anyway
             principal = ""
-        source = "Microsoft.Authorization/permissions read with a token from the stored secret"
+        return cls(principal, credential, "Microsoft.Authorization/permissions read with a token from the stored "
+                   "secret")
 
-    async def one(sub: str) -> list[Finding]:
-        if facts.is_managed_identity:
-            permissions = await _assigned_permissions(facts, sub, principal)
-        else:
-            permissions = await (await facts.arm()).permissions(sub, credential)
-        missing = permissions.missing(REQUIRED_ACTIONS)
-        if not missing:
-            if facts.is_managed_identity:
-                # no token to ask ARM with: a just-created assignment is assumed not to apply yet
-                held_now, _ = await _covering(facts, sub, principal)
-                young = _propagating(facts, sub, principal, held_now, [], MI_PROPAGATION_SOURCE,
-                                     limit=PROPAGATION_TYPICAL)
-                return [young] if young is not None else []
-            return []
-        scope = f"/subscriptions/{sub}"
-        try:
-            covering = (await _covering(facts, sub, principal))[0] if principal else None
-            held = await _held_configured_roles(facts, sub, covering) if covering else None
-        except RemediatorError:
-            covering = held = None
-        if covering is None:
-            # the assignments cannot be read: ARM's answer alone still says CycleCloud will be refused
-            return [] if not permissions.entries and principal else [_insufficient(
-                facts, sub, principal, missing, len(permissions.entries), source,
-                "its role assignments could not be read to say why")]
-        if not covering:
-            return []  # no role at all there: the roles check reports what to assign
-        if held is None:
-            return []  # a configured role is missing: role.missing says so and remediate assigns it
-        granted_by_definition = [a for a in missing if any(_grants(r, a) for r in held)]
-        if granted_by_definition or not permissions.entries:
-            # the definitions grant it, ARM does not (yet): a new assignment still propagating...
-            propagating = _propagating(facts, sub, principal, covering, missing, source)
-            if propagating is not None:
-                return [propagating]
-        params = {**facts.params(), "subscription_id": sub, "principal_id": principal or "<principal-id>"}
-        lacking = [a for a in missing if a not in granted_by_definition]
-        findings: list[Finding] = []
-        for role in held:
-            role_missing = [a for a in lacking if not _grants(role, a)]
-            if role.role_type.lower() != "customrole" or not role_missing or any(
-                    _grants(other, a) for other in held if other is not role for a in role_missing):
-                continue
-            shown = role_missing[:MAX_LISTED_ACTIONS]
-            findings.append(make_finding(
-                "role.custom_role_incomplete",
-                f"The custom role '{role.name}' held on subscription {sub} does not include {len(role_missing)} "
-                f"action(s) CycleCloud needs, e.g. '{role_missing[0]}'; CycleCloud fails with \"does not have "
-                f"authorization to perform action '{role_missing[0]}' over scope '{scope}'\".",
-                evidence={"subscription_id": sub, "scope": scope, "principal_id": principal or None,
-                          "role": role.name, "role_id": role.id, "missing_actions": shown,
-                          "missing_count": len(role_missing), "source": source},
-                params={**params, "role": role.name, "missing_actions": ", ".join(shown),
-                        "missing_actions_json": json.dumps(shown)},
-                check="permissions", subject=f"{role.name} on {scope}",
-            ))
-            lacking = [a for a in lacking if a not in role_missing]
-        remaining = lacking + granted_by_definition
-        if remaining:
-            findings.append(_insufficient(facts, sub, principal, remaining, len(permissions.entries), source,
-                                          "a deny assignment or notActions removes them"))
-        return findings
 
-    return await per_subscription(target.subscription_ids, one)
+async def _permissions_on(facts: Facts, asker: _Asker, sub: str) -> list[Finding]:
+    principal, source = asker.principal, asker.source
+    if facts.is_managed_identity:
+        permissions = await _assigned_permissions(facts, sub, principal)
+    else:
+        permissions = await (await facts.arm()).permissions(sub, asker.credential)
+    missing = permissions.missing(REQUIRED_ACTIONS)
+    if not missing:
+        return await _young_managed_identity_roles(facts, sub, principal)
+    try:
+        covering = (await _covering(facts, sub, principal))[0] if principal else None
+        held = await _held_configured_roles(facts, sub, covering) if covering else None
+    except RemediatorError:
+        covering = held = None
+    if covering is None:
+        # the assignments cannot be read: ARM's answer alone still says CycleCloud will be refused
+        return [] if not permissions.entries and principal else [_insufficient(
+            facts, sub, principal, missing, len(permissions.entries), source,
+            "its role assignments could not be read to say why")]
+    if not covering:
+        return []  # no role at all there: the roles check reports what to assign
+    if held is None:
+        return []  # a configured role is missing: role.missing says so and remediate assigns it
+    granted_by_definition = [a for a in missing if any(_grants(r, a) for r in held)]
+    if granted_by_definition or not permissions.entries:
+        # the definitions grant it, ARM does not (yet): a new assignment still propagating...
+        propagating = _propagating(facts, sub, principal, covering, missing, source)
+        if propagating is not None:
+            return [propagating]
+    lacking = [a for a in missing if a not in granted_by_definition]
+    findings, lacking = _incomplete_custom_roles(facts, sub, asker, held, lacking)
+    remaining = lacking + granted_by_definition
+    if remaining:
+        findings.append(_insufficient(facts, sub, principal, remaining, len(permissions.entries), source,
+                                      "a deny assignment or notActions removes them"))
+    return findings
+
+
+async def _young_managed_identity_roles(facts: Facts, sub: str, principal: str) -> list[Finding]:
+    """Nothing is missing. A service principal's answer is ARM's own, so that is that; a managed identity has no
+    token to ask ARM with, so a just-created assignment is assumed not to apply yet."""
+    if not facts.is_managed_identity:
+        return []
+    held_now, _ = await _covering(facts, sub, principal)
+    young = _propagating(facts, sub, principal, held_now, [], MI_PROPAGATION_SOURCE, limit=PROPAGATION_TYPICAL)
+    return [young] if young is not None else []
+
+
+def _incomplete_custom_roles(facts: Facts, sub: str, asker: _Asker, held: list[RoleDefinitionInfo],
+                             lacking: list[str]) -> tuple[list[Finding], list[str]]:
+    """`role.custom_role_incomplete` for each held custom role that alone lacks actions no other held role
+    grants; and the actions still unexplained after them."""
+    scope = f"/subscriptions/{sub}"
+    principal = asker.principal
+    params = {**facts.params(), "subscription_id": sub, "principal_id": principal or "<principal-id>"}
+    findings: list[Finding] = []
+    for role in held:
+        role_missing = [a for a in lacking if not _grants(role, a)]
+        if role.role_type.lower() != "customrole" or not role_missing or any(
+                _grants(other, a) for other in held if other is not role for a in role_missing):
+            continue
+        shown = role_missing[:MAX_LISTED_ACTIONS]
+        findings.append(make_finding(
+            "role.custom_role_incomplete",
+            f"The custom role '{role.name}' held on subscription {sub} does not include {len(role_missing)} "
+            f"action(s) CycleCloud needs, e.g. '{role_missing[0]}'; CycleCloud fails with \"does not have "
+            f"authorization to perform action '{role_missing[0]}' over scope '{scope}'\".",
+            evidence={"subscription_id": sub, "scope": scope, "principal_id": principal or None,
+                      "role": role.name, "role_id": role.id, "missing_actions": shown,
+                      "missing_count": len(role_missing), "source": asker.source},
+            params={**params, "role": role.name, "missing_actions": ", ".join(shown),
+                    "missing_actions_json": json.dumps(shown)},
+            check="permissions", subject=f"{role.name} on {scope}",
+        ))
+        lacking = [a for a in lacking if a not in role_missing]
+    return findings, lacking
 
 
 async def check_vm_identity(facts: Facts) -> list[Finding]:
