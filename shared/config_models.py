@@ -100,7 +100,6 @@ class Explain:
     noun: str
     fix: str
     missing: str = "is missing"
-    quote_at_most: int | None = None  # characters of the value quoted (None: all of it)
 
 
 def _problem(what: str, fix: str, *, setting: str | None = None, sibling: str | None = None) -> PydanticCustomError:
@@ -120,10 +119,6 @@ def _missing() -> PydanticCustomError:
 
 def _invalid() -> PydanticCustomError:
     return PydanticCustomError("config_invalid", "is not valid")
-
-
-def _quote(value: object, at_most: int | None) -> str:
-    return repr(value) if at_most is None else repr(str(value)[:at_most])
 
 
 def _fields_by_key(model: type[BaseModel]) -> dict[str, Any]:
@@ -181,7 +176,7 @@ def _message(model: type[BaseModel], error: ErrorDetails, where: str) -> str:
         return f"{setting}: {error['msg']} (a {owner.__name__} field); see docs/targets.schema.json"
     if kind in {"missing", "config_missing"}:
         return f"{setting}: {explain.missing}; {explain.fix}"
-    return f"{setting}: {_quote(error['input'], explain.quote_at_most)} is not {explain.noun}; {explain.fix}"
+    return f"{setting}: {error['input']!r} is not {explain.noun}; {explain.fix}"
 
 
 def _messages(model: type[BaseModel], exc: ValidationError, where: str) -> list[str]:
@@ -191,10 +186,12 @@ def _messages(model: type[BaseModel], exc: ValidationError, where: str) -> list[
 # -- field types --------------------------------------------------------------------------------------------
 
 
-def _guid(fix: str) -> Callable[[object], uuid.UUID]:
+def _guid(fix: str, *, optional: bool = False) -> Callable[[object], uuid.UUID | None]:
     """A GUID as Azure shows it (36 characters); anything else is a problem that says where to copy it from."""
 
-    def check(raw: object) -> uuid.UUID:
+    def check(raw: object) -> uuid.UUID | None:
+        if raw is None and optional:
+            return None
         if raw is None or raw == "":
             raise _problem("is missing", fix)
         if not is_guid(raw):
@@ -202,17 +199,6 @@ def _guid(fix: str) -> Callable[[object], uuid.UUID]:
         return uuid.UUID(str(raw))
 
     return check
-
-
-def _optional_guid(raw: object) -> object:
-    """None stays None (the field is optional); the rest is checked as a GUID by the field's `Explain`."""
-    if raw is None:
-        return None
-    if raw == "":
-        raise _missing()
-    if not is_guid(raw):
-        raise _invalid()
-    return uuid.UUID(str(raw))
 
 
 _HTTPS_URL = TypeAdapter(Annotated[AnyUrl, UrlConstraints(allowed_schemes=["https"], host_required=True)])
@@ -319,9 +305,7 @@ class RotationModel(_Model):
         return lifetime
 
     def policy(self) -> RotationPolicy:
-        return RotationPolicy(rotate_before_days=self.rotate_before_days, lifetime_days=self.lifetime_days,
-                              grace_hours=self.grace_hours, test_successes=self.test_successes,
-                              test_timeout_seconds=self.test_timeout_seconds)
+        return RotationPolicy(**dict(self))  # the same fields
 
 
 def _account(raw: object) -> str:
@@ -407,12 +391,7 @@ class CycleCloudModel(_Model):
         return ""
 
     def connection(self) -> CycleCloudConnection:
-        return CycleCloudConnection(
-            url=self.url, account=self.account, user=self.user, password_secret=self.password_secret,
-            ca_bundle=self.ca_bundle, ca_bundle_secret=self.ca_bundle_secret, transport=self.transport,
-            credential_method=self.credential_method, credential_path=self.credential_path,
-            timeout_seconds=self.timeout_seconds, supports_dry_run=self.supports_dry_run,
-        )
+        return CycleCloudConnection(**dict(self))  # the same fields
 
 
 def _roles(raw: object) -> list[str]:
@@ -439,7 +418,6 @@ def _privileged(role: str) -> str | None:
     """The name of the privileged built-in role `role` is (by id, full id or name), if it is one."""
     by_id = PRIVILEGED_BUILTIN_ROLES.get(role.rstrip("/").rsplit("/", 1)[-1].lower())
     return by_id or next((n for n in PRIVILEGED_BUILTIN_ROLES.values() if n.lower() == role.strip().lower()), None)
-
 
 
 @dataclass
@@ -478,14 +456,14 @@ class TargetModel(_Model):
     ] = Mode.SERVICE_PRINCIPAL
     tenant_id: Annotated[Guid, BeforeValidator(_guid(_GUID_FIX["tenant_id"])), Explain("a GUID", _GUID_FIX[
         "tenant_id"]), Field(description="Directory (tenant) ID")]
-    app_id: Annotated[Guid | None, BeforeValidator(_optional_guid), Explain("a GUID", _GUID_FIX["app_id"]), Field(
+    app_id: Annotated[Guid | None, BeforeValidator(_guid(_GUID_FIX["app_id"], optional=True)), Field(
         validate_default=True, description="Application (client) ID of the CycleCloud app registration (required "
                                            "for service_principal)")] = None
     subscription_ids: Annotated[list[Annotated[Guid, BeforeValidator(_guid(_GUID_FIX["subscription_ids"]))]],
-                                BeforeValidator(_subscription_ids), Field(min_length=1),
+                                BeforeValidator(_subscription_ids),
                                 Explain("a non-empty list", "list the IDs of the subscriptions CycleCloud deploys "
                                         "into", missing="must be a non-empty list"),
-                                Field(description="subscriptions CycleCloud deploys into")]
+                                Field(min_length=1, description="subscriptions CycleCloud deploys into")]
     allow_privileged_roles: Annotated[FlagOrNull, Field(
         description="allow Owner, User Access Administrator, RBAC Administrator or any role that can grant access "
                     "in roles (refused otherwise; see docs/roles.md)")] = False
@@ -523,7 +501,7 @@ class TargetModel(_Model):
     @classmethod
     def _app_for_service_principal(cls, app_id: uuid.UUID | None, info: ValidationInfo) -> uuid.UUID | None:
         if app_id is None and info.data.get("mode") is Mode.SERVICE_PRINCIPAL:
-            raise _missing()
+            raise _problem("is missing", _GUID_FIX["app_id"])
         return app_id
 
     @field_validator("roles")
@@ -660,7 +638,7 @@ def _env_int(low: int, high: int | None, what: str, fix: str, at_most: int | Non
         except ValueError:
             value = low - 1
         if value < low or (high is not None and value > high):
-            raise _problem(f"{_quote(raw, at_most)} {what}", fix)
+            raise _problem(f"{raw[:at_most]!r} {what}", fix)  # at most `at_most` characters (None: all)
         return value
 
     return BeforeValidator(check)
