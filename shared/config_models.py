@@ -164,7 +164,7 @@ def _message(model: type[BaseModel], error: ErrorDetails, where: str) -> str:
     owner, explain = _locate(model, loc)
     if kind == "extra_forbidden":
         key = str(loc[-1])
-        if key in _SECRET_LIKE_KEYS:
+        if key in _SECRET_LIKE_KEYS and model is TargetModel and len(loc) == 1:
             return (f"{setting}: looks like a secret value in configuration; remove it: store the secret in Key Vault "
                     "and set secret_name to its name")
         known = ", ".join(sorted(_fields_by_key(_locate(model, loc[:-1])[0])))
