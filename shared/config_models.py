@@ -35,6 +35,7 @@ from pydantic import (
     WithJsonSchema,
     field_validator,
 )
+from pydantic.fields import FieldInfo
 from pydantic_core import ErrorDetails, InitErrorDetails, PydanticCustomError, PydanticUseDefault
 
 from .clouds import CLOUDS
@@ -121,7 +122,7 @@ def _invalid() -> PydanticCustomError:
     return PydanticCustomError("config_invalid", "is not valid")
 
 
-def _fields_by_key(model: type[BaseModel]) -> dict[str, Any]:
+def _fields_by_key(model: type[BaseModel]) -> dict[str, FieldInfo]:
     return {info.alias or name: info for name, info in model.model_fields.items()}
 
 
