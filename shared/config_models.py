@@ -152,8 +152,22 @@ def _path(loc: tuple[int | str, ...]) -> str:
 
 
 def _message(model: type[BaseModel], error: ErrorDetails, where: str) -> str:
-    """One pydantic error as `setting: what is wrong; how to fix it`. `where` is the setting the model was read
-    from ('' for the app settings, whose fields are named by their setting)."""
+    """One pydantic error as `setting: what is wrong; how to fix it`, with any value that looks like a client secret
+    (pasted into a GUID or a name, say) left out wherever the message would quote it."""
+    text = _render(model, error, where)
+    given = error.get("input")
+    for value in given if isinstance(given, list) else [given]:
+        if isinstance(value, str) and _looks_like_client_secret(value):
+            register_secret(value)  # defence in depth: mask it should it reach a log line anyway
+            for form in dict.fromkeys([value, value.strip(), value.strip().lower()]):  # as the messages quote it
+                for shown in (form, form[:40], form[:20]):  # the longest first: some messages cut at 40 or 20
+                    text = text.replace(repr(shown), "(a value that looks like a client secret, not shown)")
+    return text
+
+
+def _render(model: type[BaseModel], error: ErrorDetails, where: str) -> str:
+    """`where` is the setting the model was read from ('' for the app settings, whose fields are named by their
+    setting)."""
     loc, kind, context = tuple(error["loc"]), error["type"], error.get("ctx") or {}
     setting = f"{where}{_path(loc)}" if where else ".".join(str(part) for part in loc)
     if kind == "config":

@@ -111,6 +111,27 @@ def test_a_secret_in_the_wrong_place_is_described_never_quoted(where: str, value
         assert secret not in text and secret[12:40] not in text
 
 
+@pytest.mark.parametrize("where", ["AZURE_CLIENT_ID", "HOME_TENANT_ID", "NOTIFY_FORMAT", "MAXIMUM_INSTANCE_COUNT",
+                                   "tenant_id", "app_id", "identity", "roles", "cyclecloud.account"])
+def test_a_client_secret_pasted_into_any_setting_is_not_quoted(where: str) -> None:
+    """A GUID, a name or a number quotes the value it refuses; not one that looks like a client secret (someone
+    pasted the secret instead of the app's client id, say)."""
+    target, extra = World().target(), {}
+    if where.isupper():
+        extra[where] = f" {PASTED_SECRET}"
+    elif where == "roles":
+        target["roles"] = [PASTED_SECRET, ""]
+    elif where.startswith("cyclecloud."):
+        target["cyclecloud"]["account"] = f"{PASTED_SECRET}/.."
+    else:
+        target[where] = PASTED_SECRET
+    problems = _problems(_env([target], **extra))
+    [problem] = [p for p in problems if p.startswith((f"{where}:", f"TARGETS[0] ({TARGET}).{where}:"))]
+    assert "(a value that looks like a client secret, not shown)" in problem
+    text = "\n".join(problems).lower()
+    assert PASTED_SECRET[:12].lower() not in text and PASTED_SECRET[5:17].lower() not in text
+
+
 def test_a_problem_pydantic_finds_reads_like_the_others() -> None:
     """Types, unknown keys and nested objects: the setting's path, what is wrong and the fix, as before."""
     target = World().target()
