@@ -26,6 +26,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--interference-per-day", type=float, default=1.0)
     parser.add_argument("--events", type=Path, help="write every simulated event to this file")
     parser.add_argument("--markdown", type=Path, help="also write the summary as Markdown to this file")
+    parser.add_argument("--stop-at-first-violation", action="store_true",
+                        help="end the run at the first broken invariant and report it")
     parser.add_argument("--verbose", action="store_true", help="show the product's log records (WARNING and up)")
     args = parser.parse_args(argv)
     # the product logs every failing target at ERROR (that is its alarm); the summary is what this run reports
@@ -53,7 +55,8 @@ def main(argv: list[str] | None = None) -> int:
     azurite, storage = start_azurite()
     options = Options(seed=args.seed, days=args.days, targets=args.targets, health_hours=args.health_hours,
                       fault_rate=args.fault_rate, crash_rate=args.crash_rate,
-                      interference_per_day=args.interference_per_day)
+                      interference_per_day=args.interference_per_day,
+                      stop_at_first_violation=args.stop_at_first_violation)
     try:
         sim = Simulation(twin, storage, options)
         asyncio.run(sim.run())

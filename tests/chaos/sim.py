@@ -52,6 +52,7 @@ class Options:
     interference_per_day: float = 1.0
     stale_read_rate: float = 0.05  # share of runs during which Graph answers from a stale replica
     fix_delay_hours: int = 3  # how long a person takes to act on a reported finding
+    stop_at_first_violation: bool = False  # end the run at the first broken invariant (to study it sooner)
 
 
 @dataclass
@@ -128,6 +129,10 @@ class Simulation:
         logger.debug("%s %s %s", self.now().isoformat(timespec="minutes"), target, what)
 
     def violate(self, target: str, invariant: str, detail: str) -> None:
+        if not any(v.invariant == invariant and v.target == target for v in self.violations):
+            # said at once: a long run's summary comes hours later
+            logger.warning("chaos: %s: invariant broken on %s: %s: %s", self.now().isoformat(timespec="minutes"),
+                           target, invariant, detail)
         self.violations.append(Violation(self.now(), target, invariant, detail))
         self.event(target, f"INVARIANT BROKEN: {invariant}: {detail}")
 
@@ -183,6 +188,8 @@ class Simulation:
                 logger.warning("chaos: day %d of %d, %d rotations, %d violations, %.0f s", hour // 24 + 1,
                                self.opt.days, self.stats.rotations, len(self.violations), time.monotonic() - self.t0)
             self.twin.request_log.clear()  # counted already; a year of requests would not fit in memory
+            if self.violations and self.opt.stop_at_first_violation:
+                break
         self.finish()
 
     # -- the product's runs ------------------------------------------------------------------------------
