@@ -64,7 +64,9 @@ from .model import (
     credential_display_name,
     operation_of,
 )
+from .plan import Removal, RotationPlan
 from .policy import (
+    Decision,
     StoredSecretFacts,
     clamp_lifetime,
     decide,
@@ -339,15 +341,9 @@ class RotationRun:
         stopped = self.secret_needs_a_person(main, force=force)
         if stopped is not None:
             return stopped
-        stored = self.facts(await self.read_stored(main))
         learned = self.journal.policy_max_lifetime_days
         lifetime = effective_lifetime_days(self.policy, learned)
-        decision = decide(clock.now(), self.policy, app.credentials, stored, force=force, policy_max_days=learned)
-        if decision.current.how == KEY_ID_GONE and stored is not None:
-            # our own tag names a credential Graph does not list: right after a rotation that is a stale replica
-            app = await self.reread_app(app, f"credential {stored.key_id_tag} is missing",
-                                        lambda a: a.credential(stored.key_id_tag or "") is None)
-            decision = decide(clock.now(), self.policy, app.credentials, stored, force=force, policy_max_days=learned)
+        decision, app = await self.decide_now(app, main, force=force)
         lead = lead_days_for(self.policy, decision.current.credential, learned)
         if lead != self.policy.rotate_before_days:
             self.warn(f"rotation is due {lead} days before expiry, not rotate_before_days="
@@ -381,6 +377,36 @@ class RotationRun:
         await self.save(journal.start(op))  # INTENT: the operation id is durable before addPassword
         self.note(f"intent: operation {op.id} ({decision.reason})")
         return await self.advance(app, pending_versions)
+
+    async def decide_now(self, app: AppRegistration, main: MainSecret, *, force: bool
+                         ) -> tuple[Decision, AppRegistration]:
+        """Whether a rotation is due now (policy.py's rule on the stored secret and the app's credentials), and the
+        app as last read: the real run and the dry run decide here."""
+        stored = self.facts(await self.read_stored(main))
+        learned = self.journal.policy_max_lifetime_days
+        decision = decide(clock.now(), self.policy, app.credentials, stored, force=force, policy_max_days=learned)
+        if decision.current.how == KEY_ID_GONE and stored is not None:
+            # our own tag names a credential Graph does not list: right after a rotation that is a stale replica
+            app = await self.reread_app(app, f"credential {stored.key_id_tag} is missing",
+                                        lambda a: a.credential(stored.key_id_tag or "") is None)
+            decision = decide(clock.now(), self.policy, app.credentials, stored, force=force, policy_max_days=learned)
+        return decision, app
+
+    async def plan(self, *, force: bool) -> RotationPlan:
+        """What a run would do now, decided by the same steps, without doing it (the dry run): reads only, takes
+        no lock, writes nothing (reading the journal never creates the state container)."""
+        self.vj = await self.store.read(self.target.name)
+        app = await self.graph.get_application(self.target.app_id or "")
+        main = await self.read_main_secret()
+        pending_versions = await self.read_versions(self.pending_name)
+        removals = await self.removal_plan(app, self.orphans(app, main, pending_versions), self.due_retirements())
+        learned = self.journal.policy_max_lifetime_days
+        decision, _ = await self.decide_now(app, main, force=force)
+        return RotationPlan(
+            self.target, self.journal.current, removals, decision,
+            lead_days_for(self.policy, decision.current.credential, learned),
+            effective_lifetime_days(self.policy, learned), self.secret_needs_a_person(main, force=force),
+            self.pending_name, self.secret_name)
 
     async def migrated_to_managed_identity(self) -> RotationOutcome | None:
         """A target whose CycleCloud account was switched to the VM's managed identity (docs/migration.md) has no
@@ -495,7 +521,7 @@ class RotationRun:
     async def maintain(self, app: AppRegistration, main: MainSecret,
                        pending_versions: list[SecretVersionInfo]) -> AppRegistration:
         """Disable stale pending values, then remove orphan credentials and retire replaced ones, each only as
-        the removal rule allows."""
+        the removal rule allows (`removal_plan`, which the dry run shows)."""
         current_op = self.journal.current
         for version in pending_versions:
             if version.enabled and (current_op is None or version.tags.get(TAG_OPERATION_ID) != current_op.id):
@@ -506,57 +532,73 @@ class RotationRun:
                                         f"{version.tags.get(TAG_OPERATION_ID)}")
         return await self.remove_unused(app, self.orphans(app, main, pending_versions), self.due_retirements())
 
+    async def removal_plan(self, app: AppRegistration, orphans: list[AppCredential],
+                           retirements: list[Retirement]) -> list[Removal]:
+        """The removal rule's verdict on each orphan and due retirement, on usage evidence read now (once): what
+        `remove_unused` acts on and what the dry run shows."""
+        if not orphans and not retirements:
+            return []
+        evidence = await gather_usage(self.ctx, self.target, self.vault, self.store, self.journal)
+        own = self.journal.own_operations
+        in_flight = self.journal.current.new_key_id if self.journal.current else None
+        plan = [Removal(o.key_id, o, None, removal_verdict(o, own, evidence, in_flight)) for o in orphans]
+        for retirement in retirements:
+            credential = app.credential(retirement.key_id)
+            plan.append(Removal(retirement.key_id, credential, retirement,
+                                removal_verdict(credential, own, evidence, in_flight) if credential else None))
+        return plan
+
     async def remove_unused(self, app: AppRegistration, orphans: list[AppCredential],
                             retirements: list[Retirement]) -> AppRegistration:
         """Remove the orphans and the due retirements that the removal rule allows, on evidence read now; keep
         and report the others. Returns the app as Graph lists it afterwards (re-read after any removal, so
         nothing later in the run decides on a list that no longer holds)."""
-        if not orphans and not retirements:
+        plan = await self.removal_plan(app, orphans, retirements)
+        if not plan:
             return app
-        evidence = await gather_usage(self.ctx, self.target, self.vault, self.store, self.journal)
-        own = self.journal.own_operations
-        in_flight = self.journal.current.new_key_id if self.journal.current else None
         journal, removed = self.journal, 0
-        for orphan in orphans:
-            why = removal_verdict(orphan, own, evidence, in_flight)
-            if why is not None:
-                self.keep(orphan.key_id, f"orphan of operation {operation_of(orphan.display_name)} kept: {why}")
-                continue
-            self._check_lock()
-            gone = await self.graph.remove_password(app.object_id, orphan.key_id)
-            removed += 1
-            journal = journal.log_event("orphan_removed", key_id=orphan.key_id,
-                                        operation_id=operation_of(orphan.display_name), removed=gone)
-            self.maintenance.append(f"removed orphan credential {orphan.key_id} (its value never reached Key Vault)")
-        for retirement in retirements:
-            credential = app.credential(retirement.key_id)
-            kept_because: str | None = None
-            if credential is not None:
-                kept_because = removal_verdict(credential, own, evidence, in_flight)
-            if kept_because is not None:
-                self.keep(retirement.key_id, f"replaced credential kept: {kept_because}")
-                journal = replace(journal, retirements=tuple(
-                    replace(r, kept_because=kept_because) if r.key_id == retirement.key_id else r
-                    for r in journal.retirements))
-                continue
-            if credential is not None:
-                self._check_lock()
-                gone = await self.graph.remove_password(app.object_id, retirement.key_id)
-                removed += 1
-                await self.disable_main_versions_of(retirement.key_id)
-                journal = journal.log_event("retired", key_id=retirement.key_id,
-                                            operation_id=retirement.operation_id, removed=gone)
-                self.maintenance.append(f"retired replaced credential {retirement.key_id}")
-            else:
-                journal = journal.log_event("retirement_dropped", key_id=retirement.key_id,
-                                            operation_id=retirement.operation_id, why="already gone from the app")
-            journal = replace(journal, retirements=tuple(r for r in journal.retirements
-                                                          if r.key_id != retirement.key_id))
+        for item in plan:
+            journal, gone = await (self._remove_orphan(app, item, journal) if item.is_orphan
+                                   else self._retire(app, item, journal))
+            removed += gone
         if journal != self.journal:
             await self.save(journal)
         if removed:
             app = await self.graph.get_application_by_object_id(app.object_id)
         return app
+
+    async def _remove_orphan(self, app: AppRegistration, item: Removal, journal: Journal) -> tuple[Journal, int]:
+        operation = operation_of(item.credential.display_name) if item.credential else None
+        if item.kept_because is not None:
+            self.keep(item.key_id, f"orphan of operation {operation} kept: {item.kept_because}")
+            return journal, 0
+        self._check_lock()
+        gone = await self.graph.remove_password(app.object_id, item.key_id)
+        journal = journal.log_event("orphan_removed", key_id=item.key_id, operation_id=operation, removed=gone)
+        self.maintenance.append(f"removed orphan credential {item.key_id} (its value never reached Key Vault)")
+        return journal, 1
+
+    async def _retire(self, app: AppRegistration, item: Removal, journal: Journal) -> tuple[Journal, int]:
+        retirement = item.retirement
+        assert retirement is not None
+        if item.kept_because is not None:
+            self.keep(item.key_id, f"replaced credential kept: {item.kept_because}")
+            return replace(journal, retirements=tuple(
+                replace(r, kept_because=item.kept_because) if r.key_id == item.key_id else r
+                for r in journal.retirements)), 0
+        removed = 0
+        if item.credential is not None:
+            self._check_lock()
+            gone = await self.graph.remove_password(app.object_id, item.key_id)
+            removed = 1
+            await self.disable_main_versions_of(item.key_id)
+            journal = journal.log_event("retired", key_id=item.key_id, operation_id=retirement.operation_id,
+                                        removed=gone)
+            self.maintenance.append(f"retired replaced credential {item.key_id}")
+        else:
+            journal = journal.log_event("retirement_dropped", key_id=item.key_id,
+                                        operation_id=retirement.operation_id, why="already gone from the app")
+        return replace(journal, retirements=tuple(r for r in journal.retirements if r.key_id != item.key_id)), removed
 
     def keep(self, key_id: str, why: str) -> None:
         self.kept[:] = [k for k in self.kept if k["keyId"] != key_id]

@@ -7,19 +7,15 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-from .. import clock, telemetry
-from ..adapters.graph import GraphAdapter
+from .. import telemetry
 from ..clock import Deadline
 from ..config import Target
 from ..context import AppContext
 from ..errors import BadRequestError, RemediatorError
 from .layout import MAX_SECRET_NAME, PENDING_SUFFIX, pending_name
-from .model import Journal, RotationOutcome, RotationStatus, operation_of
-from .policy import decide, effective_lifetime_days, lead_days_for
+from .model import Journal, RotationOutcome, RotationStatus
 from .protocol import Progress, RotationRun
-from .removal import removal_verdict
 from .store import JournalStore, TargetLock
-from .usage import gather_usage
 
 logger = logging.getLogger(__name__)
 
@@ -87,71 +83,10 @@ async def rotate_target(ctx: AppContext, target_name: str, *, force: bool = Fals
 
 
 async def plan_rotation(ctx: AppContext, target: Target, *, force: bool) -> RotationOutcome:
-    """Dry run: what a real run would do now, decided by the same rules. Reads only; takes no lock; writes
-    nothing (reading the journal never creates the state container)."""
+    """Dry run: what a real run would do now, decided by the same steps (`RotationRun.plan`). Reads only."""
     run = RotationRun(ctx, target, _store(ctx), None, Deadline(60))
-    run.vj = await run.store.read(target.name)
-    journal = run.journal
-    current_op = journal.current
-    app = await GraphAdapter(ctx.clients).get_application(target.app_id or "")
-    main = await run.read_main_secret()
-    pending_versions = await run.read_versions(run.pending_name)
-    orphans = run.orphans(app, main, pending_versions)
-    due = run.due_retirements()
-    kept: dict[str, str] = {}
-    if orphans or due:
-        evidence = await gather_usage(ctx, target, run.vault, run.store, journal)
-        in_flight = current_op.new_key_id if current_op else None
-        for cred in [*orphans, *(c for r in due if (c := app.credential(r.key_id)) is not None)]:
-            why = removal_verdict(cred, journal.own_operations, evidence, in_flight)
-            if why is not None:
-                kept[cred.key_id] = why
-    steps: list[str] = [f"remove orphan credential {o.key_id} (operation {operation_of(o.display_name)})"
-                        for o in orphans if o.key_id not in kept]
-    steps += [f"retire replaced credential {r.key_id}" for r in due if r.key_id not in kept]
-    steps += [f"keep credential {key}: {why}" for key, why in kept.items()]
-    lifetime = effective_lifetime_days(target.rotation, journal.policy_max_lifetime_days)
-    stored = run.facts(await run.read_stored(main))
-    decision = decide(clock.now(), target.rotation, app.credentials, stored, force=force,
-                      policy_max_days=journal.policy_max_lifetime_days)
-    lead = lead_days_for(target.rotation, decision.current.credential, journal.policy_max_lifetime_days)
-    blocked = run.secret_needs_a_person(main, force=force)
-    if current_op is not None:
-        steps.append(f"resume operation {current_op.id} at stage '{current_op.stage.value}'")
-        due_now = True
-    elif blocked is not None:
-        steps.append(f"stop: {blocked.message}")
-        due_now = False
-    elif decision.due:
-        steps += ["intent: record a new operation id in the journal",
-                  f"create: add a client secret ({lifetime} days) and store it as '{run.pending_name}'",
-                  f"test: {target.rotation.test_successes} consecutive token + ARM authorization successes",
-                  "push: update CycleCloud's account and verify",
-                  f"commit: new version of '{run.secret_name}'",
-                  f"retire: remove the replaced credential after {target.rotation.grace_hours:g} hours, if the "
-                  "product created it and nothing uses it then"]
-        due_now = True
-    else:
-        due_now = False
-    current = decision.current.credential
-    plan: dict[str, Any] = {
-        "due": due_now, "reason": decision.reason,
-        "currentKeyId": current.key_id if current else None,
-        "currentMatchedBy": decision.current.how,
-        "currentExpires": current.end.isoformat() if current and current.end else None,
-        "rotateOn": decision.rotate_on.isoformat() if decision.rotate_on else None,
-        "leadDays": lead, "lifetimeDays": lifetime,
-        "resume": {"operationId": current_op.id, "stage": current_op.stage.value} if current_op else None,
-        "orphans": [o.key_id for o in orphans if o.key_id not in kept],
-        "retire": [r.key_id for r in due if r.key_id not in kept],
-        "kept": [{"keyId": k, "reason": why} for k, why in kept.items()],
-        "steps": steps,
-    }
-    message = "Dry run: " + ("; ".join(steps) if steps else f"nothing to do ({decision.reason})") + "."
-    return RotationOutcome(target.name, RotationStatus.PLANNED, message, due=due_now, reason=decision.reason,
-                           plan=plan, operation_id=current_op.id if current_op else None,
-                           stage=current_op.stage if current_op else None, findings=run.findings,
-                           warnings=run.warnings)
+    plan = await run.plan(force=force)
+    return plan.outcome(run.findings, run.warnings)
 
 
 @dataclass
