@@ -9,7 +9,9 @@ The azure-core clients (Key Vault, ARM, and the credentials built from a CycleCl
 aiohttp session of the factory's, so its kept-alive connections serve them all: a validation's clients built for
 one target (a subscription's ARM client, a candidate secret's credential and ARM reads) reuse the TLS connections
 the previous target opened instead of each paying a new handshake. The connections carry no identity (every
-request brings its own token; the session keeps no cookies).
+request brings its own token; the session keeps no cookies). That session reads the proxy settings of the
+environment (HTTPS_PROXY, NO_PROXY) once per host, where aiohttp's `trust_env` would read them, and look for a
+.netrc, in a worker thread twice on every request.
 
 Credentials: in Azure (App Service sets `IDENTITY_ENDPOINT`) the Function's managed identity, user-assigned
 when `AZURE_CLIENT_ID` is set; elsewhere (an operator's laptop, break-glass) the developer credential chain
@@ -29,6 +31,7 @@ import os
 import re
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, Self
+from urllib.parse import urlsplit
 
 from . import limits
 from .config import HOME_IDENTITY, Settings
@@ -87,6 +90,7 @@ class ClientFactory:
         self._closeables: list[Any] = []
         self._cache: dict[tuple[str, ...], Any] = {}
         self._http: Any = None  # the shared aiohttp transport (see the module's docstring)
+        self._proxies: dict[tuple[str, str], tuple[Any, Any]] = {}  # (scheme, host) -> (proxy, proxy auth)
         # in Azure every instance takes its share of the per-service budgets; the CLI is one process
         limits.configure(settings.maximum_instance_count if running_in_azure() else 1)
         # which tenant an app registration (client id or object id) or a subscription belongs to, as configured
@@ -121,9 +125,11 @@ class ClientFactory:
         if self._http is None:
             from azure.core.pipeline.transport import AioHttpTransport
 
-            self._http = AioHttpTransport(**SDK_RETRY)
+            # the environment's proxy per host: _SharedTransport.send (aiohttp's trust_env stays off)
+            self._http = AioHttpTransport(use_env_settings=False, **SDK_RETRY)
             self._closeables.append(self._http)
-        return _SharedTransport(self._http)
+            self._proxies.clear()
+        return _SharedTransport(self._http, self._proxies)
 
     def _limited(self, service: str, key_of: Callable[[str], str]) -> Any:
         """The transport every SDK client of `service` gets: the shared aiohttp transport (SDK_RETRY's timeouts),
@@ -463,10 +469,26 @@ class _TenantRoutedArmAuthentication:
 
 class _SharedTransport:
     """An azure-core async transport that sends through the factory's shared one and leaves it open when the
-    client that holds it is closed (a per-target credential or ARM client is closed after each use)."""
+    client that holds it is closed (a per-target credential or ARM client is closed after each use). Each request
+    goes through the proxy the environment names for its host, as aiohttp's `trust_env` would choose it (the same
+    function), looked up once per host: the environment of a running process does not change."""
 
-    def __init__(self, shared: Any) -> None:
+    def __init__(self, shared: Any, proxies: dict[tuple[str, str], tuple[Any, Any]]) -> None:
         self._shared = shared
+        self._proxies = proxies
+
+    def _proxy_for(self, url: str) -> tuple[Any, Any]:
+        parts = urlsplit(url)
+        key = (parts.scheme, parts.hostname or "")
+        if key not in self._proxies:
+            from aiohttp.helpers import get_env_proxy_for_url
+            from yarl import URL
+
+            try:
+                self._proxies[key] = get_env_proxy_for_url(URL(url))
+            except LookupError:  # NO_PROXY names the host, or no proxy is set for the scheme
+                self._proxies[key] = (None, None)
+        return self._proxies[key]
 
     async def __aenter__(self) -> Self:
         await self._shared.open()
@@ -482,6 +504,12 @@ class _SharedTransport:
         return None
 
     async def send(self, request: Any, **kwargs: Any) -> Any:
+        if not kwargs.get("proxy") and not kwargs.get("proxies"):  # a client's own proxy settings win
+            proxy, proxy_auth = self._proxy_for(request.url)
+            if proxy is not None:
+                kwargs["proxy"] = str(proxy)
+                if proxy_auth is not None:
+                    kwargs["proxy_auth"] = proxy_auth
         return await self._shared.send(request, **kwargs)
 
 

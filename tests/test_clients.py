@@ -95,3 +95,15 @@ async def test_clients_built_per_target_reuse_the_factorys_connections(world_set
     assert sum(1 for r in twin.request_log if r.service == "entra") == 3
     assert twin.tunnels.count("login.microsoftonline.com") == 1, twin.tunnels
     assert twin.tunnels.count("management.azure.com") == 1, twin.tunnels
+
+
+async def test_the_shared_session_takes_each_hosts_proxy_from_the_environment(
+        world_settings: Settings, twin: Twin, monkeypatch: pytest.MonkeyPatch) -> None:
+    """aiohttp's trust_env is off for the shared session: the proxy (and NO_PROXY) is applied per host instead."""
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost,.internal.example")
+    monkeypatch.setenv("no_proxy", "127.0.0.1,localhost,.internal.example")
+    async with ClientFactory(world_settings) as clients:
+        transport = clients._shared_transport()
+        proxy, _ = transport._proxy_for("https://management.azure.com/subscriptions?api-version=1")
+        assert str(proxy).rstrip("/") == f"http://127.0.0.1:{twin.proxy_port}"
+        assert transport._proxy_for("https://vault.internal.example/secrets/x") == (None, None)
