@@ -176,14 +176,9 @@ async def post(url: str, body: dict[str, Any], *, attempts: int = 2) -> bool:
 
 
 async def _container(ctx: AppContext) -> Any:
-    from azure.core.exceptions import ResourceExistsError
+    from .state_container import ensure_state_container
 
-    container = ctx.clients.blob_service().get_container_client(ctx.settings.storage.container)
-    try:
-        await container.create_container()
-    except ResourceExistsError:
-        pass
-    return container
+    return await ensure_state_container(ctx)
 
 
 async def _claim(ctx: AppContext, target: str,

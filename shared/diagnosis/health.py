@@ -62,14 +62,9 @@ def health_record(report: Report) -> dict[str, Any]:
 
 
 async def _container(ctx: AppContext) -> Any:
-    from azure.core.exceptions import ResourceExistsError
+    from ..state_container import ensure_state_container
 
-    container = ctx.clients.blob_service().get_container_client(ctx.settings.storage.container)
-    try:
-        await container.create_container()
-    except ResourceExistsError:
-        pass
-    return container
+    return await ensure_state_container(ctx)
 
 
 async def save_health(ctx: AppContext, report: Report) -> None:

@@ -5,15 +5,11 @@ target never run at the same time."""
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
-from typing import Any, cast
-
-from azure.core.exceptions import HttpResponseError, ResourceNotFoundError, ServiceRequestError, ServiceResponseError
+from typing import cast
 
 from ..rotation.model import Journal
 from ..rotation.store import JournalStore, VersionedJournal
-from ..rotation.store import _storage_error as storage_error
 from .model import MigrationJournal
 
 
@@ -30,17 +26,10 @@ class MigrationStore(JournalStore):
 
     async def read_migration(self, target: str) -> VersionedMigration:
         """Reads only: a missing container or blob is 'never migrated' (dry runs create nothing)."""
-        blob = self._service.get_container_client(self._container_name).get_blob_client(self.journal_blob(target))
-        try:
-            downloader = await blob.download_blob()
-            raw = await downloader.readall()
-        except ResourceNotFoundError:
+        found = await self.state.read_json(self.journal_blob(target), "read the migration journal")
+        if found is None:
             return VersionedMigration(None, None)
-        except (HttpResponseError, ServiceRequestError, ServiceResponseError) as exc:
-            raise storage_error(exc, "read the migration journal") from None
-        data: dict[str, Any] = json.loads(raw)
-        return VersionedMigration(MigrationJournal.from_dict(data), downloader.properties.etag)
-
+        return VersionedMigration(MigrationJournal.from_dict(found.data), found.etag)
     async def write_migration(self, current: VersionedMigration, journal: MigrationJournal) -> VersionedMigration:
         """Replace the journal if nobody changed it since `current` was read (ConflictError otherwise)."""
         # JournalStore.write only needs `.target` and `.to_dict()`, which the migration journal has too

@@ -1,28 +1,20 @@
 """The rotation's durable state in the Functions storage account: one journal blob per target (written with
 ETag conditions, so two writers can never silently overwrite each other) and one lock blob per target whose
-blob lease makes a rotation exclusive. This module is the storage boundary: Azure Storage exceptions become
-domain errors here."""
+blob lease makes a rotation exclusive. The blobs are read and written through shared/state_container.py, where
+Azure Storage exceptions become domain errors."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from azure.core import MatchConditions
-from azure.core.exceptions import (
-    HttpResponseError,
-    ResourceExistsError,
-    ResourceModifiedError,
-    ResourceNotFoundError,
-    ServiceRequestError,
-    ServiceResponseError,
-)
+from azure.core.exceptions import HttpResponseError, ResourceExistsError, ResourceNotFoundError
 
-from ..errors import AccessDeniedError, ConflictError, LockedError, ServiceError
+from ..errors import ConflictError, LockedError
+from ..state_container import STORAGE_ERRORS, StateContainer
 from .model import Journal
 
 if TYPE_CHECKING:
@@ -32,19 +24,6 @@ logger = logging.getLogger(__name__)
 
 LEASE_SECONDS = 30  # a killed process blocks its target for at most this long
 RENEW_EVERY_SECONDS = 10
-
-
-def _storage_error(exc: Exception, what: str) -> Exception:
-    if isinstance(exc, HttpResponseError) and exc.status_code == 403:
-        return AccessDeniedError(
-            f"The Function's identity may not {what} in the Functions storage account.",
-            reason=str(getattr(exc, "error_code", "") or "AuthorizationPermissionMismatch"),
-            fix="Assign 'Storage Blob Data Contributor' on the storage account (or its state container) to the "
-                "Function's managed identity.",
-        )
-    code = getattr(exc, "error_code", None) or type(exc).__name__
-    return ServiceError(f"The Functions storage account failed to {what}.", reason=str(code),
-                        fix="Check AzureWebJobsStorage and the storage account's health; the next run resumes.")
 
 
 @dataclass
@@ -57,21 +36,10 @@ class JournalStore:
     """Reads and writes `rotation/<target>.json`. Every write is conditional on the ETag last read."""
 
     def __init__(self, service: BlobServiceClient, container: str) -> None:
-        self._service = service
-        self._container_name = container
-        self._container_ready = False
+        self.state = StateContainer(service, container, then="the next run resumes")
 
     async def container(self) -> ContainerClient:
-        container = self._service.get_container_client(self._container_name)
-        if not self._container_ready:
-            try:
-                await container.create_container()
-            except ResourceExistsError:
-                pass
-            except (HttpResponseError, ServiceRequestError, ServiceResponseError) as exc:
-                raise _storage_error(exc, "create the state container") from None
-            self._container_ready = True
-        return container
+        return await self.state.ensure()
 
     @staticmethod
     def journal_blob(target: str) -> str:
@@ -82,55 +50,36 @@ class JournalStore:
         return f"rotation/{target}.lock"
 
     async def read(self, target: str) -> VersionedJournal:
-        # reading never creates anything (dry runs and status calls change nothing): a missing container is
-        # just "no journal yet", which download_blob reports as ResourceNotFoundError
-        blob = self._service.get_container_client(self._container_name).get_blob_client(self.journal_blob(target))
-        try:
-            downloader = await blob.download_blob()
-            raw = await downloader.readall()
-        except ResourceNotFoundError:
+        # reading never creates anything (dry runs and status calls change nothing)
+        found = await self.state.read_json(self.journal_blob(target), "read the rotation journal")
+        if found is None:
             return VersionedJournal(Journal(target=target), None)
-        except (HttpResponseError, ServiceRequestError, ServiceResponseError) as exc:
-            raise _storage_error(exc, "read the rotation journal") from None
-        data: dict[str, Any] = json.loads(raw)
-        return VersionedJournal(Journal.from_dict(data), downloader.properties.etag)
+        return VersionedJournal(Journal.from_dict(found.data), found.etag)
 
     async def is_locked(self, target: str) -> bool:
         """Whether a run holds the target's lease. Reads only (a missing container or blob: not locked)."""
-        blob = self._service.get_container_client(self._container_name).get_blob_client(self.lock_blob(target))
+        blob = self.state.client().get_blob_client(self.lock_blob(target))
         try:
             props = await blob.get_blob_properties()
         except ResourceNotFoundError:
             return False
-        except (HttpResponseError, ServiceRequestError, ServiceResponseError) as exc:
-            raise _storage_error(exc, "read the rotation lock") from None
+        except STORAGE_ERRORS as exc:
+            raise self.state.error(exc, "read the rotation lock") from None
         return bool(props.lease.state == "leased")
 
     async def write(self, current: VersionedJournal, journal: Journal) -> VersionedJournal:
         """Replace the journal if nobody changed it since `current` was read (or create it if absent)."""
-        blob = (await self.container()).get_blob_client(self.journal_blob(journal.target))
-        data = json.dumps(journal.to_dict(), indent=1, sort_keys=True).encode("utf-8")
-        changed = ConflictError(
-            f"The rotation journal of '{journal.target}' was changed by someone else.",
-            reason="Its ETag no longer matches the version this run read.",
-            fix="Run the rotation again; it re-reads the journal and resumes.", target=journal.target,
-            code="journal_conflict",
-        )
-        try:
-            if current.etag is None:
-                result = await blob.upload_blob(data, overwrite=True, match_condition=MatchConditions.IfMissing)
-            else:
-                result = await blob.upload_blob(data, overwrite=True, etag=current.etag,
-                                                match_condition=MatchConditions.IfNotModified)
-        except (ResourceModifiedError, ResourceExistsError):
-            raise changed from None
-        except HttpResponseError as exc:
-            if exc.status_code == 412:
-                raise changed from None
-            raise _storage_error(exc, "write the rotation journal") from None
-        except (ServiceRequestError, ServiceResponseError) as exc:
-            raise _storage_error(exc, "write the rotation journal") from None
-        return VersionedJournal(journal, str(result.get("etag")))
+        def changed() -> ConflictError:
+            return ConflictError(
+                f"The rotation journal of '{journal.target}' was changed by someone else.",
+                reason="Its ETag no longer matches the version this run read.",
+                fix="Run the rotation again; it re-reads the journal and resumes.", target=journal.target,
+                code="journal_conflict",
+            )
+
+        etag = await self.state.write_json(self.journal_blob(journal.target), journal.to_dict(), current.etag,
+                                           "write the rotation journal", changed)
+        return VersionedJournal(journal, etag)
 
 
 class TargetLock:
@@ -153,19 +102,15 @@ class TargetLock:
             await blob.upload_blob(b"", overwrite=False)
         except ResourceExistsError:
             pass  # the usual case; when leased, the upload is refused the same way
-        except HttpResponseError as exc:
-            if exc.status_code not in (409, 412):
-                raise _storage_error(exc, "create the lock blob") from None
-        except (ServiceRequestError, ServiceResponseError) as exc:
-            raise _storage_error(exc, "create the lock blob") from None
+        except STORAGE_ERRORS as exc:
+            if not (isinstance(exc, HttpResponseError) and exc.status_code in (409, 412)):
+                raise self._store.state.error(exc, "create the lock blob") from None
         try:
             self._lease = await blob.acquire_lease(lease_duration=LEASE_SECONDS)
-        except HttpResponseError as exc:
-            if exc.status_code == 409:
+        except STORAGE_ERRORS as exc:
+            if isinstance(exc, HttpResponseError) and exc.status_code == 409:
                 await self._raise_locked()
-            raise _storage_error(exc, "lease the lock blob") from None
-        except (ServiceRequestError, ServiceResponseError) as exc:
-            raise _storage_error(exc, "lease the lock blob") from None
+            raise self._store.state.error(exc, "lease the lock blob") from None
         self._renewer = asyncio.create_task(self._renew_forever())
 
     async def _raise_locked(self) -> None:

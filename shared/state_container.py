@@ -1,0 +1,119 @@
+"""The state container in the Functions storage account: the rotation and migration journals, the lock blobs and
+the operation records are JSON blobs there, each written with an ETag condition so two writers can never
+silently overwrite each other. The storage boundary: Azure Storage exceptions become domain errors here, and the
+stores (rotation/store.py, migration/store.py, operations/store.py) keep only their own blob names and types."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from azure.core import MatchConditions
+from azure.core.exceptions import (
+    HttpResponseError,
+    ResourceExistsError,
+    ResourceModifiedError,
+    ResourceNotFoundError,
+    ServiceRequestError,
+    ServiceResponseError,
+)
+
+from .errors import AccessDeniedError, ConflictError, RemediatorError, ServiceError
+
+if TYPE_CHECKING:
+    from azure.storage.blob.aio import BlobServiceClient, ContainerClient
+
+    from .context import AppContext
+
+STORAGE_ERRORS = (HttpResponseError, ServiceRequestError, ServiceResponseError)
+
+
+def storage_error(exc: Exception, what: str, *, then: str = "then try again") -> RemediatorError:
+    """The domain error for a failed storage call; `what` completes "may not ..." / "failed to ...", `then`
+    says what happens after the operator fixed the account."""
+    if isinstance(exc, HttpResponseError) and exc.status_code == 403:
+        return AccessDeniedError(
+            f"The Function's identity may not {what} in the Functions storage account.",
+            reason=str(getattr(exc, "error_code", "") or "AuthorizationPermissionMismatch"),
+            fix="Assign 'Storage Blob Data Contributor' on the storage account (or its state container) to the "
+                "Function's managed identity.",
+        )
+    code = getattr(exc, "error_code", None) or type(exc).__name__
+    return ServiceError(f"The Functions storage account failed to {what}.", reason=str(code),
+                        fix=f"Check AzureWebJobsStorage and the storage account's health; {then}.")
+
+
+async def ensure_state_container(ctx: AppContext) -> ContainerClient:
+    """The settings' state container, created if missing (for the health records and the notification state,
+    which keep their own blob logic)."""
+    return await StateContainer(ctx.clients.blob_service(), ctx.settings.storage.container).ensure()
+
+
+@dataclass(frozen=True)
+class JsonBlob:
+    data: Any
+    etag: str
+
+
+class StateContainer:
+    """One container's JSON blobs. Reading never creates anything (dry runs and status calls change nothing: a
+    missing container is just a missing blob); the first write creates the container."""
+
+    def __init__(self, service: BlobServiceClient, name: str, *, then: str = "then try again") -> None:
+        self._service = service
+        self.name = name
+        self._then = then
+        self._ready = False
+
+    def error(self, exc: Exception, what: str) -> RemediatorError:
+        return storage_error(exc, what, then=self._then)
+
+    def client(self) -> ContainerClient:
+        return self._service.get_container_client(self.name)
+
+    async def ensure(self) -> ContainerClient:
+        """The container, created on first use."""
+        container = self.client()
+        if not self._ready:
+            try:
+                await container.create_container()
+            except ResourceExistsError:
+                pass
+            except STORAGE_ERRORS as exc:
+                raise self.error(exc, "create the state container") from None
+            self._ready = True
+        return container
+
+    async def read_json(self, blob_name: str, what: str) -> JsonBlob | None:
+        """The blob's JSON and ETag; None when it (or the container) does not exist."""
+        blob = self.client().get_blob_client(blob_name)
+        try:
+            downloader = await blob.download_blob()
+            raw = await downloader.readall()
+        except ResourceNotFoundError:
+            return None
+        except STORAGE_ERRORS as exc:
+            raise self.error(exc, what) from None
+        return JsonBlob(json.loads(raw), str(downloader.properties.etag))
+
+    async def write_json(self, blob_name: str, data: Any, etag: str | None, what: str,
+                         changed: Callable[[], ConflictError]) -> str:
+        """Write the blob if nobody changed it since `etag` was read (or create it when `etag` is None and it does
+        not exist); `changed()` is raised otherwise. Returns the new ETag."""
+        blob = (await self.ensure()).get_blob_client(blob_name)
+        body = json.dumps(data, indent=1, sort_keys=True).encode("utf-8")
+        try:
+            if etag is None:
+                result = await blob.upload_blob(body, overwrite=True, match_condition=MatchConditions.IfMissing)
+            else:
+                result = await blob.upload_blob(body, overwrite=True, etag=etag,
+                                                match_condition=MatchConditions.IfNotModified)
+        except (ResourceModifiedError, ResourceExistsError):
+            raise changed() from None
+        except STORAGE_ERRORS as exc:
+            if isinstance(exc, HttpResponseError) and exc.status_code == 412:
+                raise changed() from None
+            raise self.error(exc, what) from None
+        return str(result.get("etag"))
