@@ -7,7 +7,7 @@ import logging
 from dataclasses import dataclass, replace
 
 from ..adapters.compute import ComputeAdapter, VmInfo
-from ..adapters.cyclecloud import CycleCloudAccount, open_cyclecloud
+from ..adapters.cyclecloud import CycleCloudAccount, open_cyclecloud, read_cyclecloud_account
 from ..adapters.rbac import RbacAdapter
 from ..config import Mode, Target
 from ..context import AppContext
@@ -122,11 +122,7 @@ async def managed_identity_health(ctx: AppContext, target: Target, principal_id:
     except RemediatorError as exc:
         problems.append(f"the identity's role assignments cannot be checked: {exc.message}")
     try:
-        client = await open_cyclecloud(ctx, target)
-        try:
-            account = await client.read_account()
-        finally:
-            await client.close()
+        account = await read_cyclecloud_account(ctx, target)
         if not account.use_managed_identity:
             problems.append(f"CycleCloud account '{account.name}' does not use the managed identity")
     except RemediatorError as exc:

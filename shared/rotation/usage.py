@@ -95,14 +95,10 @@ async def _newest_main_version(vault: VaultAdapter, name: str, evidence: UsageEv
 
 
 async def _cyclecloud_now(ctx: AppContext, target: Target, evidence: UsageEvidence) -> None:
-    from ..adapters.cyclecloud import open_cyclecloud
+    from ..adapters.cyclecloud import read_cyclecloud_account
 
     try:
-        client = await open_cyclecloud(ctx, target)
-        try:
-            account = await client.read_account()
-        finally:
-            await client.close()
+        account = await read_cyclecloud_account(ctx, target)
     except RemediatorError as exc:
         evidence.cannot_tell(f"CycleCloud's account could not be read now ({exc.code})")
         return

@@ -45,7 +45,7 @@ __all__ = [
     "CycleCloudForbiddenError", "CycleCloudLockedOutError", "CycleCloudLoginError", "CycleCloudLoginPausedError",
     "CycleCloudNotConfiguredError", "CycleCloudReadBackMismatchError", "CycleCloudRunCommandError",
     "CycleCloudTlsError", "CycleCloudUnreachableError", "CycleCloudUpdateRejectedError", "ProbeCheck", "ProbeResult",
-    "login_guard", "open_cyclecloud",
+    "login_guard", "open_cyclecloud", "read_cyclecloud_account",
 ]
 
 
@@ -84,3 +84,12 @@ async def open_cyclecloud(ctx: AppContext, target: Target) -> CycleCloudClient:
 
         transport = RestTransport(target.name, connection, password=password, ca_pem=ca_pem)
     return CycleCloudClient(target.name, connection.account, connection.url, transport)
+
+
+async def read_cyclecloud_account(ctx: AppContext, target: Target) -> CycleCloudAccount:
+    """The target's CycleCloud account as it is now (never the secret, only its hint), on a client of its own."""
+    client = await open_cyclecloud(ctx, target)
+    try:
+        return await client.read_account()
+    finally:
+        await client.close()
