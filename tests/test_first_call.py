@@ -1,6 +1,7 @@
 """A cold `validate` fetches each thing once (issue 15): one managed-identity token per resource even though the
-checks run concurrently (shared/single_flight.py), the CycleCloud password read once when the login works, and
-one token for the CycleCloud principal. Counted in the Azure twin's request log."""
+checks run concurrently (shared/single_flight.py), the CycleCloud password read once when the login works, one
+token for the CycleCloud principal and one read of its CycleCloud account. Counted in the Azure twin's request
+log."""
 
 from __future__ import annotations
 
@@ -57,3 +58,5 @@ def test_a_cold_validate_fetches_each_token_and_password_once(twin: Twin, cc_ca:
     assert reads and max(reads.values()) == 1, reads  # each secret read once (plus Key Vault's 401 challenge)
     # the CycleCloud principal's token: the token check's, which the ARM reads as that principal then reuse
     assert sum(1 for r in twin.request_log if r.service == "entra" and r.operation == "token") == 1
+    # the CycleCloud account: read by the probe's account check, then compared from that same answer
+    assert sum(1 for r in twin.request_log if r.service == "cyclecloud" and r.operation == "getAccount") == 1

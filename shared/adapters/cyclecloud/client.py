@@ -42,6 +42,12 @@ class CycleCloudClient:
         ordered = tuple(checks.get(name, ProbeCheck(name, CheckStatus.SKIPPED, "not checked")) for name in PROBE_CHECKS)
         return ProbeResult(self.target_name, self.transport.name, self.url, ordered)
 
+    def probed_account(self) -> CycleCloudAccount | None:
+        """The account as `probe` just read it (checking the login and the account reads it), so a caller that
+        probes and then needs the account does not ask CycleCloud twice; None when the probe could not read it."""
+        record = self.transport.probed_record
+        return None if record is None else account_from_record(record, self.account)
+
     async def read_account(self) -> CycleCloudAccount:
         """The account as CycleCloud holds it; the secret only as its hint."""
         return account_from_record(await self.transport.read_record(), self.account)

@@ -94,6 +94,7 @@ class RestTransport:
         self._session: requests.Session | None = None
         self._ca_file: str | None = None
         self._password: str | None = None
+        self.probed_record: dict[str, Any] | None = None
 
     # -- setup ----------------------------------------------------------------------------------------------
 
@@ -377,6 +378,7 @@ class RestTransport:
             return done("account", "update_path", why="not tried: the account could not be read")
         checks["login"] = ProbeCheck("login", CheckStatus.OK, f"logged in as '{self.connection.user}'")
         checks["account"] = ProbeCheck("account", CheckStatus.OK, f"account '{self.connection.account}' found")
+        self.probed_record = record
         # 3. the update path: only where the operator declared that the server honours dry runs. A server that
         # ignores the query string would apply the request for real, so by default the probe only reads.
         if not self.connection.supports_dry_run:

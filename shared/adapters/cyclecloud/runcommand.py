@@ -166,6 +166,7 @@ class RunCommandTransport:
         self.supports_dry_run = supports_dry_run
         self.description = f"VM {vm_resource_id.rsplit('/', 1)[-1]} (Run Command)"
         self._compute = compute  # shared.adapters.compute.ComputeAdapter
+        self.probed_record: dict[str, Any] | None = None
 
     async def close(self) -> None:
         return None
@@ -220,7 +221,7 @@ class RunCommandTransport:
             return sorted([*checks, *items], key=lambda c: order[c.name])
 
         try:
-            await self.read_record()
+            record = await self.read_record()
         except CycleCloudAccountMissingError as exc:
             return result(ProbeCheck("reachable", CheckStatus.OK, f"Run Command ran on {self.description}"),
                           ProbeCheck("login", CheckStatus.OK, "the CycleCloud CLI on the VM is initialised"),
@@ -235,6 +236,7 @@ class RunCommandTransport:
             return result(ProbeCheck("reachable", CheckStatus.FAILED, f"{exc.message} {exc.reason}", exc.fix),
                           *(ProbeCheck(n, CheckStatus.SKIPPED, "not tried: Run Command is not available")
                             for n in ("login", "account", "update_path")))
+        self.probed_record = record
         ok = [ProbeCheck("reachable", CheckStatus.OK, f"Run Command ran on {self.description}"),
               ProbeCheck("login", CheckStatus.OK, "the CycleCloud CLI on the VM is initialised"),
               ProbeCheck("account", CheckStatus.OK, f"account '{self.account}' found")]

@@ -11,6 +11,8 @@ from .models import ProbeCheck
 class CycleCloudTransport(Protocol):
     name: str
     description: str  # where it talks to, for messages (a URL or a VM)
+    # the account record (masked) the last `probe` read to check the login and the account; None until one did
+    probed_record: dict[str, Any] | None
 
     async def probe(self) -> list[ProbeCheck]:
         """Every check of the checklist, in order, without changing anything."""

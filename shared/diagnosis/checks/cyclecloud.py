@@ -192,7 +192,8 @@ async def check_cyclecloud(facts: Facts) -> list[Finding]:
         if not account_ok:
             return findings
         try:
-            account = await client.read_account()
+            # the probe's account check read the account moments ago: the same answer, without a second request
+            account = client.probed_account() or await client.read_account()
         except RemediatorError as exc:
             finding = _error_finding(facts, exc)
             if finding is None:
