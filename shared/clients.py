@@ -131,6 +131,35 @@ class ClientFactory:
             self._proxies.clear()
         return _SharedTransport(self._http, self._proxies)
 
+    def requests_pool(self) -> Any:
+        """One `requests` connection pool (an HTTPAdapter) for the product's blocking HTTPS calls: CycleCloud's
+        REST transport mounts it in each target's session, so the targets of one CycleCloud server reuse its
+        kept-alive TLS connections instead of each paying a handshake. urllib3 keeps a pool per host and per CA
+        bundle it verifies with; a connection carries no login (every request sends its own Basic auth, and the
+        cookies stay in each target's session). A session's close leaves the pool open; the factory closes it."""
+        key = ("requests",)
+        if key not in self._cache:
+            import threading
+
+            from requests.adapters import HTTPAdapter
+
+            lock = threading.Lock()
+
+            class SharedAdapter(HTTPAdapter):
+                def proxy_manager_for(self, proxy: str, **proxy_kwargs: Any) -> Any:
+                    with lock:  # sessions in several worker threads: one proxy manager per proxy, not a race's two
+                        return super().proxy_manager_for(proxy, **proxy_kwargs)
+
+                def close(self) -> None:  # a target's session closing: the other targets keep the pool
+                    return None
+
+                def close_pool(self) -> None:
+                    super().close()
+
+            self._cache[key] = SharedAdapter()
+            self._closeables.append(_AdapterCloser(self._cache[key]))
+        return self._cache[key]
+
     def _limited(self, service: str, key_of: Callable[[str], str]) -> Any:
         """The transport every SDK client of `service` gets: the shared aiohttp transport (SDK_RETRY's timeouts),
         each attempt passing the service's concurrency and rate gate (shared/limits.py)."""
@@ -511,6 +540,16 @@ class _SharedTransport:
                 if proxy_auth is not None:
                     kwargs["proxy_auth"] = proxy_auth
         return await self._shared.send(request, **kwargs)
+
+
+class _AdapterCloser:
+    """Closes the shared `requests` pool (requests_pool) when the factory closes."""
+
+    def __init__(self, adapter: Any) -> None:
+        self._adapter = adapter
+
+    async def close(self) -> None:
+        self._adapter.close_pool()
 
 
 class _HttpxCloser:

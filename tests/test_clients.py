@@ -12,7 +12,7 @@ from shared.config import Settings, load_settings
 from shared.errors import ConfigError
 from shared.single_flight import SingleFlightCredential
 from tests.twin import Twin
-from tests.world import APP_ID, CURRENT_SECRET, SUBSCRIPTION, TENANT, World
+from tests.world import APP_ID, CC_HOST, CURRENT_SECRET, SUBSCRIPTION, TENANT, World
 
 
 @pytest.fixture
@@ -107,3 +107,22 @@ async def test_the_shared_session_takes_each_hosts_proxy_from_the_environment(
         proxy, _ = transport._proxy_for("https://management.azure.com/subscriptions?api-version=1")
         assert str(proxy).rstrip("/") == f"http://127.0.0.1:{twin.proxy_port}"
         assert transport._proxy_for("https://vault.internal.example/secrets/x") == (None, None)
+
+
+async def test_the_targets_of_one_cyclecloud_server_reuse_one_connection(twin: Twin, cc_ca: str) -> None:
+    """Each target's CycleCloud client (a `requests` session of its own, closed after the target) sends through the
+    factory's pool: the next target's requests reuse the TLS connection the previous one opened."""
+    from shared.adapters.cyclecloud import open_cyclecloud
+    from shared.context import AppContext
+
+    twin.load(World().scenario())
+    settings = load_settings(World().env(ca_bundle=cc_ca))
+    async with AppContext(settings, ClientFactory(settings)) as ctx:
+        for _ in range(3):
+            client = await open_cyclecloud(ctx, settings.targets[0])
+            try:
+                assert (await client.read_account()).app_id == APP_ID
+            finally:
+                await client.close()
+    assert sum(1 for r in twin.request_log if r.service == "cyclecloud") == 3
+    assert twin.tunnels.count(CC_HOST) == 1, twin.tunnels

@@ -82,7 +82,8 @@ async def open_cyclecloud(ctx: AppContext, target: Target) -> CycleCloudClient:
                 return None
             return (await vault.get_secret(connection.ca_bundle_secret)).value
 
-        transport = RestTransport(target.name, connection, password=password, ca_pem=ca_pem)
+        transport = RestTransport(target.name, connection, password=password, ca_pem=ca_pem,
+                                  pool=ctx.clients.requests_pool())
     return CycleCloudClient(target.name, connection.account, connection.url, transport)
 
 

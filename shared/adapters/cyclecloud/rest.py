@@ -84,13 +84,15 @@ class RestTransport:
     name = "rest"
 
     def __init__(self, target_name: str, connection: CycleCloudConnection, *, password: Provider,
-                 ca_pem: Provider, guard: LoginGuard = login_guard) -> None:
+                 ca_pem: Provider, guard: LoginGuard = login_guard, pool: requests.adapters.HTTPAdapter | None = None
+                 ) -> None:
         self.target_name = target_name
         self.connection = connection
         self.description = connection.url
         self._password_provider = password
         self._ca_pem_provider = ca_pem
         self._guard = guard
+        self._pool = pool  # the factory's shared HTTPS connection pool (ClientFactory.requests_pool), if given
         self._session: requests.Session | None = None
         self._ca_file: str | None = None
         self._password: str | None = None
@@ -132,6 +134,8 @@ class RestTransport:
     async def _session_for(self, *, authenticated: bool) -> requests.Session:
         if self._session is None:
             session = requests.Session()
+            if self._pool is not None:
+                session.mount("https://", self._pool)
             session.headers.update({"Accept": "application/json", "User-Agent": USER_AGENT})
             # passed on every request too: requests lets REQUESTS_CA_BUNDLE override a session's `verify`
             session.verify = await self._verify()
