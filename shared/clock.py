@@ -37,10 +37,12 @@ def now_iso() -> str:
 
 
 def from_iso(value: str | None) -> datetime | None:
-    """The UTC datetime an ISO 8601 string (with `Z` or an offset) names; None or "" is None."""
+    """The UTC datetime an ISO 8601 string names (with `Z`, an offset, or none: UTC, as the product writes them);
+    None or "" is None; ValueError when it is not ISO 8601."""
     if not value:
         return None
-    return datetime.fromisoformat(value.replace("Z", "+00:00")).astimezone(UTC)
+    parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
 
 
 class Deadline:

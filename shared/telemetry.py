@@ -241,7 +241,7 @@ def days_to_expiry(target: str, expires_on: datetime | str | None, *, now: datet
     global _gauge
     if isinstance(expires_on, str):
         try:
-            expires_on = datetime.fromisoformat(expires_on.replace("Z", "+00:00"))
+            expires_on = clock.from_iso(expires_on)
         except ValueError:
             return None
     if expires_on is None:

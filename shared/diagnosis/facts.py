@@ -13,9 +13,10 @@ import asyncio
 import importlib
 import inspect
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from .. import clock
 from ..config import Mode, Target
 from ..errors import RemediatorError
 from ..redaction import register_secret, scrub
@@ -74,7 +75,7 @@ class Facts:
     def __init__(self, ctx: AppContext, target: Target, *, now: datetime | None = None) -> None:
         self.ctx = ctx
         self.target = target
-        self.now = now or datetime.now(UTC)
+        self.now = now or clock.now()
         self._tasks: dict[str, asyncio.Task[Any]] = {}
         self._credentials: list[AsyncTokenCredential] = []
         self._probe_credential: AsyncTokenCredential | None = None
