@@ -172,19 +172,24 @@ def documented(path: Path) -> list[Documented]:
                 closing, pending = opened, line + "\n"
                 continue
             pending = ""
-            transcript = line.startswith("$ ")
-            if language == "":
-                if transcript and line == "$ echo $?" and found:
-                    code = lines[offset + 1].strip() if offset + 1 < len(lines) else ""
-                    found[-1] = Documented(found[-1].where, found[-1].text, found[-1].comment, True, int(code))
-                    continue
-                if not (transcript or line.startswith(("python -m", ".venv/bin/python -m"))):
-                    continue
-            command, comment = split_comment(line.removeprefix("$ "))
-            if command:
-                found.append(Documented(f"{name}:{first + offset}", command, comment, transcript,
-                                        stated_exit(comment)))
+            _add_line(found, f"{name}:{first + offset}", language, line, lines[offset + 1:offset + 2])
     return found
+
+
+def _add_line(found: list[Documented], where: str, language: str, line: str, following: list[str]) -> None:
+    """One whole line of a block: a command (with its comment), or in a plain block a transcript's `$ echo $?`
+    whose answer (the `following` line) is the exit code of the command before it."""
+    transcript = line.startswith("$ ")
+    if language == "":
+        if transcript and line == "$ echo $?" and found:
+            code = following[0].strip() if following else ""
+            found[-1] = Documented(found[-1].where, found[-1].text, found[-1].comment, True, int(code))
+            return
+        if not (transcript or line.startswith(("python -m", ".venv/bin/python -m"))):
+            return
+    command, comment = split_comment(line.removeprefix("$ "))
+    if command:
+        found.append(Documented(where, command, comment, transcript, stated_exit(comment)))
 
 
 def all_documented() -> list[Documented]:
