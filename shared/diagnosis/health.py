@@ -67,9 +67,22 @@ async def _container(ctx: AppContext) -> Any:
 
 
 async def save_health(ctx: AppContext, report: Report) -> None:
-    container = await _container(ctx)
-    await container.upload_blob(health_blob(report.target), json.dumps(health_record(report)).encode("utf-8"),
-                                overwrite=True)
+    """Write the record; the container is created only when the write finds it missing (the first record ever):
+    one request per health check instead of a create (answered 409) before each write."""
+    from azure.core.exceptions import ResourceNotFoundError
+
+    from ..state_container import STORAGE_ERRORS, storage_error
+
+    name, body = health_blob(report.target), json.dumps(health_record(report)).encode("utf-8")
+    container = ctx.clients.blob_service().get_container_client(ctx.settings.storage.container)
+    try:
+        await container.upload_blob(name, body, overwrite=True)
+        return
+    except ResourceNotFoundError:  # no container yet
+        pass
+    except STORAGE_ERRORS as exc:
+        raise storage_error(exc, "write the health record") from None
+    await (await _container(ctx)).upload_blob(name, body, overwrite=True)
 
 
 async def load_health(ctx: AppContext, target: str) -> dict[str, Any] | None:
