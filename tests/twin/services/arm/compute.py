@@ -97,7 +97,7 @@ class ComputeProvider(ArmProvider):
                     vm.user_assigned_identities = []
         return self.get_vm(request)
 
-    def _run_command_body(self, request: Request, record: dict[str, Any], *, expand: bool) -> dict[str, Any]:
+    def _run_command_body(self, record: dict[str, Any], *, expand: bool) -> dict[str, Any]:
         props = {k: v for k, v in record["properties"].items()}
         if not expand:
             props.pop("instanceView", None)
@@ -168,7 +168,7 @@ class ComputeProvider(ArmProvider):
             for key in [k for k in vm.run_commands if k.lower() == name.lower()]:
                 del vm.run_commands[key]
             vm.run_commands[name] = record
-        reply = self._run_command_body(request, record, expand=False)
+        reply = self._run_command_body(record, expand=False)
         reply["properties"]["provisioningState"] = "Updating" if existed else "Creating"
         sub = request.params["sub"]
         async_url = (f"https://{request.host}/subscriptions/{sub}/providers/Microsoft.Compute/locations/"
@@ -211,7 +211,7 @@ class ComputeProvider(ArmProvider):
                             f"'{request.params['rg']}' was not found. For more details please go to "
                             "https://aka.ms/ARMResourceNotFoundFix")
         expand = "instanceview" in request.query.get("$expand", "").lower()
-        return json_response(200, self._run_command_body(request, record, expand=expand))
+        return json_response(200, self._run_command_body(record, expand=expand))
 
     def delete_run_command(self, request: Request) -> Response:
         vm_id = self._vm_id(request)
