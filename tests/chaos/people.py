@@ -17,11 +17,9 @@ from typing import Any
 from tests.twin import Twin
 from tests.twin.services.graph import new_client_secret
 from tests.twin.state import PasswordCredential, PolicyAssignment, hash_secret, new_guid
-from tests.world import CC_USER, SUBSCRIPTION
+from tests.world import CC_USER, CONTRIBUTOR, SUBSCRIPTION
 
 from .world import PASSWORD_SECRETS, VAULT_HOST, Estate, SimTarget
-
-CONTRIBUTOR = "b24988ac-6180-42a0-ab88-20f7382dd24c"
 
 
 @dataclass
@@ -90,30 +88,26 @@ class People:
         return self._new("soft_delete_secret", t, f"soft-delete {t.secret_name}", undo=undo)
 
     def disable_newest_version(self, t: SimTarget) -> Interference | None:
-        secret = self._secret(t)
-        enabled = [v for v in secret.versions if v.enabled] if t.uses_secret and secret else []
-        if not enabled:
-            return None
-        version = enabled[-1]
-        version.enabled = False
-
-        def undo() -> str:
-            version.enabled = True
-            return f"re-enable the newest version of {t.secret_name}"
-        return self._new("disable_newest_version", t, f"disable the newest version of {t.secret_name}", undo=undo)
+        return self._disable_version(t, "disable_newest_version", "the newest version",
+                                     lambda enabled: enabled[-1] if enabled else None)
 
     def disable_older_version(self, t: SimTarget) -> Interference | None:
+        return self._disable_version(t, "disable_older_version", "an older version",
+                                     lambda enabled: self.rng.choice(enabled[:-1]) if len(enabled) >= 2 else None)
+
+    def _disable_version(self, t: SimTarget, kind: str, which: str,
+                         pick: Callable[[list[Any]], Any]) -> Interference | None:
+        """Disable the version `pick` chooses among the enabled ones (None: nothing to disable)."""
         secret = self._secret(t)
-        enabled = [v for v in secret.versions if v.enabled] if t.uses_secret and secret else []
-        if len(enabled) < 2:
+        version = pick([v for v in secret.versions if v.enabled] if t.uses_secret and secret else [])
+        if version is None:
             return None
-        version = self.rng.choice(enabled[:-1])
         version.enabled = False
 
         def undo() -> str:
             version.enabled = True
-            return f"re-enable an older version of {t.secret_name}"
-        return self._new("disable_older_version", t, f"disable an older version of {t.secret_name}", undo=undo)
+            return f"re-enable {which} of {t.secret_name}"
+        return self._new(kind, t, f"disable {which} of {t.secret_name}", undo=undo)
 
     def roll_back_value(self, t: SimTarget) -> Interference | None:
         secret = self._secret(t)
