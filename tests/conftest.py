@@ -149,10 +149,54 @@ def product_env(twin: Twin, world: World, cc_ca: str, monkeypatch: pytest.Monkey
 
 
 @pytest.fixture
+async def cc(product_env: dict[str, str]) -> Any:
+    """A CycleCloud client for the world's target, over the world's transport (REST or ARM Run Command)."""
+    from shared.adapters.cyclecloud import open_cyclecloud
+    from shared.context import AppContext
+    from tests.world import TARGET
+
+    async with AppContext.from_environment() as ctx:
+        client = await open_cyclecloud(ctx, ctx.settings.target(TARGET))
+        try:
+            yield client
+        finally:
+            await client.close()
+
+
+@pytest.fixture
+def log_text(caplog: pytest.LogCaptureFixture) -> pytest.LogCaptureFixture:
+    """Every log record of the product, DEBUG included: what the leak checks read."""
+    caplog.set_level(logging.DEBUG, logger="shared")
+    return caplog
+
+
+@pytest.fixture
+def setup(twin: Twin, cc_ca: str, azurite: str, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """Load a world (optionally edited) into the twin and the rotation's settings (Azurite included) into the
+    environment; returns the settings."""
+    from tests.rotation_support import apply_env, rotation_env
+
+    def load(world: World | None = None, edit: Any = None, **kwargs: Any) -> dict[str, str]:
+        env = rotation_env(twin, world or World(), cc_ca, azurite, edit=edit, **kwargs)
+        apply_env(monkeypatch, env)
+        return env
+    return load
+
+
+@pytest.fixture
 def settings(product_env: dict[str, str]) -> Any:
     from shared.config import load_settings
 
     return load_settings()
+
+
+@pytest.fixture
+async def clients(settings: Any) -> Any:
+    """The product's client factory for the world's settings (credentials, SDK clients), closed afterwards."""
+    from shared.clients import ClientFactory
+
+    async with ClientFactory(settings) as factory:
+        yield factory
 
 
 @pytest.fixture
@@ -161,12 +205,6 @@ def secret_values(world: World) -> list[str]:
     from tests.world import CC_PASSWORD
 
     return [world.secret, CC_PASSWORD]
-
-
-def assert_no_secrets(text: str, secrets: list[str]) -> None:
-    for secret in secrets:
-        assert secret not in text, "a secret value leaked"
-        assert secret.strip() not in text, "a secret value leaked"
 
 
 @pytest.fixture(autouse=True)

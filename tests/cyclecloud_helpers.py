@@ -6,9 +6,7 @@ from datetime import timedelta
 
 from tests.twin import Twin
 from tests.twin.state import PasswordCredential, hash_secret, new_guid
-from tests.world import APP_ID, CC_HOST, CC_PASSWORD_SECRET, VAULT_NAME
-
-NEW_SECRET = "Nw7Q~brand-new-secret-value-9876543210abc"
+from tests.world import APP_ID, CC_HOST, CC_PASSWORD_SECRET, NEW_SECRET, VAULT_NAME
 
 
 def add_app_secret(twin: Twin, value: str = NEW_SECRET) -> str:

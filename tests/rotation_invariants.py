@@ -19,10 +19,9 @@ from typing import Any
 from tests.twin import Twin
 from tests.twin.services.entra import client_secret_problem
 from tests.twin.state import hash_secret
-from tests.world import APP_OBJECT_ID, CC_HOST, SECRET_NAME, VAULT_NAME
+from tests.world import APP_OBJECT_ID, CC_HOST, PENDING, SECRET_NAME, VAULT_NAME
 
 MARKER = "ccremediator"
-PENDING = SECRET_NAME + "-pending"
 
 
 @dataclass
@@ -119,8 +118,3 @@ def check_invariants(twin: Twin, *, settled: bool, initial_key_ids: set[str], cy
             f"{label}the main secret's keyId tag does not name its credential"
     return snap
 
-
-def assert_no_values(text: str, values: list[str]) -> None:
-    for value in values:
-        if value and len(value) >= 6:
-            assert value not in text, "a secret value leaked"

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import AsyncIterator
 from datetime import timedelta
 from typing import Any
 
@@ -26,7 +25,7 @@ from shared.errors import (
     PrincipalNotFoundError,
     TenantMismatchError,
 )
-from tests.conftest import assert_no_secrets
+from tests.leaks import assert_no_leak
 from tests.twin import Twin
 from tests.world import (
     APP_ID,
@@ -34,22 +33,15 @@ from tests.world import (
     CURRENT_SECRET,
     FUNCTION_OBJECT_ID,
     OTHER_TENANT,
+    READER,
     SP_OBJECT_ID,
+    SUB_SCOPE,
     SUBSCRIPTION,
     TENANT,
     VM_ID,
     VM_PRINCIPAL_ID,
     World,
 )
-
-SUB_SCOPE = f"/subscriptions/{SUBSCRIPTION}"
-READER = "acdd72a7-3385-48ef-bd42-f606fba81ae7"
-
-
-@pytest.fixture
-async def clients(settings: Settings) -> AsyncIterator[ClientFactory]:
-    async with ClientFactory(settings) as factory:
-        yield factory
 
 
 def reload(twin: Twin, scenario: dict[str, Any]) -> None:
@@ -224,7 +216,7 @@ async def test_permissions_with_an_expired_secret_is_an_authentication_error(
     finally:
         await credential.close()
     assert raised.value.details["entra"]["aadsts"] == "AADSTS7000222"
-    assert_no_secrets(str(raised.value) + str(raised.value.to_dict()) + caplog.text, [CURRENT_SECRET])
+    assert_no_leak([str(raised.value), str(raised.value.to_dict()), caplog], CURRENT_SECRET)
 
 
 async def test_sp_without_role_has_no_permissions(twin: Twin, world: World, clients: ClientFactory) -> None:
@@ -307,7 +299,7 @@ async def test_run_command_returns_output_deletes_itself_and_keeps_protected_val
         "Succeeded", 0, "ok azure\n", True)
     assert calls == [(["set -e", 'echo "$ACCOUNT"'], {"ACCOUNT": "azure"}, {"SECRET": secret})]
     assert twin.state.vm(VM_ID).run_commands == {}
-    assert_no_secrets(caplog.text + repr(result), [secret])
+    assert_no_leak([caplog, repr(result)], secret)
 
 
 async def test_run_command_failure_is_a_result_not_an_exception(clients: ClientFactory, twin: Twin) -> None:

@@ -4,7 +4,6 @@ domain values, domain errors that say what to grant, and no secret value in any 
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -14,14 +13,14 @@ from azure.identity import ClientSecretCredential
 from shared.adapters.graph import GraphAdapter, NewSecret
 from shared.adapters.vault import StoredSecret, VaultAdapter
 from shared.clients import ClientFactory
-from shared.config import Settings
 from shared.errors import AccessDeniedError, ConflictError, NotFoundError, PolicyDeniedError, ServiceError
 from shared.redaction import scrub
-from tests.conftest import assert_no_secrets
+from tests.leaks import assert_no_leak
 from tests.twin import Fault, Twin
 from tests.world import (
     APP_ID,
     APP_OBJECT_ID,
+    ARM_SCOPE,
     CC_PASSWORD,
     CURRENT_SECRET,
     FUNCTION_OBJECT_ID,
@@ -32,14 +31,6 @@ from tests.world import (
     VAULT_NAME,
     VAULT_RESOURCE_ID,
 )
-
-ARM = "https://management.azure.com/.default"
-
-
-@pytest.fixture
-async def clients(settings: Settings) -> AsyncIterator[ClientFactory]:
-    async with ClientFactory(settings) as factory:
-        yield factory
 
 
 @pytest.fixture
@@ -55,11 +46,6 @@ def vault(clients: ClientFactory) -> VaultAdapter:
 @pytest.fixture(autouse=True)
 def _debug_logs(caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.DEBUG)
-
-
-def all_text(caplog: pytest.LogCaptureFixture, *errors: BaseException) -> str:
-    return "\n".join([r.getMessage() for r in caplog.records] + [str(e) for e in errors]
-                     + [repr(e.__dict__) for e in errors])
 
 
 def app(twin: Twin) -> Any:
@@ -101,12 +87,12 @@ async def test_add_password_returns_a_working_secret_that_never_reaches_logs(
     assert isinstance(new, NewSecret) and len(new.value) == 40
     assert new.credential.hint == new.value[:3] and new.credential.display_name == "ccr:op-1"
     assert new.credential.end is not None and abs((new.credential.end - end).total_seconds()) < 1
-    assert new.value not in repr(new)
+    assert_no_leak(repr(new), new.value)
     assert scrub(f"x {new.value} y") == "x *** y"  # registered for redaction
-    token = ClientSecretCredential(TENANT, APP_ID, new.value).get_token(ARM)
+    token = ClientSecretCredential(TENANT, APP_ID, new.value).get_token(ARM_SCOPE)
     assert twin.tokens.lookup(token.token) is not None
     assert new.credential.key_id in {c.key_id for c in app(twin).password_credentials}
-    assert_no_secrets(all_text(caplog), [new.value, CURRENT_SECRET])
+    assert_no_leak(caplog, new.value, CURRENT_SECRET)
 
 
 async def test_remove_password_true_then_already_gone(twin: Twin, graph: GraphAdapter) -> None:
@@ -209,7 +195,7 @@ async def test_vault_round_trip_with_tags_versions_and_properties(
         twin: Twin, vault: VaultAdapter, caplog: pytest.LogCaptureFixture) -> None:
     current = await vault.get_secret(SECRET_NAME)
     assert isinstance(current, StoredSecret) and current.value == CURRENT_SECRET
-    assert CURRENT_SECRET not in repr(current)
+    assert_no_leak(repr(current), CURRENT_SECRET)
     assert current.properties.tags == {"keyId": KEY_ID, "appId": APP_ID} and current.properties.enabled
 
     new_value = "Xy71Q~new-secret-value-for-the-adapter-test"
@@ -228,7 +214,7 @@ async def test_vault_round_trip_with_tags_versions_and_properties(
     with pytest.raises(ConflictError) as disabled:
         await vault.get_secret(SECRET_NAME, current.properties.version)
     assert disabled.value.code == "secret_disabled"
-    assert_no_secrets(all_text(caplog, disabled.value), [new_value, CURRENT_SECRET, CC_PASSWORD])
+    assert_no_leak([caplog, disabled.value], new_value, CURRENT_SECRET, CC_PASSWORD)
 
 
 async def test_missing_secret_is_secret_not_found(twin: Twin, vault: VaultAdapter) -> None:
@@ -248,7 +234,7 @@ async def test_vault_rbac_denial_names_the_role_and_vault(twin: Twin, vault: Vau
     assert "Key Vault Secrets Officer" in error.fix and VAULT_NAME in error.fix
     assert error.details["role"] == "Key Vault Secrets Officer"
     assert "ForbiddenByRbac" in error.reason
-    assert_no_secrets(all_text(caplog, error), ["Zz91Q~a-value-that-must-not-leak-anywhere"])
+    assert_no_leak([caplog, error], "Zz91Q~a-value-that-must-not-leak-anywhere")
 
 
 async def test_soft_deleted_name_is_a_conflict_explaining_recover_and_purge(twin: Twin, vault: VaultAdapter) -> None:

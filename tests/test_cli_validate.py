@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from shared.cli import main
-from tests.conftest import assert_no_secrets
+from tests.leaks import assert_no_leak
 from tests.twin import Twin
 from tests.world import CC_PASSWORD, CURRENT_SECRET, KEY_ID, SECRET_NAME, TARGET, World
 
@@ -33,7 +33,7 @@ def cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str]:
     code = main(list(argv))
     out, err = capsys.readouterr()
     text = out + err
-    assert_no_secrets(text, [CURRENT_SECRET, CC_PASSWORD])
+    assert_no_leak(text, CURRENT_SECRET, CC_PASSWORD)
     return code, out
 
 
@@ -132,5 +132,5 @@ def test_validate_runs_as_a_real_process(twin: Twin, world: World, cc_ca: str) -
     done = subprocess.run([sys.executable, "-m", "shared", "validate", TARGET, "--json"], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 2, done.stderr
-    assert_no_secrets(done.stdout + done.stderr, [CURRENT_SECRET, CC_PASSWORD])
+    assert_no_leak([done.stdout, done.stderr], CURRENT_SECRET, CC_PASSWORD)
     assert json.loads(done.stdout)["findings"][0]["code"] == "secret.expired"

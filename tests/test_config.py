@@ -9,6 +9,7 @@ import pytest
 
 from shared.config import CONTRIBUTOR_ROLE_ID, Mode, Transport, load_settings
 from shared.errors import ConfigError
+from tests.leaks import assert_no_leak
 from tests.world import TARGET, World
 
 
@@ -57,7 +58,7 @@ def test_every_problem_is_listed_at_once_with_its_fix() -> None:
     for fragment in expected:
         assert any(fragment in p for p in problems), f"missing problem: {fragment}\n{text}"
     assert all(";" in p for p in problems), "every problem says how to fix it"
-    assert "hunter2" not in text, "a secret value in configuration is never echoed"
+    assert_no_leak(text, "hunter2")  # a secret value in configuration is never echoed
     assert f"{len(problems)} problem(s)" in text
 
 
@@ -151,7 +152,7 @@ def test_a_value_pasted_into_a_secret_name_setting_is_described_never_echoed(
     assert problems and fragment in problems[0], raised.value.problems
     assert "Key Vault" in problems[0].split(";", 1)[1], "the fix says where the value belongs"
     text = "\n".join([str(raised.value), repr(raised.value), json.dumps(raised.value.to_dict()), caplog.text])
-    assert value not in text and value[:12] not in text
+    assert_no_leak(text, value, value[:12])
 
 
 def test_secret_names_that_are_valid_still_load() -> None:

@@ -1,48 +1,43 @@
 """The CycleCloud adapter's `rest` transport against the twin's CycleCloud: real HTTPS through the proxy,
-the server's own CA, Basic auth with CycleCloud's lockout, Key Vault for the password."""
+the server's own CA, Basic auth with CycleCloud's lockout, Key Vault for the password. (What both transports
+promise is in test_cyclecloud_transports.py.)"""
 
 from __future__ import annotations
 
 import json
-import logging
 from collections.abc import AsyncIterator
 
 import pytest
 
 from shared.adapters.cyclecloud import (
     CheckStatus,
-    CycleCloudAccountMissingError,
     CycleCloudClient,
     CycleCloudLockedOutError,
     CycleCloudLoginError,
     CycleCloudLoginPausedError,
-    CycleCloudReadBackMismatchError,
     CycleCloudTlsError,
     CycleCloudUnreachableError,
-    CycleCloudUpdateRejectedError,
     login_guard,
     open_cyclecloud,
 )
 from shared.context import AppContext
 from shared.cyclecloud_probe import probe_target
-from tests.conftest import assert_no_secrets
-from tests.cyclecloud_helpers import NEW_SECRET, add_app_secret, cc_requests, cc_server, set_vault_password
+from tests.cyclecloud_helpers import add_app_secret, cc_requests, cc_server, set_vault_password
+from tests.leaks import assert_no_leak
 from tests.twin import Twin
 from tests.twin.faults import Fault
-from tests.world import APP_ID, CC_HOST, CC_PASSWORD, CC_PASSWORD_SECRET, CURRENT_SECRET, TARGET, TENANT, World
+from tests.world import (
+    CC_HOST,
+    CC_PASSWORD,
+    CC_PASSWORD_SECRET,
+    CURRENT_SECRET,
+    NEW_SECRET,
+    TARGET,
+    WRONG_SECRET,
+    World,
+)
 
-ALL_SECRETS = [CURRENT_SECRET, CC_PASSWORD, NEW_SECRET, "Xyz-wrong-secret-value-42"]
-
-
-@pytest.fixture(autouse=True)
-def _fresh_login_guard() -> None:
-    login_guard.reset()
-
-
-@pytest.fixture
-def log_text(caplog: pytest.LogCaptureFixture) -> pytest.LogCaptureFixture:
-    caplog.set_level(logging.DEBUG, logger="shared")
-    return caplog
+ALL_SECRETS = (CURRENT_SECRET, CC_PASSWORD, NEW_SECRET, WRONG_SECRET)
 
 
 async def _client(env_ready: object) -> AsyncIterator[tuple[AppContext, CycleCloudClient]]:
@@ -52,39 +47,6 @@ async def _client(env_ready: object) -> AsyncIterator[tuple[AppContext, CycleClo
             yield ctx, client
         finally:
             await client.close()
-
-
-@pytest.fixture
-async def cc(product_env: dict[str, str]) -> AsyncIterator[CycleCloudClient]:
-    async for _, client in _client(product_env):
-        yield client
-
-
-def _no_leaks(caplog: pytest.LogCaptureFixture, *texts: str) -> None:
-    assert_no_secrets("\n".join([caplog.text, *texts]), ALL_SECRETS)
-
-
-async def test_happy_path_probe_read_update_verify(twin: Twin, cc: CycleCloudClient,
-                                                   log_text: pytest.LogCaptureFixture) -> None:
-    result = await cc.probe()
-    assert result.ok, result.to_dict()
-    assert [c.name for c in result.checks] == ["reachable", "tls", "login", "account", "update_path"]
-    assert cc_server(twin).accounts["azure"]["AzureRMApplicationSecret"] == CURRENT_SECRET  # probe changed nothing
-
-    account = await cc.read_account()
-    assert (account.app_id, account.tenant_id, account.secret_hint) == (APP_ID, TENANT, CURRENT_SECRET[:3])
-    assert CURRENT_SECRET not in repr(account)
-
-    before = dict(cc_server(twin).accounts["azure"])
-    await cc.update_secret(add_app_secret(twin))
-    after = cc_server(twin).accounts["azure"]
-    assert after["AzureRMApplicationSecret"] == NEW_SECRET
-    assert {k: v for k, v in after.items() if k != "AzureRMApplicationSecret"} == {
-        k: v for k, v in before.items() if k != "AzureRMApplicationSecret"}  # nothing else changed
-
-    verified = await cc.verify(app_id=APP_ID, tenant_id=TENANT, secret_hint=NEW_SECRET[:3])
-    assert verified.secret_hint == NEW_SECRET[:3]
-    _no_leaks(log_text, json.dumps(result.to_dict()))
 
 
 async def test_wrong_password_fails_once_and_never_retries(twin: Twin, product_env: dict[str, str],
@@ -104,7 +66,7 @@ async def test_wrong_password_fails_once_and_never_retries(twin: Twin, product_e
     assert [s for op, s in cc_requests(twin) if op == "getAccount"] == [401]
     user = cc_server(twin).users["remediator"]
     assert len(user.failures) == 1 and user.locked_until is None
-    _no_leaks(log_text, str(raised.value), str(paused.value), "not-the-password")
+    assert_no_leak([log_text, str(raised.value), str(paused.value)], *ALL_SECRETS, "not-the-password")
 
 
 async def test_locked_out_user_is_reported_as_such(twin: Twin, cc: CycleCloudClient) -> None:
@@ -134,7 +96,7 @@ async def test_untrusted_certificate_fails_clearly_and_names_the_ca_setting(
             await client.read_account()
         await client.close()
     assert "getAccount" not in [op for op, _ in cc_requests(twin)]  # the password never went over the wire
-    _no_leaks(log_text, json.dumps(result.to_dict()))
+    assert_no_leak([log_text, json.dumps(result.to_dict())], *ALL_SECRETS)
 
 
 async def test_ca_from_a_key_vault_secret(twin: Twin, world: World, cc_ca: str,
@@ -151,37 +113,6 @@ async def test_ca_from_a_key_vault_secret(twin: Twin, world: World, cc_ca: str,
         result = await probe_target(ctx, TARGET)
     assert result.ok, result.to_dict()
     assert "cyclecloud-ca" in result.check("tls").detail
-
-
-async def test_account_missing(twin: Twin, cc: CycleCloudClient) -> None:
-    del cc_server(twin).accounts["azure"]
-    with pytest.raises(CycleCloudAccountMissingError) as raised:
-        await cc.read_account()
-    assert "cyclecloud.account" in raised.value.fix
-    result = await cc.probe()
-    assert result.check("login").status is CheckStatus.OK
-    assert result.check("account").status is CheckStatus.FAILED
-    assert result.check("update_path").status is CheckStatus.SKIPPED
-
-
-async def test_update_rejected_because_the_secret_is_invalid(twin: Twin, cc: CycleCloudClient,
-                                                             log_text: pytest.LogCaptureFixture) -> None:
-    with pytest.raises(CycleCloudUpdateRejectedError) as raised:
-        await cc.update_secret("Xyz-wrong-secret-value-42")
-    assert "Invalid Azure credentials provided: AADSTS7000215" in raised.value.reason
-    assert cc_server(twin).accounts["azure"]["AzureRMApplicationSecret"] == CURRENT_SECRET
-    _no_leaks(log_text, str(raised.value), json.dumps(raised.value.to_dict()))
-
-
-async def test_read_back_mismatch(twin: Twin, cc: CycleCloudClient) -> None:
-    await cc.update_secret(add_app_secret(twin))
-    cc_server(twin).accounts["azure"]["AzureRMApplicationId"] = "00000000-0000-4000-8000-000000000000"
-    with pytest.raises(CycleCloudReadBackMismatchError) as raised:
-        await cc.verify(app_id=APP_ID, tenant_id=TENANT)
-    assert "application id is '00000000-0000-4000-8000-000000000000'" in raised.value.reason
-    with pytest.raises(CycleCloudReadBackMismatchError, match="hint"):
-        cc_server(twin).accounts["azure"]["AzureRMApplicationId"] = APP_ID
-        await cc.verify(app_id=APP_ID, tenant_id=TENANT, secret_hint=CURRENT_SECRET[:3])
 
 
 async def test_dropped_connections_and_5xx_are_retried_a_bounded_number_of_times(twin: Twin,
@@ -295,4 +226,4 @@ async def test_cli_probe_prints_the_checklist(twin: Twin, product_env: dict[str,
     failed = capsys.readouterr()
     assert code == 1
     assert "✘ login works" in failed.out and "fix: Put the CycleCloud user's current password" in failed.out
-    assert_no_secrets(out.out + out.err + failed.out + failed.err, [*ALL_SECRETS, "not-the-password"])
+    assert_no_leak([out.out, out.err, failed.out, failed.err], *ALL_SECRETS, "not-the-password")

@@ -1,13 +1,12 @@
 """The CycleCloud adapter's `runcommand` transport: ARM managed Run Command (azure-mgmt-compute, unmodified,
-through the twin's ARM) on the CycleCloud VM, whose twin applies `cyclecloud account show/edit` semantics."""
+through the twin's ARM) on the CycleCloud VM, whose twin applies `cyclecloud account show/edit` semantics.
+(What both transports promise is in test_cyclecloud_transports.py.)"""
 
 from __future__ import annotations
 
 import json
-import logging
 import shutil
 import subprocess
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -15,25 +14,20 @@ import pytest
 
 from shared.adapters.cyclecloud import (
     CheckStatus,
-    CycleCloudAccountMissingError,
     CycleCloudClient,
-    CycleCloudReadBackMismatchError,
     CycleCloudRunCommandError,
-    CycleCloudUpdateRejectedError,
-    open_cyclecloud,
 )
 from shared.adapters.cyclecloud.runcommand import dry_run_script, edit_script, show_script
 from shared.context import AppContext
 from shared.cyclecloud_probe import probe_target
 from shared.errors import RemediatorError
-from tests.conftest import assert_no_secrets
-from tests.cyclecloud_helpers import NEW_SECRET, add_app_secret, cc_requests, cc_server
+from tests.cyclecloud_helpers import cc_server
+from tests.leaks import assert_no_leak
 from tests.twin import Twin
 from tests.twin.faults import Fault
-from tests.world import APP_ID, CC_PASSWORD, CURRENT_SECRET, TARGET, TENANT, VM_ID, World
+from tests.world import APP_ID, CURRENT_SECRET, NEW_SECRET, TARGET, VM_ID, World
 
 BASH = shutil.which("bash") or "/bin/bash"
-ALL_SECRETS = [CURRENT_SECRET, CC_PASSWORD, NEW_SECRET, "Xyz-wrong-secret-value-42"]
 
 
 @pytest.fixture
@@ -41,70 +35,8 @@ def world() -> World:
     return World(transport="runcommand")
 
 
-@pytest.fixture
-async def cc(product_env: dict[str, str]) -> AsyncIterator[CycleCloudClient]:
-    async with AppContext.from_environment() as ctx:
-        client = await open_cyclecloud(ctx, ctx.settings.target(TARGET))
-        yield client
-        await client.close()
-
-
-@pytest.fixture
-def log_text(caplog: pytest.LogCaptureFixture) -> pytest.LogCaptureFixture:
-    caplog.set_level(logging.DEBUG, logger="shared")
-    return caplog
-
-
 def _arm_ops(twin: Twin) -> list[str]:
     return [r.operation for r in twin.request_log if r.service == "arm"]
-
-
-async def test_happy_path_probe_read_update_verify(twin: Twin, cc: CycleCloudClient,
-                                                   log_text: pytest.LogCaptureFixture) -> None:
-    result = await cc.probe()
-    assert result.ok, result.to_dict()
-    assert result.transport == "runcommand" and result.check("tls").status is CheckStatus.SKIPPED
-    account = await cc.read_account()
-    assert (account.app_id, account.tenant_id, account.secret_hint) == (APP_ID, TENANT, CURRENT_SECRET[:3])
-
-    before = dict(cc_server(twin).accounts["azure"])
-    await cc.update_secret(add_app_secret(twin))
-    after = cc_server(twin).accounts["azure"]
-    assert after["AzureRMApplicationSecret"] == NEW_SECRET
-    assert {k: v for k, v in after.items() if k != "AzureRMApplicationSecret"} == {
-        k: v for k, v in before.items() if k != "AzureRMApplicationSecret"}
-    assert (await cc.verify(app_id=APP_ID, tenant_id=TENANT, secret_hint=NEW_SECRET[:3])).secret_hint == "Nw7"
-
-    assert cc_requests(twin) == []  # no network path to CycleCloud was needed
-    assert "createRunCommand" in _arm_ops(twin)
-    vm = twin.state.vm(VM_ID)
-    assert vm is not None
-    assert_no_secrets(json.dumps(vm.run_commands, default=str), ALL_SECRETS)  # what ARM keeps
-    assert_no_secrets(log_text.text + json.dumps(result.to_dict()), ALL_SECRETS)
-
-
-async def test_account_missing(twin: Twin, cc: CycleCloudClient) -> None:
-    del cc_server(twin).accounts["azure"]
-    with pytest.raises(CycleCloudAccountMissingError):
-        await cc.read_account()
-    result = await cc.probe()
-    assert result.check("account").status is CheckStatus.FAILED
-    assert result.check("update_path").status is CheckStatus.SKIPPED
-
-
-async def test_update_rejected_because_the_secret_is_invalid(twin: Twin, cc: CycleCloudClient,
-                                                             log_text: pytest.LogCaptureFixture) -> None:
-    with pytest.raises(CycleCloudUpdateRejectedError) as raised:
-        await cc.update_secret("Xyz-wrong-secret-value-42")
-    assert "Invalid Azure credentials provided: AADSTS7000215" in raised.value.reason
-    assert cc_server(twin).accounts["azure"]["AzureRMApplicationSecret"] == CURRENT_SECRET
-    assert_no_secrets(log_text.text + str(raised.value) + json.dumps(raised.value.to_dict()), ALL_SECRETS)
-
-
-async def test_read_back_mismatch(twin: Twin, cc: CycleCloudClient) -> None:
-    cc_server(twin).accounts["azure"]["AzureRMTenantId"] = "11111111-2222-3333-4444-555555555555"
-    with pytest.raises(CycleCloudReadBackMismatchError, match="tenant id"):
-        await cc.verify(app_id=APP_ID, tenant_id=TENANT)
 
 
 async def test_run_command_failure_reports_its_status(twin: Twin, cc: CycleCloudClient) -> None:
@@ -141,7 +73,7 @@ async def test_arm_5xx_is_retried(twin: Twin, cc: CycleCloudClient) -> None:
 
 async def test_a_broken_server_answer_is_a_domain_error(twin: Twin, cc: CycleCloudClient) -> None:
     original = twin.run_command_executor
-    twin.run_command_executor = lambda vm, script, params, protected: (0, "no record here\n", "")
+    twin.run_command_executor = lambda _vm, _script, _params, _protected: (0, "no record here\n", "")
     try:
         with pytest.raises(RemediatorError, match="no account record"):
             await cc.read_account()
@@ -207,7 +139,7 @@ def test_edit_script_really_runs_against_a_stand_in_cli(tmp_path: pytest.TempPat
     assert json.loads(store.read_text())["AzureRMApplicationSecret"] == NEW_SECRET
     assert json.loads(store.read_text())["AzureRMApplicationId"] == APP_ID  # nothing else changed
     assert '"AzureRMApplicationSecret": "Nw7********"' in run.stdout and "CCR-RESULT edited" in run.stdout
-    assert_no_secrets(run.stdout + run.stderr, [NEW_SECRET, CURRENT_SECRET])
+    assert_no_leak([run.stdout, run.stderr], NEW_SECRET, CURRENT_SECRET)
     assert not Path((base / "store.json.work").read_text()).exists()  # the private work directory is gone
 
     env["CC_ACCOUNT"] = "other"
@@ -358,7 +290,7 @@ def test_cli_errors_are_sanitised_before_they_reach_the_instance_view(tmp_path: 
     run = _bash(edit_script(), _stand_in(tmp_path, LEAKY_CLI))
     assert run.returncode == 5 and "CCR-RESULT edit-rejected" in run.stdout
     assert "Invalid Azure credentials provided" in run.stderr and "***" in run.stderr
-    assert_no_secrets(run.stdout + run.stderr, [NEW_SECRET, CURRENT_SECRET, "Zz9Q~another-secret-shaped-value"])
+    assert_no_leak([run.stdout, run.stderr], NEW_SECRET, CURRENT_SECRET, "Zz9Q~another-secret-shaped-value")
     assert len(run.stderr.strip().splitlines()) <= 5
 
 

@@ -13,14 +13,12 @@ from collections.abc import Iterator
 import pytest
 
 from shared.diagnosis import REPORT_SCHEMA, TARGET_LIST_SCHEMA
-from tests.conftest import assert_no_secrets
 from tests.fanout_support import deliver_through_host
 from tests.functions_host import FunctionsHost
+from tests.leaks import assert_no_leak
 from tests.schema_check import validate_json, validate_response
 from tests.twin import Twin
-from tests.world import CC_PASSWORD, CURRENT_SECRET, SUBSCRIPTION, TARGET, TENANT, World
-
-BROKEN = "hpc-broken"
+from tests.world import BROKEN_TARGET, CC_PASSWORD, CURRENT_SECRET, SUBSCRIPTION, TARGET, TENANT, World
 
 
 @pytest.fixture
@@ -51,7 +49,7 @@ def test_validate_route_answers_200_with_the_report_even_when_the_secret_expired
     reply = host.http("validate", "POST", f"http://localhost/api/targets/{TARGET}/validate", body=b"",
                       route_params={"target": TARGET})
     assert reply.status == 200
-    assert_no_secrets(reply.body.decode(), [CURRENT_SECRET, CC_PASSWORD])
+    assert_no_leak(reply.body.decode(), CURRENT_SECRET, CC_PASSWORD)
     report = reply.json()
     validate_json(report, REPORT_SCHEMA)
     validate_response("/targets/{target}/validate", "post", 200, report, reply.headers)
@@ -82,7 +80,7 @@ def test_validate_route_refuses_a_body_that_names_anything(host: FunctionsHost, 
 def test_health_timer_records_every_target_and_alerts_on_the_failing_one(
         host: FunctionsHost, twin: Twin, cc_ca: str, azurite: str, monkeypatch: pytest.MonkeyPatch,
         caplog: pytest.LogCaptureFixture) -> None:
-    broken = {"name": BROKEN, "mode": "service_principal", "tenant_id": TENANT,
+    broken = {"name": BROKEN_TARGET, "mode": "service_principal", "tenant_id": TENANT,
               "app_id": "0f0e0d0c-0b0a-4909-8807-060504030201", "subscription_ids": [SUBSCRIPTION],
               "secret_name": "no-such-secret"}
     world = World(extra_targets=[broken])
@@ -94,13 +92,13 @@ def test_health_timer_records_every_target_and_alerts_on_the_failing_one(
     host.timer("check_credential_health")
     assert deliver_through_host(host) == 2  # the timer fans out: one queued health check per target
 
-    alerts = [r for r in caplog.records if r.levelno == logging.ERROR and getattr(r, "target", None) == BROKEN]
+    alerts = [r for r in caplog.records if r.levelno == logging.ERROR and getattr(r, "target", None) == BROKEN_TARGET]
     assert alerts, [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
     alert = alerts[0]
     assert alert.health_status == "failing"  # type: ignore[attr-defined]
     assert "secret.missing_in_vault" in alert.finding_codes  # type: ignore[attr-defined]
     assert not any(r.levelno == logging.ERROR and getattr(r, "target", None) == TARGET for r in caplog.records)
-    assert_no_secrets("\n".join(r.getMessage() for r in caplog.records), [CURRENT_SECRET, CC_PASSWORD])
+    assert_no_leak(caplog, CURRENT_SECRET, CC_PASSWORD)
 
     function_app_reset()
     reply = host.http("list_targets", "GET", "http://localhost/api/targets")
@@ -109,10 +107,10 @@ def test_health_timer_records_every_target_and_alerts_on_the_failing_one(
     validate_json(body, TARGET_LIST_SCHEMA)
     validate_response("/targets", "get", 200, body, reply.headers)
     by_name = {t["name"]: t for t in body["targets"]}
-    assert by_name[TARGET]["status"] == "healthy" and by_name[BROKEN]["status"] == "failing"
+    assert by_name[TARGET]["status"] == "healthy" and by_name[BROKEN_TARGET]["status"] == "failing"
     assert 199 <= by_name[TARGET]["days_to_expiry"] <= 200
     assert by_name[TARGET]["last_rotation"] is None  # no rotation journal yet
-    assert "secret.missing_in_vault" in by_name[BROKEN]["findings"]
+    assert "secret.missing_in_vault" in by_name[BROKEN_TARGET]["findings"]
     assert json.dumps(body).count(CURRENT_SECRET) == 0
 
 

@@ -4,7 +4,6 @@ before CycleCloud works, never a no-op called a fix, each ARM code and product-s
 
 from __future__ import annotations
 
-import asyncio
 import io
 import json
 import os
@@ -14,24 +13,25 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-import azure.functions as func
 import pytest
 
 from shared.cli import main as cli_main
 from shared.remediation.schema import REMEDIATION_SCHEMA
-from tests.rotation_support import apply_env, rotation_env
+from tests.leaks import assert_no_leak
 from tests.scenarios.library import (
     TYPO_SUBSCRIPTION,
     TYPO_TENANT,
+    combine,
     custom_role_target,
     custom_role_without,
     function_cannot_read_cyclecloud_password,
     policy_denied_vm,
     slow_role_propagation,
     storage_read_failure,
+    without_contributor,
 )
 from tests.schema_check import validate_json
-from tests.test_remediation_twin import assert_clean, combine, state_fingerprint, without_contributor
+from tests.test_remediation_twin import SECRETS, call_function, state_fingerprint
 from tests.twin import Twin
 from tests.world import (
     APP_ID,
@@ -46,29 +46,11 @@ from tests.world import (
 ROOT = Path(__file__).resolve().parent.parent
 
 
-@pytest.fixture
-def setup(twin: Twin, cc_ca: str, azurite: str, monkeypatch: pytest.MonkeyPatch) -> Any:
-    def load(world: World | None = None, edit: Any = None, **kwargs: Any) -> dict[str, str]:
-        env = rotation_env(twin, world or World(), cc_ca, azurite, edit=edit, **kwargs)
-        apply_env(monkeypatch, env)
-        return env
-    return load
-
-
 def call(route: str, body: bytes = b"") -> tuple[int, dict[str, Any]]:
-    """POST /api/targets/hpc-prod/<route> through the Function, as the worker invokes it."""
-    import function_app
-
-    handler = getattr(function_app, route).build().get_user_function()
-    request = func.HttpRequest(method="POST", url=f"https://func.example/api/targets/{TARGET}/{route}", body=body,
-                               route_params={"target": TARGET}, headers={"Content-Type": "application/json"})
-    function_app._context = None  # settings come from this test's environment
-    try:
-        response: func.HttpResponse = asyncio.run(handler(request))
-    finally:
-        function_app._context = None
+    """POST /api/targets/hpc-prod/<route> through the Function; the answer carries no secret."""
+    response = call_function(route, body)
     text = response.get_body().decode()
-    assert_clean(text)
+    assert_no_leak(text, *SECRETS)
     return response.status_code, json.loads(text)
 
 

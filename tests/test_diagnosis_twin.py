@@ -12,7 +12,7 @@ import pytest
 
 from shared.context import AppContext
 from shared.diagnosis import REPORT_SCHEMA, Report, validate_target
-from tests.conftest import assert_no_secrets
+from tests.leaks import assert_no_leak
 from tests.schema_check import validate_json
 from tests.twin import Twin
 from tests.world import (
@@ -61,7 +61,7 @@ async def run(twin: Twin, world: World, cc_ca: str, monkeypatch: pytest.MonkeyPa
         body = report.to_dict()
         validate_json(body, REPORT_SCHEMA)
         text = json.dumps(body) + "\n".join(r.getMessage() for r in caplog.records)
-        assert_no_secrets(text, [CURRENT_SECRET, CC_PASSWORD, *secrets])
+        assert_no_leak(text, CURRENT_SECRET, CC_PASSWORD, *secrets)
         return report
 
     yield go

@@ -23,10 +23,9 @@ from tests.rotation_support import apply_env, requests_of, rotation_env
 from tests.schema_check import validate_response
 from tests.test_http_operations import QueueListener
 from tests.twin import Twin
-from tests.world import KEY_ID, SUBSCRIPTION, TARGET, TENANT, World
+from tests.world import BROKEN_TARGET, KEY_ID, SUBSCRIPTION, TARGET, TENANT, World
 
 QUEUE = "remediator-fanout"
-BROKEN = "hpc-broken"
 
 
 @pytest.fixture
@@ -97,27 +96,27 @@ def test_rotation_timer_skips_managed_identity_targets(functions_host: Functions
 def test_health_timer_queues_one_check_per_target_and_each_is_recorded(
         functions_host: FunctionsHost, twin: Twin, env: Any, caplog: pytest.LogCaptureFixture) -> None:
     world = World()
-    broken = {"name": BROKEN, "mode": "service_principal", "tenant_id": TENANT,
+    broken = {"name": BROKEN_TARGET, "mode": "service_principal", "tenant_id": TENANT,
               "app_id": "0f0e0d0c-0b0a-4909-8807-060504030201", "subscription_ids": [SUBSCRIPTION],
               "secret_name": "no-such-secret"}
     values = env(world, extra_targets=[broken])
     functions_host.timer("check_credential_health")
     assert twin.request_log == []
     messages = [HealthCheckMessage.parse(t) for t in _peek(values)]
-    assert sorted(m.target for m in messages if m) == sorted([TARGET, BROKEN])
+    assert sorted(m.target for m in messages if m) == sorted([TARGET, BROKEN_TARGET])
     assert len({m.sweep for m in messages if m}) == 1
 
     caplog.set_level(logging.INFO)
     listener = QueueListener(functions_host, values["AzureWebJobsStorage"], values["CONTINUATION_QUEUE"])
     listener.run_until(lambda: not _peek(values) and len(listener.deliveries) >= 2, timeout=90)
     assert all(ok for _, _, ok in listener.deliveries)
-    alerts = [r for r in caplog.records if r.levelno == logging.ERROR and getattr(r, "target", None) == BROKEN]
+    alerts = [r for r in caplog.records if r.levelno == logging.ERROR and getattr(r, "target", None) == BROKEN_TARGET]
     assert alerts and alerts[0].health_status == "failing"  # type: ignore[attr-defined]
 
     functions_host.reset_app()
     reply = functions_host.http("list_targets", "GET", "http://localhost/api/targets")
     by_name = {t["name"]: t for t in reply.json()["targets"]}
-    assert by_name[TARGET]["status"] == "healthy" and by_name[BROKEN]["status"] == "failing"
+    assert by_name[TARGET]["status"] == "healthy" and by_name[BROKEN_TARGET]["status"] == "failing"
 
 
 def test_a_poisoned_health_check_is_recorded_and_listed_by_health(functions_host: FunctionsHost, twin: Twin,

@@ -16,8 +16,8 @@ from shared import http_routes
 from shared.cli import main as cli_main
 from tests.functions_host import FunctionsHost
 from tests.rotation_support import apply_env, rotation_env
+from tests.scenarios.library import without_contributor
 from tests.schema_check import validate_response
-from tests.test_remediation_twin import without_contributor
 from tests.twin import Twin
 from tests.world import TARGET, World
 

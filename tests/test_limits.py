@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
 
 import pytest
 
@@ -17,12 +16,6 @@ from shared.clients import ClientFactory
 from shared.config import Settings
 from tests.twin import Fault, Twin
 from tests.world import APP_ID, SECRET_NAME
-
-
-@pytest.fixture
-async def clients(settings: Settings) -> AsyncIterator[ClientFactory]:
-    async with ClientFactory(settings) as factory:
-        yield factory
 
 
 async def test_a_gate_bounds_requests_in_flight_and_their_rate() -> None:

@@ -20,14 +20,25 @@ from shared.errors import ConflictError
 from shared.migration import MigrationStage, migrate_target, rollback_target, runner
 from shared.migration.store import MigrationStore
 from shared.rotation import RotationStatus, rotate_target
+from tests.leaks import assert_no_leak
 from tests.rotation_support import apply_env, rotation_env
 from tests.twin import Fault, Twin
 from tests.twin.services.cyclecloud import validation_error
-from tests.world import APP_ID, CC_HOST, CC_PASSWORD, CURRENT_SECRET, KEY_ID, SUBSCRIPTION, TARGET, VM_ID, World
+from tests.world import (
+    APP_ID,
+    CC_HOST,
+    CC_PASSWORD,
+    CONTRIBUTOR,
+    CURRENT_SECRET,
+    KEY_ID,
+    SUBSCRIPTION,
+    TARGET,
+    VM_ID,
+    World,
+)
 
 UAMI = (f"/subscriptions/{SUBSCRIPTION}/resourceGroups/rg-cyclecloud/providers/Microsoft.ManagedIdentity/"
         "userAssignedIdentities/cc-locker")
-CONTRIBUTOR = "b24988ac-6180-42a0-ab88-20f7382dd24c"
 
 
 @pytest.fixture(autouse=True)
@@ -166,7 +177,7 @@ async def test_whole_migration_then_grace_health_check_and_secret_removal(
     assert await journal_stage() is MigrationStage.SECRETS_REMOVED
     assert_migrated(twin)
     text = json.dumps(done.to_dict()) + json.dumps(offered.to_dict())
-    assert CURRENT_SECRET not in text and CC_PASSWORD not in text
+    assert_no_leak(text, CURRENT_SECRET, CC_PASSWORD)
 
 
 async def test_secrets_are_not_offered_before_the_grace_period(
@@ -215,7 +226,7 @@ async def test_rollback_restores_the_secret_based_account(
     assert cyclecloud_problem(twin) is None
     assert await journal_stage() is MigrationStage.ROLLED_BACK
     assert identity_assignments(twin)  # the identity and its role stay (harmless)
-    assert CURRENT_SECRET not in json.dumps(outcome.to_dict())
+    assert_no_leak(json.dumps(outcome.to_dict()), CURRENT_SECRET)
     again = await migrate(dry_run=False)  # a rolled-back target can be migrated again
     assert again.status == "migrated" and again.migration_id != outcome.migration_id
     assert_migrated(twin)

@@ -8,6 +8,7 @@ import pytest
 
 from shared.cli import main
 from shared.migration import runner
+from tests.leaks import assert_no_leak
 from tests.rotation_support import apply_env, rotation_env
 from tests.test_migration import identity_off
 from tests.twin import Twin
@@ -41,6 +42,6 @@ def test_cli_plan_apply_rollback(twin: Twin, cc_ca: str, azurite: str, monkeypat
     assert rolled["status"] == "rolled_back"
     assert twin.state.cyclecloud_servers[CC_HOST].accounts["azure"]["AzureRMUseManagedIdentity"] is False
     for text in (plan, applied, json.dumps(rolled)):
-        assert CURRENT_SECRET not in text and CC_PASSWORD not in text
+        assert_no_leak(text, CURRENT_SECRET, CC_PASSWORD)
 
     assert main(["migrate", TARGET, "--remove-secrets"]) == 2  # needs --apply

@@ -14,6 +14,7 @@ from shared.adapters.cyclecloud import CycleCloudUpdateRejectedError
 from shared.context import AppContext
 from shared.migration import runner
 from shared.migration.account_mode import MANAGED_IDENTITY, switch_account
+from tests.leaks import assert_no_leak
 from tests.rotation_support import apply_env, rotation_env
 from tests.test_migration import UAMI, account, cyclecloud_problem, identity_off, migrate, rollback, vm_state
 from tests.twin import Twin
@@ -70,9 +71,9 @@ async def test_rollback_keeps_the_secret_out_of_logs_and_arm(migrating: Twin, ca
     await migrate(dry_run=False)
     await rollback()
     assert account(migrating)["AzureRMApplicationSecret"] == CURRENT_SECRET
-    assert CURRENT_SECRET not in caplog.text
+    assert_no_leak(caplog, CURRENT_SECRET)
     vm = migrating.state.vm(VM_ID)
     assert vm is not None
     for record in vm.run_commands.values():  # deleted afterwards; none may keep the secret anyway
-        assert CURRENT_SECRET not in str(record)
+        assert_no_leak(str(record), CURRENT_SECRET)
 

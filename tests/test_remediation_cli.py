@@ -12,19 +12,14 @@ import pytest
 
 from shared.cli import main as cli_main
 from tests.fanout_support import deliver_in_process
-from tests.test_remediation_twin import (
-    PREVIOUS_SECRET,
-    assert_clean,
-    combine,
-    cyclecloud_holds,
-    setup,  # noqa: F401 - fixture
-    without_contributor,
-)
+from tests.leaks import assert_no_leak
+from tests.scenarios.library import combine, cyclecloud_holds, without_contributor
+from tests.test_remediation_twin import SECRETS
 from tests.twin import Twin
-from tests.world import CC_HOST, SP_OBJECT_ID, TARGET, World
+from tests.world import CC_HOST, PREVIOUS_SECRET, SP_OBJECT_ID, TARGET, World
 
 
-def test_cli_dry_run_then_remediate_then_validate(setup: Any, twin: Twin,  # noqa: F811
+def test_cli_dry_run_then_remediate_then_validate(setup: Any, twin: Twin,
                                                   capsys: pytest.CaptureFixture[str]) -> None:
     """The demo's steps 5-7: the plan (exit 2: still failing), one remediation (exit 0), a healthy report."""
     setup(World(secret_end="now-2d"), combine(without_contributor, cyclecloud_holds(PREVIOUS_SECRET)))
@@ -44,17 +39,17 @@ def test_cli_dry_run_then_remediate_then_validate(setup: Any, twin: Twin,  # noq
     with twin.state.lock:
         cc_secret = str(twin.state.cyclecloud_servers[CC_HOST].accounts["azure"]["AzureRMApplicationSecret"])
     everything = out.out + out.err + fixed.out + fixed.err + capsys.readouterr().out
-    assert_clean(everything, cc_secret)
+    assert_no_leak(everything, *SECRETS, cc_secret)
 
 
-def test_cli_json_is_the_http_body(setup: Any, capsys: pytest.CaptureFixture[str]) -> None:  # noqa: F811
+def test_cli_json_is_the_http_body(setup: Any, capsys: pytest.CaptureFixture[str]) -> None:
     setup(World())
     assert cli_main(["remediate", TARGET, "--json"]) == 0
     body = json.loads(capsys.readouterr().out)
     assert body["result"] == "healthy" and body["actions"] == [] and body["status"] == "healthy"
 
 
-def test_cli_unknown_target_is_exit_2_before_any_cloud_call(setup: Any, twin: Twin,  # noqa: F811
+def test_cli_unknown_target_is_exit_2_before_any_cloud_call(setup: Any, twin: Twin,
                                                             capsys: pytest.CaptureFixture[str]) -> None:
     setup(World())
     seen = len(twin.request_log)
@@ -89,7 +84,7 @@ def _contributor_present(twin: Twin) -> bool:
         return any(ra.principal_id == SP_OBJECT_ID for ra in twin.state.role_assignments.values())
 
 
-def test_health_timer_remediates_when_auto_remediate_is_on(setup: Any, twin: Twin,  # noqa: F811
+def test_health_timer_remediates_when_auto_remediate_is_on(setup: Any, twin: Twin,
                                                            monkeypatch: pytest.MonkeyPatch,
                                                            caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.INFO, logger="function_app")
@@ -102,7 +97,7 @@ def test_health_timer_remediates_when_auto_remediate_is_on(setup: Any, twin: Twi
         [r.getMessage() for r in caplog.records if "auto-remediation" in r.getMessage()]
 
 
-def test_health_timer_leaves_targets_alone_by_default(setup: Any, twin: Twin,  # noqa: F811
+def test_health_timer_leaves_targets_alone_by_default(setup: Any, twin: Twin,
                                                       monkeypatch: pytest.MonkeyPatch) -> None:
     setup(World(), without_contributor)
     monkeypatch.delenv("AUTO_REMEDIATE", raising=False)

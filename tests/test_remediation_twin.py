@@ -21,8 +21,9 @@ import pytest
 from shared.context import AppContext
 from shared.remediation import Outcome, RemediationReport, Result, remediate_target
 from shared.remediation.schema import REMEDIATION_SCHEMA
+from tests.leaks import assert_no_leak
 from tests.rotation_invariants import check_invariants, secret_works
-from tests.rotation_support import apply_env, rotation_env
+from tests.scenarios.library import combine, cyclecloud_holds, with_previous_credential, without_contributor
 from tests.schema_check import validate_json
 from tests.twin import Twin
 from tests.twin.control import snapshot as twin_snapshot
@@ -33,6 +34,7 @@ from tests.world import (
     CURRENT_SECRET,
     KEY_ID,
     OTHER_TENANT,
+    PREVIOUS_SECRET,
     SECRET_NAME,
     SP_OBJECT_ID,
     SUBSCRIPTION,
@@ -42,37 +44,7 @@ from tests.world import (
     account_record,
 )
 
-PREVIOUS_SECRET = "Prv8Q~previous-secret-value-still-valid-987"
-PREVIOUS_KEY_ID = "0a1b2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d"
-
-
-# -- scenario edits ------------------------------------------------------------------------------------------
-
-
-def without_contributor(scenario: dict[str, Any]) -> None:
-    scenario["role_assignments"] = [ra for ra in scenario["role_assignments"]
-                                    if not (ra["role"] == "Contributor" and ra["principal_id"] == SP_OBJECT_ID)]
-
-
-def cyclecloud_holds(secret: str) -> Any:
-    def edit(scenario: dict[str, Any]) -> None:
-        scenario["cyclecloud_servers"][0]["accounts"] = [account_record(secret)]
-    return edit
-
-
-def with_previous_credential(scenario: dict[str, Any]) -> None:
-    """The app also has an older, still valid credential (CycleCloud still holds it after a manual rotation
-    that forgot CycleCloud)."""
-    scenario["applications"][0]["password_credentials"].append(
-        {"key_id": PREVIOUS_KEY_ID, "secret": PREVIOUS_SECRET, "display_name": "before-manual-rotation",
-         "start": "now-300d", "end": "now+60d"})
-
-
-def combine(*edits: Any) -> Any:
-    def edit(scenario: dict[str, Any]) -> None:
-        for one in edits:
-            one(scenario)
-    return edit
+SECRETS = (CURRENT_SECRET, PREVIOUS_SECRET, CC_PASSWORD)  # no response or log line may carry one
 
 
 # -- helpers -------------------------------------------------------------------------------------------------
@@ -141,20 +113,6 @@ def credential_ids(twin: Twin) -> list[str]:
         return [c.key_id for c in twin.state.applications[APP_OBJECT_ID].password_credentials]
 
 
-def assert_clean(text: str, *secrets: str) -> None:
-    for secret in (CURRENT_SECRET, PREVIOUS_SECRET, CC_PASSWORD, *secrets):
-        assert secret.strip() not in text, "a secret value leaked"
-
-
-@pytest.fixture
-def setup(twin: Twin, cc_ca: str, azurite: str, monkeypatch: pytest.MonkeyPatch) -> Any:
-    def load(world: World | None = None, edit: Any = None, **kwargs: Any) -> dict[str, str]:
-        env = rotation_env(twin, world or World(), cc_ca, azurite, edit=edit, **kwargs)
-        apply_env(monkeypatch, env)
-        return env
-    return load
-
-
 # -- the seed's whole incident ---------------------------------------------------------------------------------
 
 
@@ -186,8 +144,8 @@ def test_every_seed_problem_at_once_is_fixed_by_one_call(setup: Any, twin: Twin,
     check_invariants(twin, settled=True, initial_key_ids=before_ids, cyclecloud_was_working=False)
     assert len(set(credential_ids(twin)) - before_ids) == 1
     newest = vault_versions(twin)[-1]
-    assert_clean(body, newest.value)
-    assert_clean(caplog.text, newest.value)
+    assert_no_leak(body, *SECRETS, newest.value)
+    assert_no_leak(caplog, *SECRETS, newest.value)
 
 
 def test_dry_run_changes_nothing(setup: Any, twin: Twin, caplog: pytest.LogCaptureFixture) -> None:
@@ -211,7 +169,7 @@ def test_dry_run_changes_nothing(setup: Any, twin: Twin, caplog: pytest.LogCaptu
         r.method in ("PUT", "PATCH", "DELETE") or (r.method == "POST" and r.service in ("graph", "cyclecloud")))]
     assert not writes, [(r.service, r.method, r.path) for r in writes]
     assert report.exit_code == 2
-    assert_clean(json.dumps(report.to_dict()) + caplog.text)
+    assert_no_leak([json.dumps(report.to_dict()), caplog], *SECRETS)
 
 
 # -- the secret fixes that are not a rotation ------------------------------------------------------------------
@@ -244,7 +202,7 @@ def test_whitespace_only_is_fixed_by_storing_the_trimmed_value(setup: Any, twin:
     assert credential_ids(twin) == ids  # no new Entra credential
     assert report.after is not None and report.after.status.value == "healthy", report.after and report.after.codes
     assert report.result is Result.FIXED
-    assert_clean(json.dumps(report.to_dict()) + caplog.text)
+    assert_no_leak([json.dumps(report.to_dict()), caplog], *SECRETS)
 
 
 def test_cyclecloud_only_out_of_sync_is_fixed_by_a_repush_without_a_new_credential(
@@ -264,7 +222,7 @@ def test_cyclecloud_only_out_of_sync_is_fixed_by_a_repush_without_a_new_credenti
     assert [v.version for v in vault_versions(twin)] == versions  # Key Vault untouched
     assert not [r for r in twin.request_log if r.service == "graph" and r.method == "POST"]
     assert report.after is not None and report.after.status.value == "healthy", report.after and report.after.codes
-    assert_clean(json.dumps(report.to_dict()) + caplog.text)
+    assert_no_leak([json.dumps(report.to_dict()), caplog], *SECRETS)
 
 
 def test_repush_refuses_a_vault_secret_entra_does_not_accept(setup: Any, twin: Twin) -> None:
@@ -334,11 +292,12 @@ def test_rotation_waiting_for_propagation_answers_202_and_the_next_call_finishes
 # -- through the Function -------------------------------------------------------------------------------------------
 
 
-def _call_function(body: bytes) -> func.HttpResponse:
+def call_function(route: str, body: bytes = b"") -> func.HttpResponse:
+    """POST /api/targets/hpc-prod/<route> through the Function (`route` names it), as the worker invokes it."""
     import function_app
 
-    handler = function_app.remediate.build().get_user_function()
-    request = func.HttpRequest(method="POST", url=f"https://func.example/api/targets/{TARGET}/remediate", body=body,
+    handler = getattr(function_app, route).build().get_user_function()
+    request = func.HttpRequest(method="POST", url=f"https://func.example/api/targets/{TARGET}/{route}", body=body,
                                route_params={"target": TARGET}, headers={"Content-Type": "application/json"})
     function_app._context = None  # settings come from this test's environment
     try:
@@ -358,7 +317,7 @@ def _call_function(body: bytes) -> func.HttpResponse:
 def test_the_request_body_can_carry_nothing_but_dry_run(setup: Any, twin: Twin, body: Any) -> None:
     setup(World(secret_end="now-2d"), without_contributor)
     before = state_fingerprint(twin)
-    response = _call_function(json.dumps(body).encode())
+    response = call_function("remediate", json.dumps(body).encode())
     assert response.status_code == 400, response.get_body()
     assert json.loads(response.get_body())["error"]["code"] in ("bad_request", "unknown_field", "invalid_option",
                                                                  "invalid_body")
@@ -367,16 +326,16 @@ def test_the_request_body_can_carry_nothing_but_dry_run(setup: Any, twin: Twin, 
 
 def test_the_function_remediates_and_answers_the_report(setup: Any, twin: Twin) -> None:
     setup(World(), combine(with_previous_credential, cyclecloud_holds(PREVIOUS_SECRET)))
-    dry = _call_function(b'{"dry_run": true}')
+    dry = call_function("remediate", b'{"dry_run": true}')
     assert dry.status_code == 200 and json.loads(dry.get_body())["result"] == "planned"
     assert cyclecloud_secret(twin) == PREVIOUS_SECRET
-    response = _call_function(b"")
+    response = call_function("remediate", b"")
     payload = json.loads(response.get_body())
     assert response.status_code == 200, payload
     validate_json(payload, REMEDIATION_SCHEMA)
     assert payload["result"] == "fixed" and payload["after"]["status"] == "healthy"
     assert [a["action"] for a in payload["actions"]] == ["push_to_cyclecloud"]
-    assert_clean(response.get_body().decode())
+    assert_no_leak(response.get_body().decode(), *SECRETS)
 
 
 def test_policy_denial_fails_the_role_repair_and_the_rotation_is_skipped(setup: Any, twin: Twin) -> None:

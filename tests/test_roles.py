@@ -23,7 +23,7 @@ from shared.roles import (
     plan_roles,
     reconcile_target_roles,
 )
-from tests.conftest import assert_no_secrets
+from tests.leaks import assert_no_leak
 from tests.twin import Twin
 from tests.twin.control import snapshot
 from tests.twin.faults import Fault
@@ -33,19 +33,22 @@ from tests.world import (
     CURRENT_SECRET,
     FUNCTION_OBJECT_ID,
     OTHER_TENANT,
+    OWNER,
+    RBAC_ADMINISTRATOR,
+    READER,
     RESOURCE_GROUP,
     SP_OBJECT_ID,
+    SUB_SCOPE,
     SUBSCRIPTION,
     SUBSCRIPTION_2,
     TARGET,
     TENANT,
+    USER_ACCESS_ADMINISTRATOR,
     VM_PRINCIPAL_ID,
     World,
 )
 
-SUB_SCOPE = f"/subscriptions/{SUBSCRIPTION}"
 SUB2_SCOPE = f"/subscriptions/{SUBSCRIPTION_2}"
-READER = "acdd72a7-3385-48ef-bd42-f606fba81ae7"
 SECRETS = [CURRENT_SECRET, CC_PASSWORD]
 
 
@@ -303,9 +306,6 @@ async def test_unknown_configured_role_fails_that_role_only(configure: Any) -> N
 
 # -- privileged roles are refused unless the target opts in ------------------------------------------------------
 
-OWNER = "8e3af657-a8ff-443c-a75c-2fe8c4bcb635"
-UAA = "18d7d88d-d35e-4fb5-a5c3-7773c20a72d9"
-RBAC_ADMIN = "f58310d9-a9f6-439a-9e8d-f62e7b41a168"
 ESCALATING_ROLE = "5e0c6a1d-7f44-4b2a-9d1e-0a6f3c2b1d99"
 
 
@@ -320,9 +320,9 @@ def test_privileged_roles_are_recognised_by_what_they_allow() -> None:
                                            contributor_not_actions), False),
         "Reader": (RoleDefinitionInfo(READER, "Reader", "BuiltInRole", ("*/read",)), False),
         "Owner": (RoleDefinitionInfo(OWNER, "Owner", "BuiltInRole", ("*",)), True),
-        "UAA": (RoleDefinitionInfo(UAA, "User Access Administrator", "BuiltInRole",
+        "UAA": (RoleDefinitionInfo(USER_ACCESS_ADMINISTRATOR, "User Access Administrator", "BuiltInRole",
                                    ("*/read", "Microsoft.Authorization/*", "Microsoft.Support/*")), True),
-        "RBAC admin": (RoleDefinitionInfo(RBAC_ADMIN, "Role Based Access Control Administrator", "BuiltInRole",
+        "RBAC admin": (RoleDefinitionInfo(RBAC_ADMINISTRATOR, "Role Based Access Control Administrator", "BuiltInRole",
                                           ("Microsoft.Authorization/roleAssignments/write",)), True),
         "star, writes excluded but not deletes": (
             RoleDefinitionInfo(ESCALATING_ROLE, "Almost contributor", "CustomRole", ("*",),
@@ -427,7 +427,7 @@ def test_http_plan_and_apply(configure: Any, twin: Twin, caplog: pytest.LogCaptu
     body = json.loads(applied.get_body())
     assert applied.status_code == 200 and body["ok"] is True
     assert body["assignments"][0]["state"] == "created" and body["principal"]["object_id"] == SP_OBJECT_ID
-    assert_no_secrets(plan.get_body().decode() + applied.get_body().decode() + caplog.text, SECRETS)
+    assert_no_leak([plan.get_body().decode(), applied.get_body().decode(), caplog], *SECRETS)
 
 
 def test_http_unknown_target_is_404(configure: Any) -> None:
@@ -457,7 +457,7 @@ def test_cli_plan_apply_and_exit_codes(configure: Any, twin: Twin, capsys: pytes
     assert _cli(["roles", TARGET, "--json"]) == 0
     body = json.loads(capsys.readouterr().out)
     assert body["assignments"][0]["state"] == "present"
-    assert_no_secrets(out, SECRETS)
+    assert_no_leak(out, *SECRETS)
 
 
 def test_cli_reports_failures_with_the_fix(configure: Any, capsys: pytest.CaptureFixture[str]) -> None:

@@ -16,7 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.rotation_invariants import assert_no_values, check_invariants, snapshot
+from tests.leaks import assert_no_leak
+from tests.rotation_invariants import check_invariants, snapshot
 from tests.rotation_support import rotation_env
 from tests.twin import Fault, Twin
 from tests.world import CC_PASSWORD, CURRENT_SECRET, KEY_ID, TARGET, World
@@ -82,7 +83,7 @@ def test_crash_at_every_request_boundary_keeps_every_invariant(twin: Twin, cc_ca
     code, output = _run_to_completion(twin, env)
     assert code == 0 and '"status": "rotated"' in output, output
     total = len(twin.request_log)
-    assert_no_values(output, secrets + snapshot(twin).all_values())
+    assert_no_leak(output, *secrets, *snapshot(twin).all_values(), min_length=6)
     check_invariants(twin, settled=True, initial_key_ids=INITIAL, where="reference")
 
     started = time.monotonic()
@@ -104,14 +105,14 @@ def test_crash_at_every_request_boundary_keeps_every_invariant(twin: Twin, cc_ca
         assert proc.returncode == -signal.SIGKILL, f"k={k}: the process was not killed at the held request"
         twin.faults.release()
         _wait_logged(twin, held[0].seq)
-        assert_no_values(out + err, secrets + snapshot(twin).all_values())
+        assert_no_leak([out, err], *secrets, *snapshot(twin).all_values(), min_length=6)
         check_invariants(twin, settled=False, initial_key_ids=INITIAL, where=f"crash at k={k} ({held_at[-1]})")
 
         twin.faults.clear()
         _break_lease(env)
         code, output = _run_to_completion(twin, env)
         assert code == 0, f"k={k} ({held_at[-1]}): recovery run failed: {output}"
-        assert_no_values(output, secrets + snapshot(twin).all_values())
+        assert_no_leak(output, *secrets, *snapshot(twin).all_values(), min_length=6)
         snap = check_invariants(twin, settled=True, initial_key_ids=INITIAL, where=f"after recovery, k={k}")
         # the rotation finished: the person's credential (never the product's to remove) and the new one, which
         # Key Vault and CycleCloud hold; no orphan is left behind

@@ -14,7 +14,8 @@ import pytest
 
 from shared.context import AppContext
 from shared.rotation import RotationStatus, rotate_target
-from tests.rotation_invariants import assert_no_values, check_invariants, snapshot
+from tests.leaks import assert_no_leak
+from tests.rotation_invariants import check_invariants, snapshot
 from tests.rotation_support import apply_env, rotation_env
 from tests.twin import Fault, Twin
 from tests.world import CC_PASSWORD, CURRENT_SECRET, KEY_ID, TARGET, World
@@ -71,6 +72,6 @@ async def test_a_transient_fault_at_any_request_does_not_break_the_rotation(
         snap = check_invariants(twin, settled=True, initial_key_ids={KEY_ID}, where=where)
         assert snap.credentials[0]["key_id"] == KEY_ID and len(snap.credentials) == 2, where
         texts += [json.dumps(o.to_dict()) for o in outcomes]
-        assert_no_values("\n".join(texts) + caplog.text, [CURRENT_SECRET, CC_PASSWORD, *snapshot(twin).all_values()])
+        assert_no_leak([*texts, caplog], CURRENT_SECRET, CC_PASSWORD, *snapshot(twin).all_values(), min_length=6)
     assert missed <= 2, f"{missed} of {total} faults were never hit"
     print(f"\nfault sweep: {total} requests, {total - missed} faults hit, {time.monotonic() - started:.0f} s")

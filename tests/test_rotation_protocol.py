@@ -15,7 +15,8 @@ import pytest
 from shared.context import AppContext
 from shared.errors import LockedError
 from shared.rotation import RotationStage, RotationStatus, rotate_all_due, rotate_target, rotation_status
-from tests.rotation_invariants import assert_no_values, check_invariants, secret_works, snapshot
+from tests.leaks import assert_no_leak
+from tests.rotation_invariants import check_invariants, secret_works, snapshot
 from tests.rotation_support import apply_env, requests_of, rotation_env
 from tests.twin import Fault, Twin
 from tests.world import (
@@ -88,7 +89,7 @@ async def test_due_secret_is_rotated_through_every_step(twin: Twin, cc_ca: str, 
     async with AppContext.from_environment() as ctx:
         state = (await rotation_status(ctx, TARGET)).to_dict()
     assert state["history"][0]["id"] == outcome.operation_id and state["history"][0]["result"] == "committed"
-    assert_no_values(json.dumps(state) + json.dumps(outcome.to_dict()), all_secrets(twin))
+    assert_no_leak([json.dumps(state), json.dumps(outcome.to_dict())], *all_secrets(twin), min_length=6)
     # a second call finds nothing to do
     assert (await rotate()).status is RotationStatus.NOT_DUE
     assert requests_of(twin, "graph", "addPassword") == 1
@@ -343,5 +344,5 @@ async def test_no_secret_in_logs_outcomes_or_status(twin: Twin, cc_ca: str, azur
         texts.append(json.dumps((await rotation_status(ctx, TARGET)).to_dict()))
     assert outcome.status is RotationStatus.ROTATED
     texts.append(caplog.text)
-    assert_no_values("\n".join(texts), all_secrets(twin))
+    assert_no_leak(texts, *all_secrets(twin), min_length=6)
     assert VAULT_NAME and APP_OBJECT_ID  # ids are fine to log; values are not

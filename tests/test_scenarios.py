@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import assert_no_secrets
+from tests.leaks import assert_no_leak
 from tests.scenarios.library import MISTYPED_SECRET, PREVIOUS_SECRET, SCENARIOS, GuideScenario
 from tests.scenarios.runner import DOCS, drift, index, run_scenario
 from tests.twin import Twin
@@ -28,7 +28,7 @@ def test_scenario_names_the_guides_cause_and_its_page_matches(scenario: GuideSce
     run = run_scenario(clean_env, scenario, cc_ca, azurite)
     validate, dry_run, remediate = run.steps[:3]
     everything = "\n".join(s.output for s in run.steps)
-    assert_no_secrets(everything, [CURRENT_SECRET, CC_PASSWORD, PREVIOUS_SECRET, MISTYPED_SECRET])
+    assert_no_leak(everything, CURRENT_SECRET, CC_PASSWORD, PREVIOUS_SECRET, MISTYPED_SECRET)
 
     assert validate.exit_code == scenario.validate_exit, validate.output
     for code in scenario.expect:

@@ -14,7 +14,8 @@ from shared.cli import main
 from shared.context import AppContext
 from shared.diagnosis import TARGET_LIST_SCHEMA, check_all_targets
 from shared.rotation import RotationStatus, rotate_target
-from tests.rotation_invariants import assert_no_values, snapshot
+from tests.leaks import assert_no_leak
+from tests.rotation_invariants import snapshot
 from tests.rotation_support import apply_env, rotation_env
 from tests.schema_check import validate_json
 from tests.twin import Fault, Twin
@@ -68,7 +69,7 @@ def test_targets_show_the_stopped_operation_then_the_finished_rotation(
     assert row["open_operation"] is None and row["unconfirmed_pushes"] == []
     assert row["last_rotation"]["result"] == "committed" and row["last_rotation"]["id"] == rotated.operation_id
     assert row["last_rotation"]["push_confirmed"] is True and "committed" in text
-    assert_no_values(text + json.dumps(row), [CURRENT_SECRET, CC_PASSWORD, *snapshot(twin).all_values()])
+    assert_no_leak([text, json.dumps(row)], CURRENT_SECRET, CC_PASSWORD, *snapshot(twin).all_values(), min_length=6)
 
 
 def test_targets_list_unconfirmed_pushes(twin: Twin, cc_ca: str, azurite: str,

@@ -19,7 +19,8 @@ from shared.errors import RemediatorError
 from shared.redaction import install_filter, register_secret
 from shared.rotation import RotationStatus, rotate_target
 from shared.telemetry import DAYS_TO_EXPIRY_METRIC as DAYS_METRIC
-from tests.rotation_invariants import assert_no_values, snapshot
+from tests.leaks import assert_no_leak
+from tests.rotation_invariants import snapshot
 from tests.rotation_support import apply_env, rotation_env
 from tests.telemetry_capture import Captured, capture
 from tests.twin import Fault, Twin
@@ -87,7 +88,8 @@ async def test_a_failed_push_and_its_recovery_are_told_by_telemetry_alone(
     parents = {sp.parent.span_id for sp in stages if sp.parent is not None}
     assert parents and parents <= {sp.context.span_id for sp in telemetry.spans("rotate")}
 
-    assert_no_values(telemetry.everything_text(), [CURRENT_SECRET, CC_PASSWORD, *snapshot(twin).all_values()])
+    assert_no_leak(telemetry.everything_text(), CURRENT_SECRET, CC_PASSWORD, *snapshot(twin).all_values(),
+                   min_length=6)
 
 
 async def test_the_health_sweep_emits_health_checked_finding_raised_and_the_metric(
@@ -107,7 +109,7 @@ async def test_the_health_sweep_emits_health_checked_finding_raised_and_the_metr
     [span] = [s for s in telemetry.spans("validate") if s.attributes.get("target") == TARGET]
     assert span.attributes["outcome"] == "failing"
     assert telemetry.gauge("credential.days_to_expiry")[TARGET] < 0  # expired two days ago
-    assert_no_values(telemetry.everything_text(), [CURRENT_SECRET, CC_PASSWORD])
+    assert_no_leak(telemetry.everything_text(), CURRENT_SECRET, CC_PASSWORD, min_length=6)
 
 
 def test_redaction_covers_late_handlers_exporters_chained_causes_and_extras(telemetry: Captured) -> None:
@@ -136,10 +138,10 @@ def test_redaction_covers_late_handlers_exporters_chained_causes_and_extras(tele
         log.removeHandler(late)
     text = "\n".join(lines)
     assert "inner failure with ***" in text and "outer failure" in text  # the chained cause, masked
-    assert secret not in text
+    assert_no_leak(text, secret)
     exported = telemetry.everything_text()
     assert "call failed for ***" in exported and "x *** y" in exported
-    assert secret not in exported
+    assert_no_leak(exported, secret)
     [record] = [r for r in telemetry.records() if r.body == "call failed for ***"]
     assert record.attributes["exception.type"] == "RuntimeError"  # the original type, its stack trace kept
     assert "inner failure with ***" in record.attributes["exception.stacktrace"]
@@ -185,7 +187,7 @@ class _Ingestion:
                 self.end_headers()
                 self.wfile.write(reply.encode())
 
-            def log_message(self, *args: Any) -> None:
+            def log_message(self, *_args: Any) -> None:
                 return None
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
@@ -203,9 +205,9 @@ class _Ingestion:
         self.server.server_close()
 
 
-# run in a child process: configure_azure_monitor sets the global providers once per process, as in a worker
-_CHILD = """
-import ipaddress, logging, socket, sys
+# The children below: conftest's guard does not reach another process, so each starts with its own.
+_LOOPBACK_ONLY = """
+import ipaddress, socket, sys
 real = socket.socket.connect
 def guarded(self, address):
     if self.family in (socket.AF_INET, socket.AF_INET6) and not ipaddress.ip_address(address[0]).is_loopback:
@@ -213,6 +215,20 @@ def guarded(self, address):
         raise OSError("tests may only reach 127.0.0.1")
     return real(self, address)
 socket.socket.connect = guarded
+"""
+
+
+def _run_child(code: str, env: dict[str, str], *, timeout: int) -> None:
+    """Run `code` in a fresh Python (after the loopback guard); it must succeed and reach nothing else."""
+    child = subprocess.run([sys.executable, "-c", _LOOPBACK_ONLY + code], cwd=ROOT, env=env, capture_output=True,
+                           text=True, timeout=timeout)
+    assert child.returncode == 0, child.stderr[-3000:]
+    assert "GUARD" not in child.stderr, child.stderr[-3000:]
+
+
+# run in a child process: configure_azure_monitor sets the global providers once per process, as in a worker
+_CHILD = """
+import logging
 from shared import telemetry
 from shared.redaction import register_secret
 register_secret(SECRET)
@@ -240,10 +256,7 @@ def test_telemetry_arrives_at_application_insights_through_the_distro(twin: Twin
                "OTEL_EXPERIMENTAL_RESOURCE_DETECTORS": "otel"}
         for key in ("PYTHON_APPLICATIONINSIGHTS_ENABLE_TELEMETRY", "APPLICATIONINSIGHTS_AUTHENTICATION_STRING"):
             env.pop(key, None)
-        child = subprocess.run([sys.executable, "-c", f"SECRET = {secret!r}\n" + _CHILD], cwd=ROOT, env=env,
-                               capture_output=True, text=True, timeout=120)
-        assert child.returncode == 0, child.stderr[-3000:]
-        assert "GUARD" not in child.stderr, child.stderr[-3000:]
+        _run_child(f"SECRET = {secret!r}\n" + _CHILD, env, timeout=120)
     finally:
         ingestion.close()
     by_type: dict[str, list[dict[str, Any]]] = {}
@@ -259,7 +272,7 @@ def test_telemetry_arrives_at_application_insights_through_the_distro(twin: Twin
     assert metrics and metrics[0]["properties"]["target"] == "hpc-prod"
     traces = [t["message"] for t in by_type.get("MessageData", [])]
     assert "secret *** in a log line" in traces and "an INFO record of the product" in traces
-    assert secret not in json.dumps(ingestion.envelopes)
+    assert_no_leak(json.dumps(ingestion.envelopes), secret)
 
 
 async def test_a_rotation_refused_before_any_operation_is_a_rotation_failed_at_plan(
@@ -344,7 +357,7 @@ async def test_remediation_reports_each_applied_action(twin: Twin, cc_ca: str, a
     assert "secret.whitespace" in event["findingCodes"] and event["result"] == report.result.value
     assert [s.attributes["outcome"] for s in telemetry.spans("remediate")] == [planned.result.value,
                                                                                report.result.value]
-    assert_no_values(telemetry.everything_text(), [CURRENT_SECRET, padded, CC_PASSWORD])
+    assert_no_leak(telemetry.everything_text(), CURRENT_SECRET, padded, CC_PASSWORD, min_length=6)
 
 
 async def test_a_poisoned_continuation_is_a_continuation_poisoned_event(
@@ -369,14 +382,6 @@ async def test_a_poisoned_continuation_is_a_continuation_poisoned_event(
 
 
 _WORKER_CHILD = """
-import ipaddress, socket, sys
-real = socket.socket.connect
-def guarded(self, address):
-    if self.family in (socket.AF_INET, socket.AF_INET6) and not ipaddress.ip_address(address[0]).is_loopback:
-        print("GUARD", address, file=sys.stderr)
-        raise OSError("tests may only reach 127.0.0.1")
-    return real(self, address)
-socket.socket.connect = guarded
 from tests.functions_host import FunctionsHost
 host = FunctionsHost()
 host.index()  # worker_init: the runtime itself calls configure_azure_monitor
@@ -406,10 +411,7 @@ def test_the_deployed_route_the_worker_configures_the_distro_and_outbound_calls_
                "OTEL_TRACES_SAMPLER": "microsoft.fixed_percentage", "OTEL_TRACES_SAMPLER_ARG": "1.0"}
         for key in ("APPLICATIONINSIGHTS_AUTHENTICATION_STRING", "TARGETS_FILE"):
             env.pop(key, None)
-        child = subprocess.run([sys.executable, "-c", _WORKER_CHILD], cwd=ROOT, env=env, capture_output=True,
-                               text=True, timeout=180)
-        assert child.returncode == 0, child.stderr[-3000:]
-        assert "GUARD" not in child.stderr, child.stderr[-3000:]
+        _run_child(_WORKER_CHILD, env, timeout=180)
     finally:
         ingestion.close()
     spans: dict[str, list[dict[str, Any]]] = {}
@@ -428,4 +430,4 @@ def test_the_deployed_route_the_worker_configures_the_distro_and_outbound_calls_
     # Entra ID and Key Vault (Azure SDK), Microsoft Graph (httpx), ARM, CycleCloud (requests)
     assert {"login.microsoftonline.com", "graph.microsoft.com", "management.azure.com", CC_HOST,
             "kv-remediator.vault.azure.net"} <= hosts, hosts
-    assert_no_values(json.dumps(ingestion.envelopes), [CURRENT_SECRET, CC_PASSWORD])
+    assert_no_leak(json.dumps(ingestion.envelopes), CURRENT_SECRET, CC_PASSWORD, min_length=6)

@@ -26,7 +26,7 @@ from shared.context import AppContext
 from shared.diagnosis import validate_target
 from shared.errors import RemediatorError
 from shared.rotation import RotationStatus, rotate_target
-from tests.conftest import assert_no_secrets
+from tests.leaks import assert_no_leak
 from tests.rotation_support import apply_env
 from tests.twin import Twin
 from tests.world import (
@@ -225,7 +225,7 @@ async def test_one_deployment_validates_and_rotates_targets_in_three_tenants(
     exchanges = [r for r in twin.request_log if r.service == "entra" and r.operation == "token"
                  and any(c.tenant_id in r.path for c in CUSTOMERS)]
     assert exchanges and all(r.status == 200 for r in exchanges)
-    assert_no_secrets(caplog.text, secrets_of_world(twin))
+    assert_no_leak(caplog, *secrets_of_world(twin))
 
 
 async def test_remediate_in_another_tenant_assigns_the_role_there_and_rotates(
@@ -323,7 +323,7 @@ async def test_missing_onboarding_is_a_precise_finding_and_stops_the_rotation(
         await rotate(FABRIKAM.target)
     assert stopped.value.code == error_code, stopped.value.to_dict()
     assert stopped.value.details["tenant_id"] == OTHER_TENANT
-    assert_no_secrets(str(stopped.value.to_dict()), secrets_of_world())
+    assert_no_leak(str(stopped.value.to_dict()), *secrets_of_world())
     # nothing was created on the customer's app
     with twin.state.lock:
         assert [c.key_id for c in twin.state.applications[FABRIKAM.app_object_id].password_credentials] == \
@@ -332,7 +332,7 @@ async def test_missing_onboarding_is_a_precise_finding_and_stops_the_rotation(
     assert (await validate(NORTHWIND.target)).codes == (
         ["tenant.not_onboarded"] if identity == "home" else
         ["tenant.federation_mismatch"] if finding == "tenant.federation_mismatch" else ["secret.expiring_soon"])
-    assert_no_secrets(caplog.text, secrets_of_world())
+    assert_no_leak(caplog, *secrets_of_world())
 
 
 async def test_without_home_tenant_setting_a_foreign_app_is_still_not_found(

@@ -27,23 +27,23 @@ from azure.mgmt.resource.subscriptions import SubscriptionClient
 from tests.twin import Twin
 from tests.world import (
     APP_ID,
+    ARM_ENDPOINT,
+    ARM_SCOPE,
     CONTRIBUTOR,
     CURRENT_SECRET,
     FUNCTION_CLIENT_ID,
     FUNCTION_OBJECT_ID,
     OTHER_TENANT,
+    READER,
     RESOURCE_GROUP,
     SP_OBJECT_ID,
+    SUB_SCOPE,
     SUBSCRIPTION,
     TENANT,
     VM_ID,
     VM_PRINCIPAL_ID,
     World,
 )
-
-SUB_SCOPE = f"/subscriptions/{SUBSCRIPTION}"
-READER = "acdd72a7-3385-48ef-bd42-f606fba81ae7"
-ARM = "https://management.azure.com"
 
 
 def role_id(guid: str) -> str:
@@ -109,7 +109,7 @@ def test_token_from_another_tenant_is_invalid_authentication_token_tenant(twin: 
 def test_missing_authorization_header_is_authentication_failed(loaded: dict[str, Any]) -> None:
     import requests
 
-    answer = requests.get(f"{ARM}/subscriptions/{SUBSCRIPTION}?api-version=2022-12-01", timeout=10)
+    answer = requests.get(f"{ARM_ENDPOINT}/subscriptions/{SUBSCRIPTION}?api-version=2022-12-01", timeout=10)
     assert answer.status_code == 401
     assert answer.json()["error"]["code"] == "AuthenticationFailed"
 
@@ -313,8 +313,8 @@ async def test_async_authorization_client_creates_and_reports_exists(loaded: dic
 def _raw_get(credential: Any, path: str) -> Any:
     import requests
 
-    token = credential.get_token(f"{ARM}/.default").token
-    answer = requests.get(f"{ARM}{path}", headers={"Authorization": f"Bearer {token}"}, timeout=10)
+    token = credential.get_token(ARM_SCOPE).token
+    answer = requests.get(f"{ARM_ENDPOINT}{path}", headers={"Authorization": f"Bearer {token}"}, timeout=10)
     return answer
 
 

@@ -5,7 +5,6 @@ follows the pages."""
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator
 from datetime import timedelta
 from typing import Any
 
@@ -20,16 +19,14 @@ from shared.clients import ClientFactory
 from shared.config import Settings
 from tests.twin import Twin
 from tests.twin.services.arm_versions import ACCEPTED
-from tests.world import APP_ID, SP_OBJECT_ID, SUBSCRIPTION, VM_ID, World
+from tests.world import APP_ID, ARM_ENDPOINT, ARM_SCOPE, SP_OBJECT_ID, SUB_SCOPE, SUBSCRIPTION, VM_ID, World
 
-ARM = "https://management.azure.com"
-SUB_SCOPE = f"/subscriptions/{SUBSCRIPTION}"
 EVENTS = f"{SUB_SCOPE}/providers/Microsoft.Insights/eventtypes/management/values"
 
 
 def get(path: str, params: dict[str, str] | None = None) -> requests.Response:
-    token = ManagedIdentityCredential().get_token(f"{ARM}/.default").token
-    return requests.get(f"{ARM}{path}" if path.startswith("/") else path, params=params,
+    token = ManagedIdentityCredential().get_token(ARM_SCOPE).token
+    return requests.get(f"{ARM_ENDPOINT}{path}" if path.startswith("/") else path, params=params,
                         headers={"Authorization": f"Bearer {token}"}, timeout=10)
 
 
@@ -133,7 +130,7 @@ def test_activity_log_pages_with_an_absolute_next_link(twin: Twin, world: World)
     link = first["nextLink"]
     pages = 1
     while link:
-        assert link.startswith(f"{ARM}{SUB_SCOPE}/providers/Microsoft.Insights/eventtypes/management/values?"
+        assert link.startswith(f"{ARM_ENDPOINT}{SUB_SCOPE}/providers/Microsoft.Insights/eventtypes/management/values?"
                                "api-version=2015-04-01&$filter=")
         assert "$skiptoken=" in link
         body = get(link).json()
@@ -181,12 +178,6 @@ def test_activity_log_allowed_filters_select(twin: Twin, world: World) -> None:
     by_group = get(EVENTS, {"api-version": "2015-04-01",
                             "$filter": f"{window(twin)} and resourceGroupName eq 'rg-cyclecloud'"})
     assert [e["caller"] for e in by_group.json()["value"]] == ["someone@contoso.com"]
-
-
-@pytest.fixture
-async def clients(settings: Settings) -> AsyncIterator[ClientFactory]:
-    async with ClientFactory(settings) as factory:
-        yield factory
 
 
 async def test_product_reads_every_page_of_the_activity_log(twin: Twin, world: World, settings: Settings,

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import requests
 
+from tests.leaks import assert_no_leak
 from tests.twin import Twin
 from tests.twin.faults import Fault
 from tests.world import APP_ID, CC_HOST, CC_PASSWORD, CC_USER, CURRENT_SECRET, SUBSCRIPTION, VM_ID, World
@@ -31,7 +32,7 @@ def test_account_is_masked_to_its_hint(twin: Twin, world: World, cc_ca: str) -> 
     twin.load(world.scenario())
     body = _get(cc_ca).json()
     assert body["AzureRMApplicationSecret"] == CURRENT_SECRET[:3] + "********"
-    assert CURRENT_SECRET not in _get(cc_ca).text
+    assert_no_leak(_get(cc_ca).text, CURRENT_SECRET)
     assert body["AzureRMApplicationId"] == APP_ID and body["AzureRMSubscriptionId"] == SUBSCRIPTION
 
 
@@ -67,7 +68,7 @@ def test_update_validates_against_entra_and_rejects_a_bad_secret(twin: Twin, wor
     assert answer.status_code == 400
     message = answer.json()["message"]
     assert message.startswith("Invalid Azure credentials provided: AADSTS7000215")
-    assert "Xyz-not-a-real-secret" not in message
+    assert_no_leak(message, "Xyz-not-a-real-secret")
     server = twin.state.cyclecloud_servers[CC_HOST]
     assert server.accounts["azure"]["AzureRMApplicationSecret"] == CURRENT_SECRET  # unchanged
 
@@ -120,7 +121,8 @@ def test_run_command_executor_applies_account_edit(twin: Twin, world: World) -> 
     assert code == 0 and '"AzureRMApplicationSecret": "Abc********"' in out
     code, out, err = twin.run_command_executor(vm, edit_script(), {"CC_ACCOUNT": "azure"},
                                                {"CC_NEW_SECRET": "wrong-secret-value"})
-    assert code == 5 and "AADSTS7000215" in err and "wrong-secret-value" not in out + err
+    assert code == 5 and "AADSTS7000215" in err
+    assert_no_leak([out, err], "wrong-secret-value")
     code, out, err = twin.run_command_executor(vm, show_script(), {"CC_ACCOUNT": "nope"}, {})
     assert code == 3 and "account-missing" in out
     leaky = [*edit_script(), "echo wrong-secret-value"]
@@ -181,5 +183,6 @@ def test_run_command_honours_the_server_switches(twin: Twin, world: World) -> No
     server = twin.state.cyclecloud_servers[CC_HOST]
     code, out, _ = twin.run_command_executor(vm, edit_script(), {"CC_ACCOUNT": "azure"},
                                              {"CC_NEW_SECRET": "Xyz8Q~some-other-secret-value"})
-    assert code == 0 and "CCR-RESULT edited" in out and "Xyz" not in out
+    assert code == 0 and "CCR-RESULT edited" in out
+    assert_no_leak(out, "Xyz")
     assert server.accounts["azure"]["AzureRMApplicationSecret"] == CURRENT_SECRET  # unchanged: nothing applied

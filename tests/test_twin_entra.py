@@ -11,16 +11,16 @@ from azure.identity import ClientSecretCredential, ManagedIdentityCredential
 from azure.identity.aio import ClientSecretCredential as AsyncClientSecretCredential
 from azure.identity.aio import ManagedIdentityCredential as AsyncManagedIdentityCredential
 
+from tests.leaks import assert_no_leak
 from tests.twin import Twin
-from tests.world import APP_ID, CURRENT_SECRET, KEY_ID, OTHER_TENANT, TENANT, World
+from tests.world import APP_ID, ARM_SCOPE, CURRENT_SECRET, KEY_ID, OTHER_TENANT, TENANT, World
 
-ARM = "https://management.azure.com/.default"
 EVIDENCE = re.compile(r"Trace ID: [0-9a-f-]{36}.*Correlation ID: [0-9a-f-]{36}.*Timestamp: \d{4}-\d\d-\d\d", re.S)
 
 
 def test_client_secret_credential_gets_a_token_and_the_twin_knows_who_asked(twin: Twin, world: World) -> None:
     twin.load(world.scenario())
-    token = ClientSecretCredential(TENANT, APP_ID, CURRENT_SECRET).get_token(ARM)
+    token = ClientSecretCredential(TENANT, APP_ID, CURRENT_SECRET).get_token(ARM_SCOPE)
     info = twin.tokens.lookup(token.token)
     assert info is not None
     assert (info.tenant_id, info.app_id, info.audience) == (TENANT, APP_ID, "https://management.azure.com")
@@ -32,11 +32,11 @@ def test_client_secret_credential_gets_a_token_and_the_twin_knows_who_asked(twin
 def test_expired_secret_raises_aadsts7000222_with_trace_and_correlation_ids(twin: Twin) -> None:
     twin.load(World(secret_end="now-1d").scenario())
     with pytest.raises(ClientAuthenticationError) as raised:
-        ClientSecretCredential(TENANT, APP_ID, CURRENT_SECRET).get_token(ARM)
+        ClientSecretCredential(TENANT, APP_ID, CURRENT_SECRET).get_token(ARM_SCOPE)
     message = str(raised.value)
     assert "AADSTS7000222" in message and "are expired" in message
     assert EVIDENCE.search(message)
-    assert CURRENT_SECRET not in message
+    assert_no_leak(message, CURRENT_SECRET)
 
 
 @pytest.mark.parametrize(
@@ -54,7 +54,7 @@ def test_token_errors_carry_the_right_aadsts_code(twin: Twin, world: World, secr
                                                   code: str) -> None:
     twin.load(world.scenario())
     with pytest.raises(ClientAuthenticationError) as raised:
-        ClientSecretCredential(tenant, app_id, secret).get_token(ARM)
+        ClientSecretCredential(tenant, app_id, secret).get_token(ARM_SCOPE)
     assert code in str(raised.value)
 
 
@@ -62,7 +62,7 @@ async def test_async_client_secret_credential_reports_aadsts7000222(twin: Twin) 
     twin.load(World(secret_end="now-1d").scenario())
     async with AsyncClientSecretCredential(TENANT, APP_ID, CURRENT_SECRET) as cred:
         with pytest.raises(ClientAuthenticationError) as raised:
-            await cred.get_token(ARM)
+            await cred.get_token(ARM_SCOPE)
     assert "AADSTS7000222" in str(raised.value)
     assert EVIDENCE.search(str(raised.value))
 
@@ -71,7 +71,7 @@ async def test_async_credential_reports_aadsts90002_for_an_unknown_tenant(twin: 
     twin.load(world.scenario())
     async with AsyncClientSecretCredential("99999999-9999-4999-8999-999999999999", APP_ID, CURRENT_SECRET) as cred:
         with pytest.raises(ClientAuthenticationError, match="AADSTS90002"):
-            await cred.get_token(ARM)
+            await cred.get_token(ARM_SCOPE)
 
 
 def test_new_secret_is_refused_during_propagation_then_accepted(twin: Twin, world: World) -> None:
@@ -80,9 +80,9 @@ def test_new_secret_is_refused_during_propagation_then_accepted(twin: Twin, worl
     scenario["applications"][0]["password_credentials"][0]["created"] = "now"
     twin.load(scenario)
     with pytest.raises(ClientAuthenticationError, match="AADSTS7000215"):
-        ClientSecretCredential(TENANT, APP_ID, CURRENT_SECRET).get_token(ARM)
+        ClientSecretCredential(TENANT, APP_ID, CURRENT_SECRET).get_token(ARM_SCOPE)
     twin.clock.advance(61)
-    assert ClientSecretCredential(TENANT, APP_ID, CURRENT_SECRET).get_token(ARM).token
+    assert ClientSecretCredential(TENANT, APP_ID, CURRENT_SECRET).get_token(ARM_SCOPE).token
 
 
 def test_managed_identity_credential_sync_and_async(twin: Twin, world: World) -> None:
@@ -93,7 +93,7 @@ def test_managed_identity_credential_sync_and_async(twin: Twin, world: World) ->
 
     async def run() -> str:
         async with AsyncManagedIdentityCredential() as cred:
-            return str((await cred.get_token(ARM)).token)
+            return str((await cred.get_token(ARM_SCOPE)).token)
 
     import asyncio
 
@@ -107,4 +107,4 @@ def test_managed_identity_off_is_reported(twin: Twin, world: World) -> None:
     from azure.identity import CredentialUnavailableError
 
     with pytest.raises((CredentialUnavailableError, ClientAuthenticationError), match="managed identity"):
-        ManagedIdentityCredential().get_token(ARM)
+        ManagedIdentityCredential().get_token(ARM_SCOPE)

@@ -29,11 +29,13 @@ from msgraph.generated.models.o_data_errors.o_data_error import ODataError
 from msgraph.generated.models.password_credential import PasswordCredential
 from msgraph.graph_service_client import GraphServiceClient
 
+from tests.leaks import assert_no_leak
 from tests.twin import Fault, Twin
 from tests.twin.control import snapshot
 from tests.world import (
     APP_ID,
     APP_OBJECT_ID,
+    ARM_SCOPE,
     CURRENT_SECRET,
     FUNCTION_OBJECT_ID,
     KEY_ID,
@@ -42,7 +44,6 @@ from tests.world import (
     World,
 )
 
-ARM = "https://management.azure.com/.default"
 NOT_FOUND = re.compile(r"^Resource '[^']+' does not exist or one of its queried reference-property objects are "
                        r"not present\.$")
 
@@ -163,7 +164,7 @@ async def test_permissions_are_enforced_with_graphs_403(twin: Twin, graph: Graph
 async def test_wrong_audience_token_is_invalid_authentication_token(twin: Twin) -> None:
     load(twin)
     async with ManagedIdentityCredential() as credential:
-        client = GraphServiceClient(credentials=credential, scopes=[ARM])
+        client = GraphServiceClient(credentials=credential, scopes=[ARM_SCOPE])
         with pytest.raises(ODataError) as raised:
             await client.applications_with_app_id(APP_ID).get()
     assert raised.value.response_status_code == 401
@@ -193,11 +194,10 @@ async def test_add_password_returns_the_secret_once_and_it_gets_a_token(twin: Tw
     listed = {str(c.key_id): c for c in app.password_credentials or []}
     assert set(listed) == {KEY_ID, str(created.key_id)}
     assert all(c.secret_text is None for c in listed.values())
-    assert secret not in json.dumps(snapshot(twin))
-    assert secret not in repr(twin.state.applications)
+    assert_no_leak([json.dumps(snapshot(twin)), repr(twin.state.applications)], secret)
 
     # and it works at the token endpoint
-    token = ClientSecretCredential(TENANT, APP_ID, secret).get_token(ARM)
+    token = ClientSecretCredential(TENANT, APP_ID, secret).get_token(ARM_SCOPE)
     info = twin.tokens.lookup(token.token)
     assert info is not None and info.app_id == APP_ID and info.object_id == SP_OBJECT_ID
 
@@ -226,7 +226,7 @@ async def test_remove_password_by_key_id_and_unknown_key(twin: Twin, graph: Grap
     from azure.core.exceptions import ClientAuthenticationError
 
     with pytest.raises(ClientAuthenticationError, match="AADSTS7000215"):
-        ClientSecretCredential(TENANT, APP_ID, CURRENT_SECRET).get_token(ARM)
+        ClientSecretCredential(TENANT, APP_ID, CURRENT_SECRET).get_token(ARM_SCOPE)
 
 
 async def test_throttled_add_password_is_retried_after_retry_after(twin: Twin, graph: GraphServiceClient) -> None:

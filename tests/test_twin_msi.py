@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
 
 import pytest
 import requests
@@ -12,7 +11,6 @@ from azure.core.exceptions import ClientAuthenticationError
 from azure.identity import ManagedIdentityCredential
 
 from shared.clients import ClientFactory
-from shared.config import Settings
 from tests.twin import Fault, Twin
 from tests.world import World
 
@@ -51,12 +49,6 @@ def test_wrong_identity_header_is_401_and_unknown_client_id_400(twin: Twin, worl
     unknown = requests.get(env["IDENTITY_ENDPOINT"], params={**params, "client_id": "0000"},
                            headers={"X-IDENTITY-HEADER": env["IDENTITY_HEADER"]}, timeout=5)
     assert unknown.status_code == 400 and unknown.json()["message"] == "Unable to load the proper Managed Identity."
-
-
-@pytest.fixture
-async def clients(settings: Settings) -> AsyncIterator[ClientFactory]:
-    async with ClientFactory(settings) as factory:
-        yield factory
 
 
 async def test_product_credential_rides_out_a_transient_500(twin: Twin, clients: ClientFactory) -> None:

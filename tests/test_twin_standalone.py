@@ -15,6 +15,7 @@ from pathlib import Path
 
 import requests
 
+from tests.leaks import assert_no_leak
 from tests.world import TARGET, World
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -87,7 +88,7 @@ def test_documented_workflow_source_env_then_validate(tmp_path: Path) -> None:
                               capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "healthy" in done.stdout.lower(), done.stdout
-    assert World().secret not in done.stdout + done.stderr
+    assert_no_leak([done.stdout, done.stderr], World().secret)
 
 
 def test_example_scenario_is_the_canonical_world() -> None:

@@ -11,6 +11,13 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+# Azure's built-in role ids (public constants); the twin's role catalogue is the one list of them.
+from tests.twin.state import CONTRIBUTOR as CONTRIBUTOR
+from tests.twin.state import OWNER as OWNER
+from tests.twin.state import RBAC_ADMINISTRATOR as RBAC_ADMINISTRATOR
+from tests.twin.state import READER as READER
+from tests.twin.state import USER_ACCESS_ADMINISTRATOR as USER_ACCESS_ADMINISTRATOR
+
 TENANT = "72f988bf-86f1-41af-91ab-2d7cd011db47"
 OTHER_TENANT = "11111111-2222-3333-4444-555555555555"
 SUBSCRIPTION = "0b1f6471-1bf0-4dda-aec3-cb9272f09590"
@@ -23,9 +30,14 @@ FUNCTION_CLIENT_ID = "bbbbbbbb-1111-4222-8333-444444444444"
 VM_PRINCIPAL_ID = "cccccccc-1111-4222-8333-444444444444"  # the CycleCloud VM's system-assigned identity
 KEY_ID = "e1d2c3b4-a596-4788-9a0b-1c2d3e4f5a6b"
 CURRENT_SECRET = "Abc8Q~current-secret-value-0123456789xyz"
+NEW_SECRET = "Nw7Q~brand-new-secret-value-9876543210abc"  # a rotation's new credential (cyclecloud_helpers)
+PREVIOUS_SECRET = "Prv8Q~previous-secret-value-still-valid-987"  # an older credential, still valid
+PREVIOUS_KEY_ID = "0a1b2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d"
+WRONG_SECRET = "Xyz-wrong-secret-value-42"  # a value Entra ID refuses
 VAULT_NAME = "kv-remediator"
 VAULT_URL = f"https://{VAULT_NAME}.vault.azure.net"
 SECRET_NAME = "cyclecloud-sp-secret"
+PENDING = SECRET_NAME + "-pending"  # where a rotation parks the new value before it is pushed
 CC_PASSWORD_SECRET = "cyclecloud-admin-password"
 CC_PASSWORD = "Cc-admin-password-42!"
 CC_USER = "remediator"
@@ -35,8 +47,11 @@ VM_ID = (f"/subscriptions/{SUBSCRIPTION}/resourceGroups/{RESOURCE_GROUP}"
          "/providers/Microsoft.Compute/virtualMachines/cyclecloud-vm")
 VAULT_RESOURCE_ID = (f"/subscriptions/{SUBSCRIPTION}/resourceGroups/rg-remediator"
                      f"/providers/Microsoft.KeyVault/vaults/{VAULT_NAME}")
+SUB_SCOPE = f"/subscriptions/{SUBSCRIPTION}"
 TARGET = "hpc-prod"
-CONTRIBUTOR = "b24988ac-6180-42a0-ab88-20f7382dd24c"
+BROKEN_TARGET = "hpc-broken"  # a second target that tests break on purpose
+ARM_ENDPOINT = "https://management.azure.com"
+ARM_SCOPE = f"{ARM_ENDPOINT}/.default"
 
 
 def account_record(secret: str = CURRENT_SECRET, *, app_id: str = APP_ID, tenant_id: str = TENANT,

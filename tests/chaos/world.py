@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tests.world import (
+    CC_HOST,
     CC_PASSWORD,
     CC_PASSWORD_SECRET,
     CC_USER,
@@ -29,7 +30,6 @@ from tests.world import (
     account_record,
 )
 
-CC_HOST = "cyclecloud.contoso.com"
 MASKED_CC_HOST = "cyclecloud-masked.contoso.com"  # a server whose read-back hides the whole secret
 PASSWORD_SECRETS = {CC_HOST: CC_PASSWORD_SECRET, MASKED_CC_HOST: "cyclecloud-masked-admin-password"}
 VAULT_HOST = f"{VAULT_NAME}.vault.azure.net"

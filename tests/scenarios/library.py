@@ -22,6 +22,8 @@ from tests.world import (
     FUNCTION_OBJECT_ID,
     KEY_ID,
     OTHER_TENANT,
+    PREVIOUS_KEY_ID,
+    PREVIOUS_SECRET,
     RESOURCE_GROUP,
     SECRET_NAME,
     SP_OBJECT_ID,
@@ -35,8 +37,6 @@ from tests.world import (
 Scenario = dict[str, Any]
 Target = dict[str, Any]
 
-PREVIOUS_SECRET = "Prv8Q~previous-secret-value-still-valid-987"
-PREVIOUS_KEY_ID = "0a1b2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d"
 MISTYPED_SECRET = "Abc8Q~current-secret-value-0123456789xyZ"  # one character off
 TYPO_SUBSCRIPTION = "0b1f6471-1bf0-4dda-aec3-cb9272f09591"  # the last digit mistyped
 TYPO_TENANT = "72f988bf-86f1-41af-91ab-2d7cd011db48"
@@ -115,6 +115,8 @@ def storage_read_failure(hours_ago: int, *, caller: str = APP_ID) -> Callable[[S
 
 
 def with_previous_credential(scenario: Scenario) -> None:
+    """The app also has an older, still valid credential (CycleCloud still holds it after a manual rotation
+    that forgot CycleCloud)."""
     scenario["applications"][0]["password_credentials"].append(
         {"key_id": PREVIOUS_KEY_ID, "secret": PREVIOUS_SECRET, "display_name": "before-manual-rotation",
          "start": "now-300d", "end": "now+60d"})
