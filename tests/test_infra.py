@@ -22,6 +22,7 @@ from packaging.requirements import Requirement
 
 from infra import gate
 from infra.scripts import stage_package
+from tests.fake_az import install_fake_az
 
 ROOT = Path(__file__).resolve().parent.parent
 INFRA = ROOT / "infra"
@@ -560,15 +561,7 @@ print(out)
 
 
 def _run_grant_script(tmp_path: Path, *extra: str) -> tuple[str, dict[str, Any]]:
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir(exist_ok=True)
-    az = bin_dir / "az"
-    az.write_text(f"#!{sys.executable}\n{FAKE_AZ}")
-    az.chmod(0o755)
-    state_path = tmp_path / "state.json"
-    if not state_path.exists():
-        state_path.write_text(json.dumps({"calls": [], "assignments": [], "owners": {}}))
-    env = {"PATH": f"{bin_dir}:/usr/bin:/bin", "FAKE_AZ_STATE": str(state_path), "HOME": str(tmp_path)}
+    env, state_path = install_fake_az(tmp_path, FAKE_AZ, {"calls": [], "assignments": [], "owners": {}})
     script = INFRA / "scripts/grant-graph-permissions.sh"
     done = subprocess.run([shutil.which("bash") or "/bin/bash", str(script), *extra],
                           capture_output=True, text=True, env={**env, "LANG": os.environ.get("LANG", "C")},
@@ -842,14 +835,7 @@ print(out)
 
 
 def test_the_operator_app_script_creates_the_app_role_once(tmp_path: Path) -> None:
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    az = bin_dir / "az"
-    az.write_text(f"#!{sys.executable}\n{FAKE_AZ_APPS}")
-    az.chmod(0o755)
-    state_path = tmp_path / "state.json"
-    state_path.write_text(json.dumps({"calls": [], "apps": [], "sps": []}))
-    env = {"PATH": f"{bin_dir}:/usr/bin:/bin", "FAKE_AZ_STATE": str(state_path), "HOME": str(tmp_path)}
+    env, state_path = install_fake_az(tmp_path, FAKE_AZ_APPS, {"calls": [], "apps": [], "sps": []})
     runbook_identity = "7a8b9c0d-1e2f-4a3b-8c4d-5e6f7a8b9c0d"
 
     def run() -> tuple[str, dict[str, Any]]:

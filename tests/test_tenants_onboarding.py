@@ -8,9 +8,10 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
+
+from tests.fake_az import install_fake_az
 
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = ROOT / "infra" / "scripts" / "onboard-tenant.sh"
@@ -97,17 +98,9 @@ save()
 
 def run(tmp_path: Path, *extra: str,
         signed_in: str = TENANT) -> tuple[subprocess.CompletedProcess[str], dict[str, Any]]:
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir(exist_ok=True)
-    az = bin_dir / "az"
-    az.write_text(f"#!{sys.executable}\n{FAKE_AZ}")
-    az.chmod(0o755)
-    state_path = tmp_path / "state.json"
-    if not state_path.exists():
-        state_path.write_text(json.dumps({"tenant": signed_in, "calls": [], "sps": {}, "roles": [], "owners": {},
-                                          "grants": []}))
-    env = {"PATH": f"{bin_dir}:/usr/bin:/bin", "FAKE_AZ_STATE": str(state_path), "HOME": str(tmp_path),
-           "LANG": os.environ.get("LANG", "C")}
+    env, state_path = install_fake_az(tmp_path, FAKE_AZ, {"tenant": signed_in, "calls": [], "sps": {}, "roles": [],
+                                                         "owners": {}, "grants": []})
+    env["LANG"] = os.environ.get("LANG", "C")
     done = subprocess.run([shutil.which("bash") or "/bin/bash", str(SCRIPT), "--tenant", TENANT, "--product-app",
                            PRODUCT_APP, *extra], capture_output=True, text=True, env=env, timeout=60, check=False)
     return done, json.loads(state_path.read_text())
