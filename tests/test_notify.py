@@ -6,10 +6,8 @@ from __future__ import annotations
 
 import json
 import logging
-import ssl
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 
 import pytest
@@ -18,6 +16,7 @@ from shared.context import AppContext
 from shared.notify import notify_health, notify_rotation, post
 from shared.rotation import RotationStatus, rotate_target
 from tests.leaks import assert_no_leak
+from tests.local_https import serve_https
 from tests.rotation_invariants import snapshot
 from tests.rotation_support import apply_env, rotation_env
 from tests.twin import Fault, Twin
@@ -52,12 +51,7 @@ class Webhook:
             def log_message(self, *_args: Any) -> None:
                 return None
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-        twin.ca.issue_cert("127.0.0.1").configure_cert(context)  # trusted through SSL_CERT_FILE (the twin's CA)
-        self.server.socket = context.wrap_socket(self.server.socket, server_side=True)
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
+        self.server = serve_https(twin, Handler)
 
     @property
     def url(self) -> str:

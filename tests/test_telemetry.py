@@ -20,6 +20,7 @@ from shared.redaction import install_filter, register_secret
 from shared.rotation import RotationStatus, rotate_target
 from shared.telemetry import DAYS_TO_EXPIRY_METRIC as DAYS_METRIC
 from tests.leaks import assert_no_leak
+from tests.local_https import serve_https
 from tests.rotation_invariants import snapshot
 from tests.rotation_support import apply_env, rotation_env
 from tests.telemetry_capture import Captured, capture
@@ -165,9 +166,7 @@ class _Ingestion:
 
     def __init__(self, twin: Twin) -> None:
         import gzip
-        import ssl
-        import threading
-        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+        from http.server import BaseHTTPRequestHandler
 
         self.envelopes: list[dict[str, Any]] = []
         owner = self
@@ -190,11 +189,7 @@ class _Ingestion:
             def log_message(self, *_args: Any) -> None:
                 return None
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-        twin.ca.issue_cert("127.0.0.1").configure_cert(context)
-        self.server.socket = context.wrap_socket(self.server.socket, server_side=True)
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.server = serve_https(twin, Handler)
 
     @property
     def endpoint(self) -> str:
