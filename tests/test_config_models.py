@@ -18,6 +18,7 @@ from jsonschema import Draft202012Validator
 from shared.config import load_settings
 from shared.config_models import targets_json_schema
 from shared.errors import ConfigError
+from tests.leaks import assert_no_leak
 from tests.world import TARGET, World
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -107,8 +108,7 @@ def test_a_secret_in_the_wrong_place_is_described_never_quoted(where: str, value
                for p in exc.problems), exc.problems
     assert exc.__cause__ is None and exc.__context__ is None, "pydantic's error, which quotes inputs, is not chained"
     text = "\n".join([str(exc), repr(exc), json.dumps(exc.to_dict()), caplog.text])
-    for secret in (value, CONNECTION):
-        assert secret not in text and secret[12:40] not in text
+    assert_no_leak(text, *(form for secret in (value, CONNECTION) for form in (secret, secret[12:40])))
 
 
 @pytest.mark.parametrize("where", ["AZURE_CLIENT_ID", "HOME_TENANT_ID", "NOTIFY_FORMAT", "MAXIMUM_INSTANCE_COUNT",
@@ -129,7 +129,7 @@ def test_a_client_secret_pasted_into_any_setting_is_not_quoted(where: str) -> No
     [problem] = [p for p in problems if p.startswith((f"{where}:", f"TARGETS[0] ({TARGET}).{where}:"))]
     assert "(a value that looks like a client secret, not shown)" in problem
     text = "\n".join(problems).lower()
-    assert PASTED_SECRET[:12].lower() not in text and PASTED_SECRET[5:17].lower() not in text
+    assert_no_leak(text, PASTED_SECRET[:12].lower(), PASTED_SECRET[5:17].lower())
 
 
 def test_a_problem_pydantic_finds_reads_like_the_others() -> None:

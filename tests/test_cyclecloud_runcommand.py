@@ -302,7 +302,8 @@ def test_the_account_is_printed_as_an_allow_list(tmp_path: Path) -> None:
     run = _bash(show_script(), _stand_in(tmp_path, record=record))
     assert run.returncode == 0, run.stderr
     shown = json.loads(run.stdout.splitlines()[0].removeprefix("CCR-ACCOUNT "))
-    assert "LockerPassword" not in shown and "Locker-password-value-1" not in run.stdout
+    assert "LockerPassword" not in shown
+    assert_no_leak(run.stdout, "Locker-password-value-1")
     assert shown["AzureRMApplicationSecret"] == "Abc********" and shown["AzureRMApplicationId"] == APP_ID
 
 

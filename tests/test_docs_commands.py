@@ -389,7 +389,7 @@ def test_the_standalone_twin_workflow_runs_as_written(tmp_path: Path) -> None:
         _, err = twin_shell.communicate(timeout=20)
     assert done.returncode == 0, done.stdout + done.stderr
     assert f"Target {TARGET} (service_principal): HEALTHY" in done.stdout, done.stdout
-    assert World().secret not in done.stdout + done.stderr + err
+    assert_no_leak([done.stdout, done.stderr, err], World().secret)
     assert twin_shell.returncode == 0, err  # it stops cleanly on SIGTERM, as shell 1's Ctrl-C would
 
 
