@@ -518,14 +518,7 @@ def test_the_local_settings_sample_shows_every_setting_and_is_valid() -> None:
 # -- 6. the Entra admin's Graph script is idempotent (run against a stand-in `az` that keeps state) -------
 
 FAKE_AZ = r'''
-import json, os, re, sys
-state_path = os.environ["FAKE_AZ_STATE"]
-state = json.load(open(state_path))
-args = sys.argv[1:]
-state["calls"].append(args)
-def opt(name):
-    return args[args.index(name) + 1] if name in args else ""
-query = opt("--query")
+import re
 out = ""
 GRAPH_SP = "9a1b2c3d-0000-4000-8000-00000000000a"
 ROLES = {"Application.ReadWrite.OwnedBy": "18a4783c-866b-4cc7-a460-3d5e5662c884",
@@ -773,14 +766,7 @@ def test_the_guides_bash_runbook_follows_a_202_until_the_operation_is_done(tmp_p
 
 
 FAKE_AZ_APPS = r'''
-import json, os, re, sys, uuid
-state_path = os.environ["FAKE_AZ_STATE"]
-state = json.load(open(state_path))
-args = sys.argv[1:]
-state["calls"].append(args)
-def opt(name):
-    return args[args.index(name) + 1] if name in args else ""
-query = opt("--query")
+import re, uuid
 apps, sps = state["apps"], state["sps"]
 def app(app_id):
     return next(a for a in apps if a["appId"] == app_id)

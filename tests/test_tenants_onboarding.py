@@ -23,17 +23,11 @@ OWNED_BY = "18a4783c-866b-4cc7-a460-3d5e5662c884"
 
 # A stand-in for the few `az` commands the script runs, answering what the real CLI prints with `-o tsv`.
 FAKE_AZ = r'''
-import json, os, re, sys
-path = os.environ["FAKE_AZ_STATE"]
-state = json.load(open(path))
-args = sys.argv[1:]
-state["calls"].append(args)
-def opt(name, default=""):
-    return args[args.index(name) + 1] if name in args else default
+import re
 def out(value):
     print(value)
 def save():
-    json.dump(state, open(path, "w"))
+    json.dump(state, open(state_path, "w"))
 owners = state["owners"]
 if args[:2] == ["account", "show"]:
     out(state["tenant"])
