@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import copy
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -330,6 +330,27 @@ async def test_fully_masked_read_back_is_unconfirmed_and_never_retires(
     twin.state.cyclecloud_servers[CC_HOST].masks_secret_fully = False
     await rotate()
     assert first.new_key_id not in credential_ids(twin)
+
+
+async def test_on_a_fully_masking_server_a_kept_credential_goes_once_it_has_expired(
+        twin: Twin, cc_ca: str, azurite: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    # found by the chaos year: every push to such a server is unconfirmed, so every replaced credential was kept
+    # and a target gathered a dead credential a rotation (4 product credentials after 5 months)
+    setup(twin, cc_ca, azurite, monkeypatch, rotation={"grace_hours": 0})
+    first = await rotate()
+    twin.state.cyclecloud_servers[CC_HOST].masks_secret_fully = True
+    second = await rotate(force=True)
+    assert second.push_confirmed is False
+    await rotate()
+    assert first.new_key_id in credential_ids(twin)  # unexpired: kept, nobody can say CycleCloud does not use it
+    with twin.state.lock:  # its end date passes (as months do): it signs nobody in any more
+        app = next(iter(twin.state.applications.values()))
+        dead = next(c for c in app.password_credentials if c.key_id == first.new_key_id)
+        dead.end = twin.state.now() - timedelta(hours=2)
+    outcome = await rotate()
+    assert first.new_key_id not in credential_ids(twin), outcome.to_dict()
+    assert second.new_key_id in credential_ids(twin)  # the one CycleCloud and Key Vault hold stays
+    assert secret_works(twin, cyclecloud_secret(twin))
 
 
 async def test_server_that_answers_200_without_applying_fails_the_push(

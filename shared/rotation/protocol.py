@@ -541,11 +541,12 @@ class RotationRun:
         evidence = await gather_usage(self.ctx, self.target, self.vault, self.store, self.journal)
         own = self.journal.own_operations
         in_flight = self.journal.current.new_key_id if self.journal.current else None
-        plan = [Removal(o.key_id, o, None, removal_verdict(o, own, evidence, in_flight)) for o in orphans]
+        now = clock.now()
+        plan = [Removal(o.key_id, o, None, removal_verdict(o, own, evidence, in_flight, now)) for o in orphans]
         for retirement in retirements:
             credential = app.credential(retirement.key_id)
             plan.append(Removal(retirement.key_id, credential, retirement,
-                                removal_verdict(credential, own, evidence, in_flight) if credential else None))
+                                removal_verdict(credential, own, evidence, in_flight, now) if credential else None))
         return plan
 
     async def remove_unused(self, app: AppRegistration, orphans: list[AppCredential],

@@ -8,7 +8,10 @@ A credential is removed only when ALL of these hold:
 3. CycleCloud's current secret, read now, is not it (by hint: CycleCloud shows no key id);
 4. the newest version of the main Key Vault secret does not hold it (by its keyId tag, or by hint when untagged).
 Whatever could not be established (a soft-deleted or disabled secret, a masked read-back, an unreachable server)
-keeps every credential: missing information is never proof that nobody uses one.
+keeps every credential: missing information is never proof that nobody uses one. One fact is proof on its own: a
+credential whose end date passed (an hour ago, so that clocks minutes apart agree) signs nobody in, so rules 1
+and 2-4 as far as they are known decide it alone. Without this, a CycleCloud server that masks the whole secret
+(every push unconfirmed, every replaced credential kept) would gather one dead credential a rotation.
 
 This module is pure: `usage.py` gathers the evidence, `protocol.py` removes what `removal_verdict` allows.
 """
@@ -16,9 +19,14 @@ This module is pure: `usage.py` gathers the evidence, `protocol.py` removes what
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 
 from ..adapters.graph import AppCredential
 from .model import operation_of
+
+# an expired credential is removable once its end date lies this far behind the product's clock (Entra's clock
+# and ours may differ by seconds or minutes; an hour is beyond any skew the product tolerates elsewhere)
+EXPIRED_MARGIN = timedelta(hours=1)
 
 
 @dataclass
@@ -46,8 +54,9 @@ class UsageEvidence:
 
 
 def removal_verdict(credential: AppCredential, own_operations: frozenset[str], evidence: UsageEvidence,
-                    in_flight_key_id: str | None = None) -> str | None:
-    """None when the credential may be removed now; otherwise the reason it is kept (a sentence)."""
+                    in_flight_key_id: str | None = None, now: datetime | None = None) -> str | None:
+    """None when the credential may be removed now; otherwise the reason it is kept (a sentence). `now` (the
+    product's clock) lets an expired credential go although evidence is missing."""
     operation = operation_of(credential.display_name)
     if operation is None:
         return "the product did not create it"
@@ -55,11 +64,15 @@ def removal_verdict(credential: AppCredential, own_operations: frozenset[str], e
         return f"it was created by operation {operation}, which is not one of this target's"
     if in_flight_key_id and credential.key_id.lower() == in_flight_key_id.lower():
         return "the rotation in progress uses it"
-    if evidence.unknown:
-        return "it cannot be shown that nothing uses it: " + "; ".join(evidence.unknown)
     holder = evidence.key_ids.get(credential.key_id.lower())
     if holder:
         return f"{holder} holds it"
     if credential.hint and credential.hint in evidence.hints:
         return f"{evidence.hints[credential.hint]} holds a secret with its hint '{credential.hint}'"
+    if evidence.unknown and not _expired(credential, now):
+        return "it cannot be shown that nothing uses it: " + "; ".join(evidence.unknown)
     return None
+
+
+def _expired(credential: AppCredential, now: datetime | None) -> bool:
+    return now is not None and credential.end is not None and credential.end + EXPIRED_MARGIN <= now

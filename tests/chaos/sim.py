@@ -581,8 +581,11 @@ class Simulation:
                 if cred.secret_hash in held:
                     self.violate(owner, "nothing CycleCloud holds is removed",
                                  f"the {kind} run removed {key_id}, which a CycleCloud account holds")
+                # an expired credential signs nobody in: removing it retires nothing CycleCloud could still use
+                # (shared/rotation/removal.py; else a fully masking server gathers a dead credential a rotation)
+                expired = cred.end <= self.twin.state.now()
                 for target, keys in self.unconfirmed.items():
-                    if key_id in keys:
+                    if key_id in keys and not expired:
                         self.violate(target, "no retirement after an unconfirmed push",
                                      f"the {kind} run removed {key_id} replaced by an unconfirmed push")
                 self.event(owner, f"the {kind} run removed credential {key_id[:8]} ({cred.display_name})")
