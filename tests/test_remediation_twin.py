@@ -300,11 +300,17 @@ def call_function(route: str, body: bytes = b"") -> func.HttpResponse:
     request = func.HttpRequest(method="POST", url=f"https://func.example/api/targets/{TARGET}/{route}", body=body,
                                route_params={"target": TARGET}, headers={"Content-Type": "application/json"})
     function_app._context = None  # settings come from this test's environment
-    try:
-        response: func.HttpResponse = asyncio.run(handler(request))
-    finally:
-        function_app._context = None
-    return response
+
+    async def invoke() -> func.HttpResponse:
+        try:
+            answer: func.HttpResponse = await handler(request)
+            return answer
+        finally:  # the worker's context ends with this test's event loop: close its connections on that loop
+            if function_app._context is not None:
+                await function_app._context.clients.close()
+            function_app._context = None
+
+    return asyncio.run(invoke())
 
 
 @pytest.mark.parametrize("body", [
