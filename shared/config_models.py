@@ -898,4 +898,7 @@ def settings_from_environment(env: Mapping[str, str]) -> Settings:
 
 
 if __name__ == "__main__":
-    print(json.dumps(targets_json_schema(), indent=2))
+    import sys
+
+    # the schema is this command's output (docs/targets.schema.json is written from it), not a log record
+    sys.stdout.write(json.dumps(targets_json_schema(), indent=2) + "\n")

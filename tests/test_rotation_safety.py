@@ -307,12 +307,19 @@ async def test_rolled_back_value_keeps_its_credential(twin: Twin, cc_ca: str, az
 # -- 6. a read-back that cannot confirm the push --------------------------------------------------------------
 
 
-async def test_fully_masked_read_back_is_unconfirmed_and_never_retires(
-        twin: Twin, cc_ca: str, azurite: str, monkeypatch: pytest.MonkeyPatch) -> None:
+async def rotate_behind_a_masking_server(twin: Twin, cc_ca: str, azurite: str,
+                                        monkeypatch: pytest.MonkeyPatch) -> tuple[Any, Any]:
+    """One rotation CycleCloud confirms, then the server starts masking the whole secret and a forced one follows:
+    (the first outcome, the unconfirmed second)."""
     setup(twin, cc_ca, azurite, monkeypatch, rotation={"grace_hours": 0})
     first = await rotate()
     twin.state.cyclecloud_servers[CC_HOST].masks_secret_fully = True
-    second = await rotate(force=True)
+    return first, await rotate(force=True)
+
+
+async def test_fully_masked_read_back_is_unconfirmed_and_never_retires(
+        twin: Twin, cc_ca: str, azurite: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    first, second = await rotate_behind_a_masking_server(twin, cc_ca, azurite, monkeypatch)
     assert second.status is RotationStatus.ROTATED and second.push_confirmed is False, second.to_dict()
     assert "unconfirmed" in second.message and second.findings[0]["code"] == "push.unconfirmed"
     assert first.new_key_id in credential_ids(twin)  # grace 0, yet kept: which secret CycleCloud holds is unknown
@@ -336,10 +343,7 @@ async def test_on_a_fully_masking_server_a_kept_credential_goes_once_it_has_expi
         twin: Twin, cc_ca: str, azurite: str, monkeypatch: pytest.MonkeyPatch) -> None:
     # found by the chaos year: every push to such a server is unconfirmed, so every replaced credential was kept
     # and a target gathered a dead credential a rotation (4 product credentials after 5 months)
-    setup(twin, cc_ca, azurite, monkeypatch, rotation={"grace_hours": 0})
-    first = await rotate()
-    twin.state.cyclecloud_servers[CC_HOST].masks_secret_fully = True
-    second = await rotate(force=True)
+    first, second = await rotate_behind_a_masking_server(twin, cc_ca, azurite, monkeypatch)
     assert second.push_confirmed is False
     await rotate()
     assert first.new_key_id in credential_ids(twin)  # unexpired: kept, nobody can say CycleCloud does not use it
