@@ -17,6 +17,7 @@ import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
@@ -175,12 +176,6 @@ async def post(url: str, body: dict[str, Any], *, attempts: int = 2) -> bool:
 # -- state and the entry points ----------------------------------------------------------------------------------
 
 
-async def _container(ctx: AppContext) -> Any:
-    from .state_container import ensure_state_container
-
-    return await ensure_state_container(ctx)
-
-
 async def _claim(ctx: AppContext, target: str,
                  decide: Callable[[dict[str, Any]], list[Notification]]) -> list[Notification]:
     """Read the target's notified state, let `decide` change it, and store it only if nobody else did meanwhile
@@ -188,7 +183,11 @@ async def _claim(ctx: AppContext, target: str,
     from azure.core import MatchConditions
     from azure.core.exceptions import ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
 
-    blob = (await _container(ctx)).get_blob_client(notify_blob(target))
+    from .state_container import state_container
+
+    container = state_container(ctx)
+    name = notify_blob(target)
+    blob = container.client().get_blob_client(name)
     for _ in range(CLAIM_ATTEMPTS):
         try:
             downloader = await blob.download_blob()
@@ -205,13 +204,17 @@ async def _claim(ctx: AppContext, target: str,
         data = json.dumps({"schema": 1, **{k: v for k, v in state.items() if k != "schema"}}).encode("utf-8")
         try:
             if etag is None:
-                await blob.upload_blob(data, overwrite=False)
+                await container.on_blob(name, partial(_create, body=data))
             else:
                 await blob.upload_blob(data, overwrite=True, etag=etag, match_condition=MatchConditions.IfNotModified)
             return notes
         except (ResourceExistsError, ResourceModifiedError):
             continue  # another worker changed it first: decide again on what it wrote
     return []
+
+
+async def _create(blob: Any, body: bytes) -> Any:
+    return await blob.upload_blob(body, overwrite=False)
 
 
 async def _send(ctx: AppContext, target: str, decide: Callable[[dict[str, Any]], list[Notification]]) -> int:

@@ -6,9 +6,9 @@ stores (rotation/store.py, migration/store.py, operations/store.py) keep only th
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from azure.core import MatchConditions
 from azure.core.exceptions import (
@@ -23,11 +23,12 @@ from azure.core.exceptions import (
 from .errors import AccessDeniedError, ConflictError, RemediatorError, ServiceError
 
 if TYPE_CHECKING:
-    from azure.storage.blob.aio import BlobServiceClient, ContainerClient
+    from azure.storage.blob.aio import BlobClient, BlobServiceClient, ContainerClient
 
     from .context import AppContext
 
 STORAGE_ERRORS = (HttpResponseError, ServiceRequestError, ServiceResponseError)
+T = TypeVar("T")
 
 
 def storage_error(exc: Exception, what: str, *, then: str = "then try again") -> RemediatorError:
@@ -45,10 +46,14 @@ def storage_error(exc: Exception, what: str, *, then: str = "then try again") ->
                         fix=f"Check AzureWebJobsStorage and the storage account's health; {then}.")
 
 
-async def ensure_state_container(ctx: AppContext) -> ContainerClient:
-    """The settings' state container, created if missing (for the health records and the notification state,
-    which keep their own blob logic)."""
-    return await StateContainer(ctx.clients.blob_service(), ctx.settings.storage.container).ensure()
+def state_container(ctx: AppContext) -> StateContainer:
+    """The settings' state container (for the health records and the notification state, which keep their own
+    blob logic)."""
+    return StateContainer(ctx.clients.blob_service(), ctx.settings.storage.container)
+
+
+def is_missing_container(exc: Exception) -> bool:
+    return isinstance(exc, ResourceNotFoundError) and getattr(exc, "error_code", None) == "ContainerNotFound"
 
 
 @dataclass(frozen=True)
@@ -59,13 +64,14 @@ class JsonBlob:
 
 class StateContainer:
     """One container's JSON blobs. Reading never creates anything (dry runs and status calls change nothing: a
-    missing container is just a missing blob); the first write creates the container."""
+    missing container is just a missing blob); a write that finds no container creates it and writes again (the
+    first write ever, or the first after someone deleted the container by hand), so the usual write is one
+    request instead of a create, answered 409, before each."""
 
     def __init__(self, service: BlobServiceClient, name: str, *, then: str = "then try again") -> None:
         self._service = service
         self.name = name
         self._then = then
-        self._ready = False
 
     def error(self, exc: Exception, what: str) -> RemediatorError:
         return storage_error(exc, what, then=self._then)
@@ -74,17 +80,27 @@ class StateContainer:
         return self._service.get_container_client(self.name)
 
     async def ensure(self) -> ContainerClient:
-        """The container, created on first use."""
+        """The container, created if missing."""
         container = self.client()
-        if not self._ready:
-            try:
-                await container.create_container()
-            except ResourceExistsError:
-                pass
-            except STORAGE_ERRORS as exc:
-                raise self.error(exc, "create the state container") from None
-            self._ready = True
+        try:
+            await container.create_container()
+        except ResourceExistsError:
+            pass
+        except STORAGE_ERRORS as exc:
+            raise self.error(exc, "create the state container") from None
         return container
+
+    async def on_blob(self, blob_name: str, write: Callable[[BlobClient], Awaitable[T]]) -> T:
+        """`write` run on the blob; when it finds no container, the container is created and `write` runs once
+        more. Its other errors (and the second attempt's) reach the caller unchanged, to map as it needs."""
+        blob = self.client().get_blob_client(blob_name)
+        try:
+            return await write(blob)
+        except ResourceNotFoundError as exc:
+            if not is_missing_container(exc):
+                raise
+        await self.ensure()
+        return await write(blob)
 
     async def read_json(self, blob_name: str, what: str) -> JsonBlob | None:
         """The blob's JSON and ETag; None when it (or the container) does not exist."""
@@ -102,14 +118,16 @@ class StateContainer:
                          changed: Callable[[], ConflictError]) -> str:
         """Write the blob if nobody changed it since `etag` was read (or create it when `etag` is None and it does
         not exist); `changed()` is raised otherwise. Returns the new ETag."""
-        blob = (await self.ensure()).get_blob_client(blob_name)
         body = json.dumps(data, indent=1, sort_keys=True).encode("utf-8")
-        try:
+
+        async def upload(blob: BlobClient) -> dict[str, Any]:
             if etag is None:
-                result = await blob.upload_blob(body, overwrite=True, match_condition=MatchConditions.IfMissing)
-            else:
-                result = await blob.upload_blob(body, overwrite=True, etag=etag,
-                                                match_condition=MatchConditions.IfNotModified)
+                return await blob.upload_blob(body, overwrite=True, match_condition=MatchConditions.IfMissing)
+            return await blob.upload_blob(body, overwrite=True, etag=etag,
+                                          match_condition=MatchConditions.IfNotModified)
+
+        try:
+            result = await self.on_blob(blob_name, upload)
         except (ResourceModifiedError, ResourceExistsError):
             raise changed() from None
         except STORAGE_ERRORS as exc:

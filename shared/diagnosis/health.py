@@ -60,41 +60,24 @@ def health_record(report: Report) -> dict[str, Any]:
 # -- storage -------------------------------------------------------------------------------------------------
 
 
-async def _container(ctx: AppContext) -> Any:
-    from ..state_container import ensure_state_container
-
-    return await ensure_state_container(ctx)
-
-
 async def save_health(ctx: AppContext, report: Report) -> None:
-    """Write the record; the container is created only when the write finds it missing (the first record ever):
-    one request per health check instead of a create (answered 409) before each write."""
-    from azure.core.exceptions import ResourceNotFoundError
-
-    from ..state_container import STORAGE_ERRORS, storage_error
+    """Write the record: one request per health check (the container is created only when the write finds it
+    missing)."""
+    from ..state_container import STORAGE_ERRORS, state_container, storage_error
 
     name, body = health_blob(report.target), json.dumps(health_record(report)).encode("utf-8")
-    container = ctx.clients.blob_service().get_container_client(ctx.settings.storage.container)
     try:
-        await container.upload_blob(name, body, overwrite=True)
-        return
-    except ResourceNotFoundError:  # no container yet
-        pass
+        await state_container(ctx).on_blob(name, lambda blob: blob.upload_blob(body, overwrite=True))
     except STORAGE_ERRORS as exc:
         raise storage_error(exc, "write the health record") from None
-    await (await _container(ctx)).upload_blob(name, body, overwrite=True)
 
 
 async def load_health(ctx: AppContext, target: str) -> dict[str, Any] | None:
-    from azure.core.exceptions import ResourceNotFoundError
+    """The target's last health record; None when there is none (reading never creates the container)."""
+    from ..state_container import state_container
 
-    container = await _container(ctx)
-    try:
-        downloader = await container.get_blob_client(health_blob(target)).download_blob()
-        data = json.loads(await downloader.readall())
-    except ResourceNotFoundError:
-        return None
-    return data if isinstance(data, dict) else None
+    found = await state_container(ctx).read_json(health_blob(target), "read the health record")
+    return found.data if found is not None and isinstance(found.data, dict) else None
 
 
 # -- the sweep -----------------------------------------------------------------------------------------------

@@ -18,7 +18,7 @@ from ..state_container import STORAGE_ERRORS, StateContainer
 from .model import Journal
 
 if TYPE_CHECKING:
-    from azure.storage.blob.aio import BlobLeaseClient, BlobServiceClient, ContainerClient
+    from azure.storage.blob.aio import BlobLeaseClient, BlobServiceClient
 
 logger = logging.getLogger(__name__)
 
@@ -37,9 +37,6 @@ class JournalStore:
 
     def __init__(self, service: BlobServiceClient, container: str) -> None:
         self.state = StateContainer(service, container, then="the next run resumes")
-
-    async def container(self) -> ContainerClient:
-        return await self.state.ensure()
 
     @staticmethod
     def journal_blob(target: str) -> str:
@@ -96,10 +93,10 @@ class TargetLock:
         self.lost = asyncio.Event()
 
     async def acquire(self) -> None:
-        container = await self._store.container()
-        blob = container.get_blob_client(self._store.lock_blob(self._target))
+        name = self._store.lock_blob(self._target)
+        blob = self._store.state.client().get_blob_client(name)
         try:
-            await blob.upload_blob(b"", overwrite=False)
+            await self._store.state.on_blob(name, lambda lock: lock.upload_blob(b"", overwrite=False))
         except ResourceExistsError:
             pass  # the usual case; when leased, the upload is refused the same way
         except STORAGE_ERRORS as exc:
