@@ -1,7 +1,8 @@
 """One simulated Functions instance for bench/fleet.py: drains the continuation queue as the host's queue trigger
-does (at most `batch` messages at once: host.json batchSize + newBatchThreshold), each message through what
-function_app.resume_operation calls, deleted when it returns; exits when the queue is empty. Prints its peak
-RSS, CPU and message count as JSON."""
+does with host.json's settings (it fetches up to batchSize messages, works on them at once, and fetches the next
+batch when no more than newBatchThreshold are still running; an empty queue is polled with a growing interval),
+each message through what function_app.resume_operation calls, deleted when it returns; exits when the queue is
+empty. Prints its peak RSS, CPU and message count as JSON."""
 
 from __future__ import annotations
 
@@ -9,11 +10,20 @@ import asyncio
 import json
 import os
 import resource
-import sys
+from pathlib import Path
 from typing import Any
 
+HOST_JSON = Path(__file__).resolve().parent.parent / "host.json"
+FIRST_POLL_SECONDS, LAST_POLL_SECONDS = 0.1, 2.0  # the empty-queue back-off (the host's grows to maxPollingInterval)
 
-async def drain(batch: int) -> int:
+
+def queue_settings() -> tuple[int, int]:
+    """host.json's batchSize and newBatchThreshold."""
+    queues = json.loads(HOST_JSON.read_text())["extensions"]["queues"]
+    return int(queues["batchSize"]), int(queues["newBatchThreshold"])
+
+
+async def drain(batch_size: int, new_batch_threshold: int) -> int:
     from azure.storage.queue import TextBase64DecodePolicy, TextBase64EncodePolicy
     from azure.storage.queue.aio import QueueClient
 
@@ -40,25 +50,30 @@ async def drain(batch: int) -> int:
                 return
             await queue.delete_message(message)
 
+        poll = FIRST_POLL_SECONDS
         while True:
-            free = batch - len(in_flight)
-            received = [m async for m in queue.receive_messages(max_messages=free, visibility_timeout=600)] \
-                if free > 0 else []
+            received = []
+            if len(in_flight) <= new_batch_threshold:
+                received = [m async for m in queue.receive_messages(max_messages=batch_size,
+                                                                    visibility_timeout=600)]
             for message in received:
                 handled += 1
                 task = asyncio.ensure_future(deliver(message))
                 in_flight.add(task)
                 task.add_done_callback(in_flight.discard)
-            if in_flight:
-                await asyncio.wait(in_flight, timeout=0.2, return_when=asyncio.FIRST_COMPLETED)
-            elif not received:
-                if not (await queue.get_queue_properties()).approximate_message_count:
-                    return handled  # nothing queued, nothing invisible: the fleet is done
-                await asyncio.sleep(0.3)  # others hold messages, or continuations wait for their back-off
+            poll = FIRST_POLL_SECONDS if received else min(LAST_POLL_SECONDS, poll * 2)
+            if in_flight and (received or len(in_flight) > new_batch_threshold):
+                await asyncio.wait(in_flight, return_when=asyncio.FIRST_COMPLETED)
+            elif in_flight:  # the queue was empty: look again when one finishes or the poll interval passed
+                await asyncio.wait(in_flight, timeout=poll, return_when=asyncio.FIRST_COMPLETED)
+            elif not (await queue.get_queue_properties()).approximate_message_count:
+                return handled  # nothing queued, nothing invisible: the fleet is done
+            else:
+                await asyncio.sleep(poll)  # others hold messages, or continuations wait for their back-off
 
 
 def run() -> None:
-    handled = asyncio.run(drain(int(sys.argv[1]) if len(sys.argv) > 1 else 6))
+    handled = asyncio.run(drain(*queue_settings()))
     usage = resource.getrusage(resource.RUSAGE_SELF)
     print(json.dumps({"messages": handled, "rss_mb": usage.ru_maxrss / 1024,
                       "cpu": usage.ru_utime + usage.ru_stime}))

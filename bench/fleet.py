@@ -2,8 +2,8 @@
 twin with a fixed delay on every request, two ways, each in fresh processes:
 - concurrency 1: one process runs the CLI's in-process sweep (`rotate_all_due`, MAX_CONCURRENCY=1);
 - fan-out: the timer's `enqueue_due_rotations` queues one operation per target, then WORKERS fresh processes
-  (instances) each drain the queue as the Functions host would (batchSize 4 + newBatchThreshold 2 messages at
-  once, host.json), every one with its own per-service gates (shared/limits.py).
+  (instances) each drain the queue as the Functions host would with host.json's batchSize and newBatchThreshold
+  (bench/_fleet_worker.py), every one with its own per-service gates (shared/limits.py).
 Reports wall time, the speed-up, peak RSS per process, the requests and the 429s the twin answered, and (for
 the health check) the CPU one target's check costs (also from BENCH_BASELINE's `shared/`, when set).
 
@@ -28,7 +28,6 @@ SIZES = [int(n) for n in os.environ.get("BENCH_FLEET_SIZES", "10,50,200").split(
 WORKERS = int(os.environ.get("BENCH_FLEET_WORKERS", "10"))
 SEQUENTIAL_LIMIT = int(os.environ.get("BENCH_SEQUENTIAL_MAX", "200"))  # larger fleets: extrapolated
 SUBSCRIPTIONS = 20
-HOST_BATCH = 6  # host.json batchSize 4 + newBatchThreshold 2: messages one instance works on at once
 
 
 def _guid(n: int, kind: int) -> str:
@@ -159,7 +158,7 @@ def _python(code: str, env: dict[str, str], timeout: float = 3600, cwd: Path = R
 
 
 def _workers(env: dict[str, str], count: int) -> list[dict[str, Any]]:
-    procs = [subprocess.Popen([sys.executable, "-m", "bench._fleet_worker", str(HOST_BATCH)], cwd=ROOT, env=env,
+    procs = [subprocess.Popen([sys.executable, "-m", "bench._fleet_worker"], cwd=ROOT, env=env,
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(count)]
     results = []
     for proc in procs:
@@ -200,7 +199,11 @@ def run_fleet(sizes: list[int], workers: int, delay: float, sequential_max: int 
 
     twin = Twin(Path(tempfile.mkdtemp(prefix="bench-fleet-"))).start()
     azurite, storage = start_azurite()
-    results: dict[str, Any] = {"delay_per_request_seconds": delay, "workers": workers, "per_worker": HOST_BATCH,
+    from bench._fleet_worker import queue_settings
+
+    batch_size, new_batch_threshold = queue_settings()
+    results: dict[str, Any] = {"delay_per_request_seconds": delay, "workers": workers,
+                               "per_worker": batch_size + new_batch_threshold,
                                "subscriptions": SUBSCRIPTIONS, "fleets": {}}
     try:
         per_target = 0.0

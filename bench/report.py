@@ -100,7 +100,8 @@ def render(results: dict[str, Any], config: dict[str, str], command: str) -> str
                       f"{fleet.get('subscriptions')} subscriptions, one tenant)", "",
                   f"Concurrency 1: the CLI's in-process sweep with MAX_CONCURRENCY=1. Fan-out: the timer queues one "
                   f"operation per target; {fleet.get('workers')} fresh worker processes (instances) drain the "
-                  f"queue, {fleet.get('per_worker')} messages at once each (host.json).", "",
+                  f"queue as the host does with host.json's batchSize and newBatchThreshold (at most "
+                  f"{fleet.get('per_worker')} messages at once each).", "",
                   "| targets | concurrency 1 s | fan-out s | speed-up | fan-out peak RSS MB | rotated | 429s "
                   "| CPU s (concurrency 1 / fan-out, all workers) |",
                   "|---|---|---|---|---|---|---|---|"]
