@@ -5,13 +5,13 @@ lazily on first use, and reused for the life of the factory (one process in Azur
 Every client gets the same bounded retry policy (azure-core's, which honours `Retry-After`) and explicit
 connection and read timeouts, so no outbound call can hang or retry forever.
 
-The azure-core clients (Key Vault, ARM, and the credentials built from a CycleCloud secret) send through one
-aiohttp session of the factory's, so its kept-alive connections serve them all: a validation's clients built for
-one target (a subscription's ARM client, a candidate secret's credential and ARM reads) reuse the TLS connections
-the previous target opened instead of each paying a new handshake. The connections carry no identity (every
-request brings its own token; the session keeps no cookies). That session reads the proxy settings of the
-environment (HTTPS_PROXY, NO_PROXY) once per host, where aiohttp's `trust_env` would read them, and look for a
-.netrc, in a worker thread twice on every request.
+The azure-core clients (Key Vault, ARM, the Functions storage account's blobs and queue, and the credentials built
+from a CycleCloud secret) send through one aiohttp session of the factory's, so its kept-alive connections serve
+them all: a validation's clients built for one target (a subscription's ARM client, a candidate secret's credential
+and ARM reads) reuse the TLS connections the previous target opened instead of each paying a new handshake. The
+connections carry no identity (every request brings its own token; the session keeps no cookies). That session reads
+the proxy settings of the environment (HTTPS_PROXY, NO_PROXY) once per host, where aiohttp's `trust_env` would read
+them, and look for a .netrc, in a worker thread twice on every request.
 
 Credentials: in Azure (App Service sets `IDENTITY_ENDPOINT`) the Function's managed identity, user-assigned
 when `AZURE_CLIENT_ID` is set; elsewhere (an operator's laptop, break-glass) the developer credential chain
@@ -366,9 +366,11 @@ class ClientFactory:
 
             storage = self.settings.storage
             if storage.connection_string:
-                client = BlobServiceClient.from_connection_string(storage.connection_string, **SDK_RETRY)
+                client = BlobServiceClient.from_connection_string(storage.connection_string,
+                                                                  transport=self._shared_transport(), **SDK_RETRY)
             elif storage.blob_service_uri:
-                client = BlobServiceClient(storage.blob_service_uri, credential=self.credential, **SDK_RETRY)
+                client = BlobServiceClient(storage.blob_service_uri, credential=self.credential,
+                                           transport=self._shared_transport(), **SDK_RETRY)
             else:
                 from .errors import ConfigError
 
@@ -391,10 +393,11 @@ class ClientFactory:
             codec: dict[str, Any] = {"message_encode_policy": TextBase64EncodePolicy(),
                                      "message_decode_policy": TextBase64DecodePolicy()}
             if storage.connection_string:
-                client = QueueClient.from_connection_string(storage.connection_string, name, **codec, **SDK_RETRY)
+                client = QueueClient.from_connection_string(storage.connection_string, name, **codec,
+                                                            transport=self._shared_transport(), **SDK_RETRY)
             elif self.settings.queue_service_uri:
                 client = QueueClient(self.settings.queue_service_uri, name, credential=self.credential, **codec,
-                                     **SDK_RETRY)
+                                     transport=self._shared_transport(), **SDK_RETRY)
             else:
                 from .errors import ConfigError
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
 import pytest
 from azure.identity.aio import DefaultAzureCredential, ManagedIdentityCredential
@@ -126,3 +127,23 @@ async def test_the_targets_of_one_cyclecloud_server_reuse_one_connection(twin: T
                 await client.close()
     assert sum(1 for r in twin.request_log if r.service == "cyclecloud") == 3
     assert twin.tunnels.count(CC_HOST) == 1, twin.tunnels
+
+
+async def test_storage_calls_ignore_a_netrc_and_share_the_factorys_session(
+        twin: Twin, azurite: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The blob and queue clients send through the shared session: no proxy or .netrc lookup in a worker thread on
+    every request (a third of a storage call's CPU), and no ambient .netrc login added to a request that carries
+    its own Authorization (aiohttp refuses to send such a request: every storage call would fail)."""
+    netrc = tmp_path / "netrc"
+    netrc.write_text("machine 127.0.0.1 login someone password not-for-azure\n")
+    monkeypatch.setenv("NETRC", str(netrc))
+    settings = load_settings(World().env(storage=azurite))
+    async with ClientFactory(settings) as clients:
+        container = clients.blob_service().get_container_client("netrc-check")
+        await container.create_container()
+        await container.upload_blob("probe.json", b"{}", overwrite=True)
+        queue = clients.continuation_queue()
+        await queue.create_queue()
+        await queue.send_message("probe")
+        assert [m.content async for m in queue.receive_messages()] == ["probe"]
+        assert clients._http is not None  # the one session the storage clients rode on
