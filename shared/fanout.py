@@ -16,11 +16,14 @@ client, one poison queue, one list of poisoned messages (GET /api/health).
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import logging
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 from .clock import now_iso
 from .context import AppContext
@@ -36,6 +39,9 @@ from .operations.model import (
 )
 from .operations.queue import ContinuationQueue
 from .operations.store import OperationStore
+
+if TYPE_CHECKING:
+    from .config import Target
 
 logger = logging.getLogger(__name__)
 
@@ -92,6 +98,18 @@ class FanOut:
         return ", ".join(parts)
 
 
+def spread(targets: Sequence[Target]) -> list[Target]:
+    """The targets in queue order: round-robin over their CycleCloud servers (configuration order within one).
+    An instance takes a batch of neighbouring messages at once and holds only its share of each server's limit
+    (shared/limits.py), so a batch of one server's targets would wait on that small share while the other
+    instances' shares sit idle; neighbours on different servers run side by side."""
+    groups: dict[str, list[Target]] = {}
+    for target in targets:
+        server = urlsplit(target.cyclecloud.url).netloc.lower() if target.cyclecloud else ""
+        groups.setdefault(server, []).append(target)
+    return [t for turn in itertools.zip_longest(*groups.values()) for t in turn if t is not None]
+
+
 def _store(ctx: AppContext) -> OperationStore:
     return OperationStore(ctx.clients.blob_service(), ctx.settings.storage.container)
 
@@ -116,7 +134,7 @@ async def enqueue_due_rotations(ctx: AppContext) -> FanOut:
     result = FanOut()
     store, queue = _store(ctx), _queue(ctx)
     targets = []
-    for target in ctx.settings.targets:
+    for target in spread(ctx.settings.targets):
         if target.uses_secret:
             targets.append(target.name)
         else:
@@ -166,7 +184,7 @@ async def enqueue_health_checks(ctx: AppContext) -> FanOut:
             return
         result.queued.append(name)
 
-    await _bounded([t.name for t in ctx.settings.targets], one)
+    await _bounded([t.name for t in spread(ctx.settings.targets)], one)
     logger.info("health sweep %s: %s", sweep, result.summary())
     return result
 

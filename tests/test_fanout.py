@@ -145,3 +145,20 @@ def test_health_check_messages_parse_strictly() -> None:
         assert not is_health_check(other)
     assert FanOut(queued=["a"], skipped={"b": "x"}, errors={"c": "service_error"}).summary() == \
         "1 queued, 1 skipped, 1 not queued (c)"
+
+
+def test_the_queue_order_alternates_cyclecloud_servers() -> None:
+    # an instance takes neighbouring messages as one batch and holds a small share of each server's limit: a batch
+    # of one server's targets would queue behind that share while the other instances' shares sit idle
+    from shared.config import CycleCloudConnection, Mode, Target
+    from shared.fanout import spread
+
+    def target(name: str, host: str | None) -> Target:
+        return Target(name=name, mode=Mode.SERVICE_PRINCIPAL, tenant_id=TENANT, subscription_ids=(SUBSCRIPTION,),
+                      cyclecloud=CycleCloudConnection(url=f"https://{host}") if host else None)
+
+    fleet = [target("a1", "a.contoso.com"), target("a2", "A.contoso.com"), target("a3", "a.contoso.com"),
+             target("b1", "b.contoso.com"), target("m1", None), target("b2", "b.contoso.com")]
+    order = [t.name for t in spread(fleet)]
+    assert order == ["a1", "b1", "m1", "a2", "b2", "a3"]
+    assert sorted(order) == sorted(t.name for t in fleet), "every target exactly once"
