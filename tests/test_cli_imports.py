@@ -82,3 +82,13 @@ def test_every_command_in_the_table_has_its_module_and_arguments(name: str,
     (["rotate", "--dry-run", "hpc-prod"], "rotate"), (["--verbose", "-h"], None), (["--", "validate"], None)])
 def test_the_command_is_the_first_word_that_is_not_a_top_level_option(argv: list[str], command: str | None) -> None:
     assert command_named(argv) == command
+
+
+def test_the_rotation_reads_the_migration_journal_without_importing_the_migration_runner() -> None:
+    # every rotation checks whether its target moved to managed identity; the runner (compute, roles) is not needed
+    code = ("import sys, json; import shared.rotation.protocol, shared.migration.model, shared.migration.store; "
+            "print(json.dumps(sorted(sys.modules)))")
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    modules = set(json.loads(done.stdout))
+    assert "shared.migration.store" in modules
+    assert {"shared.migration.runner", "shared.adapters.compute"} & modules == set()
