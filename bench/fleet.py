@@ -1,9 +1,10 @@
 """Fleet: the rotation sweep over 10, 50 and 200 due targets (spread over 20 subscriptions) against the Azure
 twin with a fixed delay on every request, two ways, each in fresh processes:
 - concurrency 1: one process runs the CLI's in-process sweep (`rotate_all_due`, MAX_CONCURRENCY=1);
-- fan-out: the timer's `enqueue_due_rotations` queues one operation per target, then WORKERS fresh processes
-  (instances) each drain the queue as the Functions host would with host.json's batchSize and newBatchThreshold
-  (bench/_fleet_worker.py), every one with its own per-service gates (shared/limits.py).
+- fan-out: the timer's `enqueue_due_rotations` queues one operation per target while WORKERS fresh processes
+  (instances, started with it: each pays its cold start inside the measured time) drain the queue as the
+  Functions host would with host.json's batchSize and newBatchThreshold (bench/_fleet_worker.py), every one with
+  its own per-service gates (shared/limits.py).
 Reports wall time, the speed-up, peak RSS per process, the requests and the 429s the twin answered, and (for
 the health check) the CPU one target's check costs (also from BENCH_BASELINE's `shared/`, when set).
 
@@ -157,12 +158,28 @@ def _python(code: str, env: dict[str, str], timeout: float = 3600, cwd: Path = R
     return dict(json.loads(out.stdout.strip().splitlines()[-1]))
 
 
-def _workers(env: dict[str, str], count: int) -> list[dict[str, Any]]:
+def _fan_out(env: dict[str, str], count: int) -> list[dict[str, Any]]:
+    """The timer's enqueue and `count` workers started with it (the host's queue listeners run while the timer
+    fires); the workers stop once the timer is done and the queue is empty."""
+    from azure.storage.queue import QueueClient
+
+    QueueClient.from_connection_string(env["AzureWebJobsStorage"], env["CONTINUATION_QUEUE"]).create_queue()
+    where = Path(tempfile.mkdtemp(prefix="bench-fanout-"))
+    done_marker = where / "timer-done"
+    env = {**env, "BENCH_TIMER_DONE": str(done_marker)}
+    logs = [open(where / f"worker-{n}.log", "w+") for n in range(count)]  # closed once each worker ended
     procs = [subprocess.Popen([sys.executable, "-m", "bench._fleet_worker"], cwd=ROOT, env=env,
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(count)]
+                              stdout=subprocess.PIPE, stderr=log, text=True) for log in logs]
+    try:
+        _python(_ENQUEUE, env)
+    finally:
+        done_marker.touch()
     results = []
-    for proc in procs:
-        out, err = proc.communicate(timeout=3600)
+    for proc, log in zip(procs, logs, strict=True):
+        out, _ = proc.communicate(timeout=3600)
+        log.seek(0)
+        err = log.read()
+        log.close()
         if proc.returncode != 0:
             raise RuntimeError(f"worker failed ({proc.returncode}): {err[-2000:]}")
         results.append(dict(json.loads(out.strip().splitlines()[-1])))
@@ -241,8 +258,7 @@ def run_fleet(sizes: list[int], workers: int, delay: float, sequential_max: int 
             env = fresh("fan")
             env["MAXIMUM_INSTANCE_COUNT"] = str(workers)  # each worker takes its share of the service limits
             started = time.perf_counter()
-            _python(_ENQUEUE, env)
-            done = _workers(env, workers)
+            done = _fan_out(env, workers)
             entry["fanout"] = {"seconds": round(time.perf_counter() - started, 2),
                                "peak_rss_mb": round(max(w["rss_mb"] for w in done), 1),
                                "messages": sum(w["messages"] for w in done),
