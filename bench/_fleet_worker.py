@@ -1,9 +1,8 @@
 """One simulated Functions instance for bench/fleet.py: drains the continuation queue as the host's queue trigger
 does with host.json's settings (it fetches up to batchSize messages, works on them at once, and fetches the next
 batch when no more than newBatchThreshold are still running; an empty queue is polled with a growing interval),
-each message through what function_app.resume_operation calls, deleted when it returns. It starts with the timer
-(the host's queue listeners run while a timer fires elsewhere) and exits once the file named by
-BENCH_TIMER_DONE exists and the queue is empty. Prints its peak RSS, CPU and message count as JSON."""
+each message through what function_app.resume_operation calls, deleted when it returns; exits when the queue is
+empty. Prints its peak RSS, CPU and message count as JSON."""
 
 from __future__ import annotations
 
@@ -16,11 +15,6 @@ from typing import Any
 
 HOST_JSON = Path(__file__).resolve().parent.parent / "host.json"
 FIRST_POLL_SECONDS, LAST_POLL_SECONDS = 0.1, 2.0  # the empty-queue back-off (the host's grows to maxPollingInterval)
-
-
-def timer_done() -> bool:
-    marker = os.environ.get("BENCH_TIMER_DONE")
-    return not marker or os.path.exists(marker)
 
 
 def queue_settings() -> tuple[int, int]:
@@ -73,8 +67,8 @@ async def drain(batch_size: int, new_batch_threshold: int) -> int:
                 await asyncio.wait(in_flight, return_when=asyncio.FIRST_COMPLETED)
             elif in_flight:  # the queue was empty: look again when one finishes or the poll interval passed
                 await asyncio.wait(in_flight, timeout=poll, return_when=asyncio.FIRST_COMPLETED)
-            elif timer_done() and not (await queue.get_queue_properties()).approximate_message_count:
-                return handled  # all queued, nothing left, nothing invisible: the fleet is done
+            elif not (await queue.get_queue_properties()).approximate_message_count:
+                return handled  # nothing queued, nothing invisible: the fleet is done
             else:
                 await asyncio.sleep(poll)  # others hold messages, or continuations wait for their back-off
 

@@ -1,10 +1,9 @@
 """Fleet: the rotation sweep over 10, 50 and 200 due targets (spread over 20 subscriptions) against the Azure
 twin with a fixed delay on every request, two ways, each in fresh processes:
 - concurrency 1: one process runs the CLI's in-process sweep (`rotate_all_due`, MAX_CONCURRENCY=1);
-- fan-out: the timer's `enqueue_due_rotations` queues one operation per target while WORKERS fresh processes
-  (instances, started with it: each pays its cold start inside the measured time) drain the queue as the
-  Functions host would with host.json's batchSize and newBatchThreshold (bench/_fleet_worker.py), every one with
-  its own per-service gates (shared/limits.py).
+- fan-out: the timer's `enqueue_due_rotations` queues one operation per target, then WORKERS fresh processes
+  (instances) each drain the queue as the Functions host would with host.json's batchSize and newBatchThreshold
+  (bench/_fleet_worker.py), every one with its own per-service gates (shared/limits.py).
 Reports wall time, the speed-up, peak RSS per process, the requests and the 429s the twin answered, and (for
 the health check) the CPU one target's check costs (also from BENCH_BASELINE's `shared/`, when set).
 
@@ -159,21 +158,12 @@ def _python(code: str, env: dict[str, str], timeout: float = 3600, cwd: Path = R
 
 
 def _fan_out(env: dict[str, str], count: int) -> list[dict[str, Any]]:
-    """The timer's enqueue and `count` workers started with it (the host's queue listeners run while the timer
-    fires); the workers stop once the timer is done and the queue is empty."""
-    from azure.storage.queue import QueueClient
-
-    QueueClient.from_connection_string(env["AzureWebJobsStorage"], env["CONTINUATION_QUEUE"]).create_queue()
+    """The timer's enqueue, then `count` workers (instances) that drain the queue and stop when it is empty."""
+    _python(_ENQUEUE, env)
     where = Path(tempfile.mkdtemp(prefix="bench-fanout-"))
-    done_marker = where / "timer-done"
-    env = {**env, "BENCH_TIMER_DONE": str(done_marker)}
     logs = [open(where / f"worker-{n}.log", "w+") for n in range(count)]  # closed once each worker ended
     procs = [subprocess.Popen([sys.executable, "-m", "bench._fleet_worker"], cwd=ROOT, env=env,
                               stdout=subprocess.PIPE, stderr=log, text=True) for log in logs]
-    try:
-        _python(_ENQUEUE, env)
-    finally:
-        done_marker.touch()
     results = []
     for proc, log in zip(procs, logs, strict=True):
         out, _ = proc.communicate(timeout=3600)
