@@ -72,12 +72,15 @@ class StateContainer:
         self._service = service
         self.name = name
         self._then = then
+        self._container: ContainerClient | None = None  # built once: each costs a pipeline wrapper
 
     def error(self, exc: Exception, what: str) -> RemediatorError:
         return storage_error(exc, what, then=self._then)
 
     def client(self) -> ContainerClient:
-        return self._service.get_container_client(self.name)
+        if self._container is None:
+            self._container = self._service.get_container_client(self.name)
+        return self._container
 
     async def ensure(self) -> ContainerClient:
         """The container, created if missing."""
