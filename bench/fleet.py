@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 import subprocess
 import sys
 import tempfile
@@ -176,6 +177,37 @@ def _fan_out(env: dict[str, str], count: int) -> list[dict[str, Any]]:
     return results
 
 
+def _cpu_of(pids: list[int]) -> float:
+    """CPU seconds the running processes `pids` used so far (Linux /proc; 0 elsewhere)."""
+    total = 0.0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        except (OSError, ValueError, IndexError):
+            continue
+    return total
+
+
+class CpuMeter:
+    """The CPU of everything a fan-out runs on this machine: the timer and the workers (this process's children),
+    the twin (threads of this process) and Azurite (its node processes)."""
+
+    def __init__(self, azurite_pids: list[int]) -> None:
+        self._pids = azurite_pids
+        self._start = self._now()
+
+    def _now(self) -> tuple[float, float, float]:
+        own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+        return (children.ru_utime + children.ru_stime, own.ru_utime + own.ru_stime, _cpu_of(self._pids))
+
+    def used(self) -> dict[str, float]:
+        end = self._now()
+        product, twin, azurite = (round(b - a, 1) for a, b in zip(self._start, end, strict=True))
+        return {"product_cpu_seconds": product, "twin_cpu_seconds": twin, "azurite_cpu_seconds": azurite,
+                "all_cpu_seconds": round(product + twin + azurite, 1)}
+
+
 def _operations(storage: str, container: str) -> dict[str, int]:
     """How the queued operations ended (their records in the state container)."""
     from azure.storage.blob import BlobServiceClient
@@ -247,9 +279,12 @@ def run_fleet(sizes: list[int], workers: int, delay: float, sequential_max: int 
                                        "errors": len(sweep["errors"]), **_statuses(twin)}
             env = fresh("fan")
             env["MAXIMUM_INSTANCE_COUNT"] = str(workers)  # each worker takes its share of the service limits
+            meter = CpuMeter([proc.pid for proc in azurite.processes])
             started = time.perf_counter()
             done = _fan_out(env, workers)
-            entry["fanout"] = {"seconds": round(time.perf_counter() - started, 2),
+            seconds = time.perf_counter() - started
+            cpu = meter.used()
+            entry["fanout"] = {"seconds": round(seconds, 2), **cpu,
                                "peak_rss_mb": round(max(w["rss_mb"] for w in done), 1),
                                "messages": sum(w["messages"] for w in done),
                                "cpu_seconds": round(sum(w["cpu"] for w in done), 1),  # all workers together

@@ -3,11 +3,15 @@ medians and ratios, and for each of issue 15's goals whether this run met it."""
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 import sys
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
+
+TIMING_FILE = Path(__file__).resolve().parent.parent / ".pytest-timing.json"  # written by tests/conftest.py
 
 
 def _machine() -> str:
@@ -113,13 +117,17 @@ def render(results: dict[str, Any], config: dict[str, str], command: str) -> str
                          f"{fan.get('seconds')} | {speedup} | {fan.get('peak_rss_mb')} | {fan.get('rotated')} | "
                          f"{fan.get('429s')} | {seq.get('cpu_seconds', '-')} / {fan.get('cpu_seconds', '-')} |")
         largest = max((fleet.get("fleets") or {"0": {}}).items(), key=lambda item: int(item[0]))[1]
-        cpu = (largest.get("fanout") or {}).get("cpu_seconds")
-        if cpu:
+        fan = largest.get("fanout") or {}
+        if fan.get("all_cpu_seconds"):
             cores = os.cpu_count() or 1
-            lines.append(f"\nThe fan-out of {largest['targets']} targets used {cpu} s of CPU across its workers (each "
-                         f"pays a cold start): on this machine's {cores} CPUs that alone needs at least "
-                         f"{cpu / cores:.1f} s of wall time. Here the simulated instances share {cores} cores (and "
-                         "the twin's); on the platform each instance has its own.")
+            lines.append(f"\nWhere the fan-out of {largest['targets']} targets spent this machine's CPU: "
+                         f"{fan['product_cpu_seconds']} s in the product's processes (the timer and the "
+                         f"{fleet.get('workers')} workers, each paying a cold start), {fan['twin_cpu_seconds']} s "
+                         f"in the twin and {fan['azurite_cpu_seconds']} s in Azurite, {fan['all_cpu_seconds']} s "
+                         f"in all: on {cores} CPUs at least {fan['all_cpu_seconds'] / cores:.1f} s of the "
+                         f"{fan['seconds']} s it took. The fan-out is bound by this machine's CPU, not by the "
+                         "requests' latency: on the platform each instance has CPUs of its own, and Azure's "
+                         "services run elsewhere.")
         for tree, health in (fleet.get("health") or {}).items():
             lines.append(f"\nHealth check ({tree}): {health['cpu_seconds_per_target']} s CPU and "
                          f"{health['wall_seconds_per_target']} s wall per target over {health['targets']} targets.")
@@ -131,14 +139,32 @@ def render(results: dict[str, Any], config: dict[str, str], command: str) -> str
                   f"({validate['slowest_check']}); wall / slowest {validate['wall_over_slowest']}; the checks "
                   f"one after another would take {validate['sum_over_wall']}x as long ({validate['twin_requests']} "
                   "requests)."]
-    rotate_cpu = _get(results, "first_call", "rotate (now)", "median_cpu_seconds")
-    lines += ["", "## The test suite", "",
-              "Not timed by `make bench` (that is `make test`). Most of it is the crash matrix "
-              "(tests/test_rotation_crash.py): every case starts fresh `python -m shared rotate` processes, and "
-              f"each pays a cold start ({rotate_cpu} s of CPU for a whole first rotation above, most of it imports "
-              "and msgraph's model graph). Two ways to make it cheaper without dropping a case: the Graph adapter "
-              "parsing the small models of shared/adapters/graph_models.py (a cold rotate then costs about 0.7 s of "
-              "CPU instead of about 1.8 s), and a pre-imported process (a zygote started once per session, "
-              "outside pytest's threads, that forks one child per case with the case's environment; the test "
-              "kills the child's pid exactly as it kills the process today).", ""]
+    first_rotate = [_get(results, "first_call", f"rotate ({tree})", "median_cpu_seconds")
+                    for tree in ("now", "baseline")]
+    lines += ["", "## The test suite", "", *suite_lines(*first_rotate)]
     return "\n".join(lines)
+
+
+def suite_lines(rotate_cpu: float | None, baseline_cpu: float | None, timing_file: Path = TIMING_FILE) -> list[str]:
+    """The last whole `make test` on this machine (tests/conftest.py writes .pytest-timing.json)."""
+    try:
+        timing = json.loads(timing_file.read_text())
+    except (OSError, ValueError):
+        timing = None
+    lines = []
+    if timing:
+        load = ", ".join(str(x) for x in timing.get("load_average", []))
+        lines += [f"The last whole `make test` on this machine ({timing['finished']}, {timing['cpus']} CPUs, load "
+                  f"average at its end {load}): **{timing['tests']} tests in {timing['seconds']} s** "
+                  f"({timing['failed']} failed). Its slowest tests:", "", "| test | s |", "|---|---|"]
+        lines += [f"| `{t['test']}` | {t['seconds']} |" for t in timing.get("slowest", [])]
+        lines.append("")
+    else:
+        lines += ["No whole `make test` has run in this checkout yet (it writes .pytest-timing.json).", ""]
+    lines += ["Every case is kept. The crash matrices (tests/test_rotation_crash.py and the migration's) start fresh "
+              "`python -m shared` processes and kill each at one request; a case costs a cold start, and that got "
+              f"cheaper for production's sake: a whole first rotation costs {rotate_cpu} s of CPU now and "
+              f"{baseline_cpu} s before issue 15 (above), most of the difference imports and msgraph's "
+              "`Application` model graph (the Graph adapter parses the small models of "
+              "shared/adapters/graph_models.py; the CLI imports a command's modules only when it runs).", ""]
+    return lines

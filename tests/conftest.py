@@ -4,9 +4,11 @@ guard that fails the run on any connection outside 127.0.0.1."""
 from __future__ import annotations
 
 import ipaddress
+import json
 import logging
 import os
 import socket
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -67,7 +69,30 @@ def pytest_configure(config: pytest.Config) -> None:
     socket.socket.connect_ex = _guarded_connect_ex  # type: ignore[method-assign,assignment]
 
 
+# The suite's own time, for docs/performance.md (`make bench` reports the last whole run on this machine)
+TIMING_FILE = Path(__file__).resolve().parent.parent / ".pytest-timing.json"
+_started = time.time()
+_durations: dict[str, float] = {}
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    _durations[report.nodeid] = _durations.get(report.nodeid, 0.0) + report.duration
+
+
+def _write_timing(session: pytest.Session, exitstatus: int) -> None:
+    if session.config.args_source is not pytest.Config.ArgsSource.TESTPATHS or session.config.getoption("keyword") \
+            or session.config.getoption("markexpr"):
+        return  # only a run of the whole suite says what the suite costs
+    slowest = sorted(_durations.items(), key=lambda item: item[1], reverse=True)[:10]
+    TIMING_FILE.write_text(json.dumps({
+        "finished": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "seconds": round(time.time() - _started),
+        "tests": session.testscollected, "failed": session.testsfailed, "exit_status": int(exitstatus),
+        "cpus": os.cpu_count(), "load_average": [round(x, 2) for x in os.getloadavg()],
+        "slowest": [{"test": name, "seconds": round(seconds, 1)} for name, seconds in slowest]}, indent=1))
+
+
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    _write_timing(session, int(exitstatus))
     if _violations:
         reporter = session.config.pluginmanager.get_plugin("terminalreporter")
         if reporter is not None:

@@ -40,3 +40,17 @@ def test_the_report_says_which_goal_is_met() -> None:
     verdicts = [verdict for _, _, verdict in goals(results)]
     assert verdicts == ["**met**", "**not met**", "**not met**", "**met**", "**met**", "**met**", "**not met**"]
     assert "| 200 targets rotated >= 10x faster than concurrency 1 | 12.0x | **met** |" in render(results, {}, "x")
+
+
+def test_the_report_gives_the_suites_time_from_the_last_whole_run(tmp_path: Path) -> None:
+    from bench.report import suite_lines
+
+    timing = tmp_path / "timing.json"
+    assert "No whole `make test`" in "\n".join(suite_lines(0.8, 2.3, timing))
+    timing.write_text(json.dumps({"finished": "2026-12-01 12:00 UTC", "seconds": 612, "tests": 820, "failed": 0,
+                                  "exit_status": 0, "cpus": 2, "load_average": [1.5, 1.2, 1.0],
+                                  "slowest": [{"test": "tests/test_rotation_crash.py::test_matrix", "seconds": 71.0}]}))
+    text = "\n".join(suite_lines(0.8, 2.3, timing))
+    assert "**820 tests in 612 s** (0 failed)" in text
+    assert "| `tests/test_rotation_crash.py::test_matrix` | 71.0 |" in text
+    assert "costs 0.8 s of CPU now and 2.3 s before issue 15" in text
