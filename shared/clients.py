@@ -26,6 +26,7 @@ home identity. See docs/tenants.md.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import re
@@ -534,6 +535,10 @@ class _SharedTransport:
 
     async def close(self) -> None:
         return None
+
+    async def sleep(self, duration: float) -> None:
+        """azure-core's and the storage SDK's retry policies wait between attempts through their transport."""
+        await asyncio.sleep(duration)
 
     async def send(self, request: Any, **kwargs: Any) -> Any:
         if not kwargs.get("proxy") and not kwargs.get("proxies"):  # a client's own proxy settings win

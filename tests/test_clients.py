@@ -147,3 +147,15 @@ async def test_storage_calls_ignore_a_netrc_and_share_the_factorys_session(
         await queue.send_message("probe")
         assert [m.content async for m in queue.receive_messages()] == ["probe"]
         assert clients._http is not None  # the one session the storage clients rode on
+
+
+async def test_the_shared_transport_is_a_whole_azure_core_transport(world_settings: Settings) -> None:
+    """Every method azure-core's AsyncHttpTransport has: the SDKs' retry policies call `sleep` on the transport of
+    a client built on the shared session (a per-target credential, the storage clients) between attempts."""
+    from azure.core.pipeline.transport import AsyncHttpTransport
+
+    async with ClientFactory(world_settings) as clients:
+        transport = clients._shared_transport()
+        wanted = {name for name in dir(AsyncHttpTransport) if not name.startswith("_")} | {"__aenter__", "__aexit__"}
+        assert {name for name in wanted if not hasattr(transport, name)} == set()
+        await transport.sleep(0)
