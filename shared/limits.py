@@ -24,8 +24,9 @@ import logging
 import re
 import time
 import weakref
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from typing import Any
@@ -200,6 +201,28 @@ def limited_transport(service: str, key_of: KeyOf, *, inner: Any = None, **conne
     return LimitedTransport()
 
 
+class SentAttempts:
+    """How many times the requests made inside `count_sent()` went out (every retry of the SDK's counts)."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+
+_SENT: ContextVar[SentAttempts | None] = ContextVar("sent_attempts", default=None)
+
+
+@contextmanager
+def count_sent() -> Iterator[SentAttempts]:
+    """Count the HTTP attempts of the Graph calls made inside (the gate sits under msgraph's retry handler, so
+    it sees each one): a POST sent once cannot have created anything twice."""
+    sent = SentAttempts()
+    token = _SENT.set(sent)
+    try:
+        yield sent
+    finally:
+        _SENT.reset(token)
+
+
 def limit_httpx_client(client: Any, service: str, key: str) -> Any:
     """Put the gate under an httpx client's transports (the plain one and any proxy mounts from the environment:
     passing `transport=` to httpx would drop those), below msgraph's middleware, which wraps them the same way."""
@@ -212,6 +235,9 @@ def limit_httpx_client(client: Any, service: str, key: str) -> Any:
         async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
             limiter = gate(service, key)
             async with limiter.slot():
+                sent = _SENT.get()
+                if sent is not None:
+                    sent.count += 1  # before sending: an attempt that fails may still have reached Graph
                 response = await self._inner.handle_async_request(request)
             if response.status_code == 429:
                 limiter.hold(retry_after_seconds(response.headers))

@@ -418,6 +418,29 @@ async def test_add_password_that_succeeded_behind_a_5xx_leaves_one_new_credentia
     check_invariants(twin, settled=True, initial_key_ids={KEY_ID})
 
 
+async def test_add_password_whose_connection_dropped_after_it_succeeded_leaves_one_new_credential(
+        twin: Twin, cc_ca: str, azurite: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    # no HTTP retry sees this one (the connection is gone, not answered): the run retries from its journal and
+    # calls addPassword a second time; the first call's credential, whose value nobody received, must not stay
+    setup(twin, cc_ca, azurite, monkeypatch)
+    fault = twin.faults.add(Fault(service="graph", operation="addPassword", drop=True, after=True, times=1))
+    outcome = await rotate()
+    assert fault.hits == 1
+    assert outcome.status is RotationStatus.ROTATED, outcome.to_dict()
+    assert requests_of(twin, "graph", "addPassword") == 2
+    assert sorted(credential_ids(twin)) == sorted([KEY_ID, str(outcome.new_key_id)])
+    check_invariants(twin, settled=True, initial_key_ids={KEY_ID})
+
+
+async def test_a_rotation_whose_add_password_went_out_once_does_not_list_the_app_for_duplicates(
+        twin: Twin, cc_ca: str, azurite: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    setup(twin, cc_ca, azurite, monkeypatch)
+    outcome = await rotate()
+    assert outcome.status is RotationStatus.ROTATED, outcome.to_dict()
+    graph = [r.operation for r in twin.request_log if r.service == "graph"]
+    assert graph == ["getApplication", "addPassword"], graph  # the read before, the POST; nothing to look for after
+
+
 # -- 10. errors that are not CycleCloud's, and permanent Graph refusals --------------------------------------
 
 

@@ -89,6 +89,7 @@ class NewSecret:
 
     credential: AppCredential
     value: str = field(repr=False)
+    sent: int = 1  # how many times the POST went out: after a retry, Graph may hold more than this credential
 
 
 @dataclass(frozen=True)
@@ -431,8 +432,11 @@ class GraphAdapter:
         body = AddPasswordPostRequestBody(
             password_credential=PasswordCredential(display_name=display_name, end_date_time=end)
         )
+        from ..limits import count_sent
+
         try:
-            model = await self._app_item(app_object_id).add_password.post(body)
+            with count_sent() as sent:
+                model = await self._app_item(app_object_id).add_password.post(body)
         except APIError as exc:
             status, code, message = _odata(exc)
             if code in (LIFETIME_POLICY_CODE, ADDITION_POLICY_CODE):
@@ -449,7 +453,7 @@ class GraphAdapter:
         credential = _credential(model)
         logger.info("added password credential %s (hint %s) to app %s", credential.key_id, credential.hint,
                     app_object_id)
-        return NewSecret(credential=credential, value=value)
+        return NewSecret(credential=credential, value=value, sent=sent.count)
 
     async def _policy_denied(self, app_object_id: str, code: str, message: str,
                              status: int | None) -> PolicyDeniedError:

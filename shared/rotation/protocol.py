@@ -162,6 +162,8 @@ class RotationRun:
         self.findings: list[dict[str, str]] = []
         self._value: str | None = None  # the new secret, in memory only
         self._pushed_in_this_run = False
+        self._started_here: set[str] = set()  # operations whose intent this run saved
+        self._adds: dict[str, int] = {}  # addPassword calls per operation in this run
 
     # -- small helpers ------------------------------------------------------------------------------------
 
@@ -375,6 +377,7 @@ class RotationRun:
                        requested_by=self.requested_by)
         self.op = op
         await self.save(journal.start(op))  # INTENT: the operation id is durable before addPassword
+        self._started_here.add(op.id)
         self.note(f"intent: operation {op.id} ({decision.reason})")
         return await self.advance(app, pending_versions)
 
@@ -634,15 +637,24 @@ class RotationRun:
         lifetime = op.lifetime_days or effective_lifetime_days(self.policy, self.journal.policy_max_lifetime_days)
         clamped = op.lifetime_clamped_by_policy
         self._check_lock()
+        self._adds[op.id] = self._adds.get(op.id, 0) + 1
         try:
             new = await self.graph.add_password(app.object_id, credential_display_name(op.id),
                                                 new_credential_end(clock.now(), lifetime))
         except PolicyDeniedError as exc:
+            self._adds[op.id] += 1
             new, lifetime = await self._create_within_policy(app, exc, lifetime)
             clamped = True
         register_secret(new.value)
         await self._store_pending(app, new, lifetime, clamped)
-        await self._remove_duplicates(app, new)
+        if not self._only_credential_of(op.id, new):
+            await self._remove_duplicates(app, new)
+
+    def _only_credential_of(self, operation_id: str, new: NewSecret) -> bool:
+        """Whether `new` is certainly the only credential this operation created: its intent was saved by this
+        run (no earlier run of it can have added one), this is its first addPassword here, and the POST went out
+        once. Otherwise Graph is listed for duplicates."""
+        return (operation_id in self._started_here and self._adds.get(operation_id) == 1 and new.sent == 1)
 
     async def _create_within_policy(self, app: AppRegistration, exc: PolicyDeniedError, lifetime: int
                                     ) -> tuple[NewSecret, int]:
