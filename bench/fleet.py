@@ -1,9 +1,10 @@
 """Fleet: the rotation sweep over 10, 50 and 200 due targets (spread over 20 subscriptions) against the Azure
 twin with a fixed delay on every request, two ways, each in fresh processes:
 - concurrency 1: one process runs the CLI's in-process sweep (`rotate_all_due`, MAX_CONCURRENCY=1);
-- fan-out: the timer's `enqueue_due_rotations` queues one operation per target, then WORKERS fresh processes
-  (instances) each drain the queue as the Functions host would with host.json's batchSize and newBatchThreshold
-  (bench/_fleet_worker.py), every one with its own per-service gates (shared/limits.py).
+- fan-out: the timer's `enqueue_due_rotations` queues one operation per target, then fresh processes (instances:
+  as many as the queue holds host.json batches, as target-based scaling decides, at most WORKERS) each drain the
+  queue as the Functions host would with host.json's batchSize and newBatchThreshold (bench/_fleet_worker.py),
+  every one with its own share of the per-service limits (shared/limits.py) for WORKERS instances.
 Reports wall time, the speed-up, peak RSS per process, the requests and the 429s the twin answered, and (for
 the health check) the CPU one target's check costs (also from BENCH_BASELINE's `shared/`, when set).
 
@@ -279,12 +280,14 @@ def run_fleet(sizes: list[int], workers: int, delay: float, sequential_max: int 
                                        "errors": len(sweep["errors"]), **_statuses(twin)}
             env = fresh("fan")
             env["MAXIMUM_INSTANCE_COUNT"] = str(workers)  # each worker takes its share of the service limits
+            # target-based scaling: as many instances as the queue holds batches, at most the deployment's bound
+            instances = min(workers, -(-size // batch_size))
             meter = CpuMeter([proc.pid for proc in azurite.processes])
             started = time.perf_counter()
-            done = _fan_out(env, workers)
+            done = _fan_out(env, instances)
             seconds = time.perf_counter() - started
             cpu = meter.used()
-            entry["fanout"] = {"seconds": round(seconds, 2), **cpu,
+            entry["fanout"] = {"seconds": round(seconds, 2), "instances": instances, **cpu,
                                "peak_rss_mb": round(max(w["rss_mb"] for w in done), 1),
                                "messages": sum(w["messages"] for w in done),
                                "cpu_seconds": round(sum(w["cpu"] for w in done), 1),  # all workers together

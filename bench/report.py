@@ -103,18 +103,20 @@ def render(results: dict[str, Any], config: dict[str, str], command: str) -> str
         lines += ["", f"## Fleet ({fleet.get('delay_per_request_seconds')} s on every request, "
                       f"{fleet.get('subscriptions')} subscriptions, one tenant)", "",
                   f"Concurrency 1: the CLI's in-process sweep with MAX_CONCURRENCY=1. Fan-out: the timer queues one "
-                  f"operation per target; {fleet.get('workers')} fresh worker processes (instances) drain the "
+                  f"operation per target; fresh worker processes (instances: one per host.json batch the queue "
+                  f"holds, as target-based scaling decides, at most {fleet.get('workers')}) drain the "
                   f"queue as the host does with host.json's batchSize and newBatchThreshold (at most "
                   f"{fleet.get('per_worker')} messages at once each).", "",
-                  "| targets | concurrency 1 s | fan-out s | speed-up | fan-out peak RSS MB | rotated | 429s "
-                  "| CPU s (concurrency 1 / fan-out, all workers) |",
-                  "|---|---|---|---|---|---|---|---|"]
+                  "| targets | concurrency 1 s | fan-out s | instances | speed-up | fan-out peak RSS MB | rotated "
+                  "| 429s | CPU s (concurrency 1 / fan-out, all workers) |",
+                  "|---|---|---|---|---|---|---|---|---|"]
         for size, entry in (fleet.get("fleets") or {}).items():
             seq, fan = entry.get("sequential") or {}, entry.get("fanout") or {}
             extrapolated = entry.get("sequential_extrapolated_seconds")
             speedup = entry.get("speedup") or entry.get("speedup_extrapolated", "-")
             lines.append(f"| {size} | {seq.get('seconds') or f'~{extrapolated} (extrapolated)'} | "
-                         f"{fan.get('seconds')} | {speedup} | {fan.get('peak_rss_mb')} | {fan.get('rotated')} | "
+                         f"{fan.get('seconds')} | {fan.get('instances', '-')} | {speedup} | {fan.get('peak_rss_mb')} | "
+                         f"{fan.get('rotated')} | "
                          f"{fan.get('429s')} | {seq.get('cpu_seconds', '-')} / {fan.get('cpu_seconds', '-')} |")
         largest = max((fleet.get("fleets") or {"0": {}}).items(), key=lambda item: int(item[0]))[1]
         fan = largest.get("fanout") or {}
@@ -122,7 +124,7 @@ def render(results: dict[str, Any], config: dict[str, str], command: str) -> str
             cores = os.cpu_count() or 1
             lines.append(f"\nWhere the fan-out of {largest['targets']} targets spent this machine's CPU: "
                          f"{fan['product_cpu_seconds']} s in the product's processes (the timer and the "
-                         f"{fleet.get('workers')} workers, each paying a cold start), {fan['twin_cpu_seconds']} s "
+                         f"{fan.get('instances')} workers, each paying a cold start), {fan['twin_cpu_seconds']} s "
                          f"in the twin and {fan['azurite_cpu_seconds']} s in Azurite, {fan['all_cpu_seconds']} s "
                          f"in all: on {cores} CPUs at least {fan['all_cpu_seconds'] / cores:.1f} s of the "
                          f"{fan['seconds']} s it took. The fan-out is bound by this machine's CPU, not by the "
