@@ -10,6 +10,7 @@ import asyncio
 import json
 import os
 import resource
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -77,7 +78,9 @@ def run() -> None:
     handled = asyncio.run(drain(*queue_settings()))
     usage = resource.getrusage(resource.RUSAGE_SELF)
     print(json.dumps({"messages": handled, "rss_mb": usage.ru_maxrss / 1024,
-                      "cpu": usage.ru_utime + usage.ru_stime}))
+                      "cpu": usage.ru_utime + usage.ru_stime}), flush=True)
+    sys.stderr.flush()
+    os._exit(0)  # an instance does not tear its interpreter down after its messages: that is not the fleet's time
 
 
 if __name__ == "__main__":

@@ -102,7 +102,7 @@ def fleet_scenario(count: int) -> tuple[dict[str, Any], list[dict[str, Any]], li
 
 
 _SWEEP = """
-import asyncio, json, resource, time
+import asyncio, json, os, resource, time
 from shared.context import AppContext
 from shared.rotation import rotate_all_due
 async def run():
@@ -113,17 +113,19 @@ sweep = asyncio.run(run())
 usage = resource.getrusage(resource.RUSAGE_SELF)
 print(json.dumps({"seconds": time.perf_counter() - t, "cpu": usage.ru_utime + usage.ru_stime,
                   "rss_mb": usage.ru_maxrss / 1024, "outcomes": {n: o["status"] for n, o in sweep.outcomes.items()},
-                  "errors": {n: e.get("code") for n, e in sweep.errors.items()}}))
+                  "errors": {n: e.get("code") for n, e in sweep.errors.items()}}), flush=True)
+os._exit(0)  # as the fan-out's processes: the interpreter's teardown is not the sweep's time
 """
 
 _ENQUEUE = """
-import asyncio, json
+import asyncio, json, os
 from shared.context import AppContext
 from shared.fanout import enqueue_due_rotations
 async def run():
     async with AppContext.from_environment() as ctx:
         return await enqueue_due_rotations(ctx)
-print(json.dumps({"summary": asyncio.run(run()).summary()}))
+print(json.dumps({"summary": asyncio.run(run()).summary()}), flush=True)
+os._exit(0)  # the timer's instance goes on running: its interpreter's teardown is not the fleet's time
 """
 
 _HEALTH = """
