@@ -5,7 +5,9 @@ twin with a fixed delay on every request, two ways, each in fresh processes:
   as many as the queue holds host.json batches, as target-based scaling decides, at most WORKERS) each drain the
   queue as the Functions host would with host.json's batchSize and newBatchThreshold (bench/_fleet_worker.py),
   every one with its own share of the per-service limits (shared/limits.py) for WORKERS instances.
-Reports wall time, the speed-up, peak RSS per process, the requests and the 429s the twin answered, and (for
+Every measured run gets a new Azurite (what earlier runs left in its memory would slow a later one down).
+Reports wall time, the speed-up, peak RSS per process, the requests and the 429s the twin answered, the CPU the
+product, the twin and Azurite used during the fan-out, and (for
 the health check) the CPU one target's check costs (also from BENCH_BASELINE's `shared/`, when set).
 
 The twin has one tenant (the product's home identity reaches one tenant without the cross-tenant set-up), so
@@ -234,13 +236,37 @@ def _statuses(twin: Any) -> dict[str, int]:
     return {"requests": len(twin.request_log), "429s": sum(1 for r in twin.request_log if r.status == 429)}
 
 
+class FreshStorage:
+    """A new Azurite for every measured run: what the earlier runs left in its memory does not slow a later one."""
+
+    def __init__(self) -> None:
+        self._azurite: Any = None
+        self.connection = ""
+
+    def renew(self) -> str:
+        from tests.azurite import start_azurite
+
+        self.stop()
+        self._azurite, self.connection = start_azurite()
+        return self.connection
+
+    def pids(self) -> list[int]:
+        return [proc.pid for proc in self._azurite.processes] if self._azurite else []
+
+    def stop(self) -> None:
+        from tests.azurite import stop_azurite
+
+        if self._azurite is not None:
+            stop_azurite(self._azurite)
+            self._azurite = None
+
+
 def run_fleet(sizes: list[int], workers: int, delay: float, sequential_max: int = SEQUENTIAL_LIMIT,
               health_targets: int = 11, baseline: str = "") -> dict[str, Any]:
-    from tests.azurite import start_azurite, stop_azurite
     from tests.twin import Fault, Twin
 
     twin = Twin(Path(tempfile.mkdtemp(prefix="bench-fleet-"))).start()
-    azurite, storage = start_azurite()
+    storage = FreshStorage()
     from bench._fleet_worker import queue_settings
 
     batch_size, new_batch_threshold = queue_settings()
@@ -264,7 +290,7 @@ def run_fleet(sizes: list[int], workers: int, delay: float, sequential_max: int 
                 run = uuid.uuid4().hex[:10]
                 env = {**os.environ, **twin.environment(), "TARGETS": json.dumps(targets),
                        "KEY_VAULT_URL": "https://kv-remediator.vault.azure.net", "AZURE_CLOUD": "AzureCloud",
-                       "AzureWebJobsStorage": storage, "STATE_CONTAINER": f"fleet-{suffix}-{run}",
+                       "AzureWebJobsStorage": storage.renew(), "STATE_CONTAINER": f"fleet-{suffix}-{run}",
                        "CONTINUATION_QUEUE": f"fleet-{suffix}-{run}", "CONTINUATION_BACKOFF_SECONDS": "1"}
                 env.pop("TARGETS_FILE", None)
                 return env
@@ -284,7 +310,7 @@ def run_fleet(sizes: list[int], workers: int, delay: float, sequential_max: int 
             env["MAXIMUM_INSTANCE_COUNT"] = str(workers)  # each worker takes its share of the service limits
             # target-based scaling: as many instances as the queue holds batches, at most the deployment's bound
             instances = min(workers, -(-size // batch_size))
-            meter = CpuMeter([proc.pid for proc in azurite.processes])
+            meter = CpuMeter(storage.pids())
             started = time.perf_counter()
             done = _fan_out(env, instances)
             seconds = time.perf_counter() - started
@@ -293,7 +319,7 @@ def run_fleet(sizes: list[int], workers: int, delay: float, sequential_max: int 
                                "peak_rss_mb": round(max(w["rss_mb"] for w in done), 1),
                                "messages": sum(w["messages"] for w in done),
                                "cpu_seconds": round(sum(w["cpu"] for w in done), 1),  # all workers together
-                               **_operations(storage, env["STATE_CONTAINER"]), **_statuses(twin)}
+                               **_operations(storage.connection, env["STATE_CONTAINER"]), **_statuses(twin)}
             if "sequential" in entry:
                 entry["speedup"] = round(entry["sequential"]["seconds"] / entry["fanout"]["seconds"], 1)
                 per_target = entry["sequential"]["seconds"] / size
@@ -309,7 +335,8 @@ def run_fleet(sizes: list[int], workers: int, delay: float, sequential_max: int 
         twin.request_log.clear()
         env = {**os.environ, **twin.environment(), "TARGETS": json.dumps(targets),
                "KEY_VAULT_URL": "https://kv-remediator.vault.azure.net", "AZURE_CLOUD": "AzureCloud",
-               "AzureWebJobsStorage": storage, "STATE_CONTAINER": f"fleet-health-{uuid.uuid4().hex[:10]}"}
+               "AzureWebJobsStorage": storage.renew(),
+               "STATE_CONTAINER": f"fleet-health-{uuid.uuid4().hex[:10]}"}
         env.pop("TARGETS_FILE", None)
         trees = {"now": ROOT}
         if baseline:
@@ -326,7 +353,7 @@ def run_fleet(sizes: list[int], workers: int, delay: float, sequential_max: int 
             print(f"  health check ({tree}): " + json.dumps(results["health"][tree]), flush=True)
     finally:
         twin.stop()
-        stop_azurite(azurite)
+        storage.stop()
     return results
 
 
