@@ -250,11 +250,13 @@ def _fresh_cyclecloud_login_guard() -> Iterator[None]:
 
 
 @pytest.fixture(scope="session")
-def functions_host() -> Any:
+def functions_host() -> Iterator[Any]:
     """function_app.py indexed by the real azure-functions-runtime worker, once per run
     (FunctionApp.get_functions() works once per app instance)."""
     from tests.functions_host import FunctionsHost
 
     host = FunctionsHost()
     host.index()
-    return host
+    yield host
+    host.reset_app()  # the app's clients close on the loop they were made on
+    host.loop.close()

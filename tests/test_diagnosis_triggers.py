@@ -27,12 +27,10 @@ def host(functions_host: FunctionsHost) -> FunctionsHost:
 
 
 @pytest.fixture(autouse=True)
-def _fresh_context() -> Iterator[None]:
-    import function_app
-
-    function_app._context = None  # each test's environment applies; clients never outlive their event loop
+def _fresh_context(functions_host: FunctionsHost) -> Iterator[None]:
+    functions_host.reset_app()  # each test's environment applies; clients close on the loop they were made on
     yield
-    function_app._context = None
+    functions_host.reset_app()
 
 
 def _setup(twin: Twin, world: World, cc_ca: str, monkeypatch: pytest.MonkeyPatch, storage: str | None = None) -> None:

@@ -72,9 +72,7 @@ def test_continuations_are_a_queue_trigger_on_the_functions_storage(host: Functi
 
 
 def test_health_answers_through_the_worker(host: FunctionsHost, product_env: dict[str, str], twin: Twin) -> None:
-    import function_app
-
-    function_app._context = None  # settings are read on first use; this test's environment applies
+    host.reset_app()  # settings are read on first use; this test's environment applies
     reply = host.http("health", "GET", "http://localhost/api/health")
     assert reply.status == 200
     body = reply.json()
@@ -84,13 +82,11 @@ def test_health_answers_through_the_worker(host: FunctionsHost, product_env: dic
 
 def test_bad_configuration_is_an_error_body_listing_every_problem(host: FunctionsHost, twin: Twin,
                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
-    import function_app
-
     monkeypatch.setenv("TARGETS", '[{"name": "Bad Name", "tenant_id": "contoso", "subscription_ids": []}]')
     monkeypatch.setenv("KEY_VAULT_URL", "http://not-a-vault")
-    function_app._context = None
+    host.reset_app()
     reply = host.http("health", "GET", "http://localhost/api/health")
-    function_app._context = None
+    host.reset_app()
     assert reply.status == 500
     error = reply.json()["error"]
     assert error["code"] == "invalid_configuration" == reply.headers["x-ms-error-code"]

@@ -309,9 +309,7 @@ async def test_reconcile_reports_each_created_assignment(twin: Twin, cc_ca: str,
 
 def test_http_functions_are_spans_with_route_target_and_status(functions_host: Any, product_env: dict[str, str],
                                                               twin: Twin, telemetry: Captured) -> None:
-    import function_app
-
-    function_app._context = None
+    functions_host.reset_app()
     reply = functions_host.http("validate", "POST", f"http://localhost/api/targets/{TARGET}/validate",
                                 route_params={"target": TARGET})
     assert reply.status == 200
@@ -327,6 +325,7 @@ def test_http_functions_are_spans_with_route_target_and_status(functions_host: A
         [(TARGET, reply_status), ("nope", "error")]
     assert validations[0].parent.span_id == spans[0].context.span_id
     assert validations[1].attributes["code"] == "target_not_found"
+    functions_host.reset_app()
 
 
 async def test_remediation_reports_each_applied_action(twin: Twin, cc_ca: str, azurite: str,
