@@ -512,8 +512,9 @@ class _TenantRoutedArmAuthentication:
 
 
 class _SharedTransport:
-    """An azure-core async transport that sends through the factory's shared one and leaves it open when the
-    client that holds it is closed (a per-target credential or ARM client is closed after each use). Each request
+    """An azure-core async transport that sends through one of the factory's (the shared one, or a storage
+    client's own) and leaves it open when the client that holds it is closed (a per-target credential or ARM
+    client is closed after each use; the factory closes them all last). Each request
     goes through the proxy the environment names for its host, as aiohttp's `trust_env` would choose it (the same
     function), looked up once per host: the environment of a running process does not change."""
 

@@ -186,8 +186,7 @@ async def _claim(ctx: AppContext, target: str,
     from .state_container import state_container
 
     container = state_container(ctx)
-    name = notify_blob(target)
-    blob = container.client().get_blob_client(name)
+    blob = container.blob(notify_blob(target))
     for _ in range(CLAIM_ATTEMPTS):
         try:
             downloader = await blob.download_blob()
@@ -204,17 +203,13 @@ async def _claim(ctx: AppContext, target: str,
         data = json.dumps({"schema": 1, **{k: v for k, v in state.items() if k != "schema"}}).encode("utf-8")
         try:
             if etag is None:
-                await container.on_blob(name, partial(_create, body=data))
+                await container.creating(partial(blob.upload_blob, data, overwrite=False))
             else:
                 await blob.upload_blob(data, overwrite=True, etag=etag, match_condition=MatchConditions.IfNotModified)
             return notes
         except (ResourceExistsError, ResourceModifiedError):
             continue  # another worker changed it first: decide again on what it wrote
     return []
-
-
-async def _create(blob: Any, body: bytes) -> Any:
-    return await blob.upload_blob(body, overwrite=False)
 
 
 async def _send(ctx: AppContext, target: str, decide: Callable[[dict[str, Any]], list[Notification]]) -> int:

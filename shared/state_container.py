@@ -52,10 +52,6 @@ def state_container(ctx: AppContext) -> StateContainer:
     return StateContainer(ctx.clients.blob_service(), ctx.settings.storage.container)
 
 
-def is_missing_container(exc: Exception) -> bool:
-    return isinstance(exc, ResourceNotFoundError) and getattr(exc, "error_code", None) == "ContainerNotFound"
-
-
 @dataclass(frozen=True)
 class JsonBlob:
     data: Any
@@ -93,23 +89,25 @@ class StateContainer:
             raise self.error(exc, "create the state container") from None
         return container
 
-    async def on_blob(self, blob_name: str, write: Callable[[BlobClient], Awaitable[T]]) -> T:
-        """`write` run on the blob; when it finds no container, the container is created and `write` runs once
-        more. Its other errors (and the second attempt's) reach the caller unchanged, to map as it needs."""
-        blob = self.client().get_blob_client(blob_name)
+    def blob(self, blob_name: str) -> BlobClient:
+        return self.client().get_blob_client(blob_name)
+
+    async def creating(self, write: Callable[[], Awaitable[T]]) -> T:
+        """`write` (a write to one of this container's blobs); when it finds no container, the container is
+        created and `write` runs once more. Its other errors (and the second attempt's) reach the caller unchanged,
+        to map as it needs."""
         try:
-            return await write(blob)
+            return await write()
         except ResourceNotFoundError as exc:
-            if not is_missing_container(exc):
+            if getattr(exc, "error_code", None) != "ContainerNotFound":
                 raise
         await self.ensure()
-        return await write(blob)
+        return await write()
 
     async def read_json(self, blob_name: str, what: str) -> JsonBlob | None:
         """The blob's JSON and ETag; None when it (or the container) does not exist."""
-        blob = self.client().get_blob_client(blob_name)
         try:
-            downloader = await blob.download_blob()
+            downloader = await self.blob(blob_name).download_blob()
             raw = await downloader.readall()
         except ResourceNotFoundError:
             return None
@@ -122,15 +120,16 @@ class StateContainer:
         """Write the blob if nobody changed it since `etag` was read (or create it when `etag` is None and it does
         not exist); `changed()` is raised otherwise. Returns the new ETag."""
         body = json.dumps(data, indent=1, sort_keys=True).encode("utf-8")
+        blob = self.blob(blob_name)
 
-        async def upload(blob: BlobClient) -> dict[str, Any]:
+        async def upload() -> dict[str, Any]:
             if etag is None:
                 return await blob.upload_blob(body, overwrite=True, match_condition=MatchConditions.IfMissing)
             return await blob.upload_blob(body, overwrite=True, etag=etag,
                                           match_condition=MatchConditions.IfNotModified)
 
         try:
-            result = await self.on_blob(blob_name, upload)
+            result = await self.creating(upload)
         except (ResourceModifiedError, ResourceExistsError):
             raise changed() from None
         except STORAGE_ERRORS as exc:

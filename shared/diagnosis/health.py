@@ -67,7 +67,9 @@ async def save_health(ctx: AppContext, report: Report) -> None:
 
     name, body = health_blob(report.target), json.dumps(health_record(report)).encode("utf-8")
     try:
-        await state_container(ctx).on_blob(name, lambda blob: blob.upload_blob(body, overwrite=True))
+        state = state_container(ctx)
+        blob = state.blob(name)
+        await state.creating(lambda: blob.upload_blob(body, overwrite=True))
     except STORAGE_ERRORS as exc:
         raise storage_error(exc, "write the health record") from None
 

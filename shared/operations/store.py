@@ -56,12 +56,11 @@ class OperationStore:
         """Make `record` the running operation of its kind and target, unless one is already running: then return
         that one's id (repeated calls then share one operation and one continuation chain, instead of each
         queueing its own). A pointer to a finished or missing operation is taken over (ETag-conditioned)."""
-        name = self.active_blob(record)
-        blob = self.state.client().get_blob_client(name)
+        blob = self.state.blob(self.active_blob(record))
         pointer = json.dumps({"id": record.id}).encode("utf-8")
         try:
-            await self.state.on_blob(name, lambda new: new.upload_blob(pointer, overwrite=True,
-                                                                        match_condition=MatchConditions.IfMissing))
+            await self.state.creating(lambda: blob.upload_blob(pointer, overwrite=True,
+                                                               match_condition=MatchConditions.IfMissing))
             return None
         except ResourceExistsError:
             pass
@@ -124,10 +123,9 @@ class OperationStore:
 
     async def write_poison_marker(self, marker: dict[str, Any]) -> None:
         """One marker (id, kind, target, at, error) listed by poisoned(): an operation's, or a fan-out message's."""
-        body = json.dumps(marker).encode("utf-8")
+        blob = self.state.blob(self.poison_blob(str(marker["id"])))
         try:
-            await self.state.on_blob(self.poison_blob(str(marker["id"])),
-                                     lambda blob: blob.upload_blob(body, overwrite=True))
+            await self.state.creating(lambda: blob.upload_blob(json.dumps(marker).encode("utf-8"), overwrite=True))
         except STORAGE_ERRORS as exc:
             raise self.state.error(exc, "record the poisoned operation") from None
 

@@ -93,10 +93,9 @@ class TargetLock:
         self.lost = asyncio.Event()
 
     async def acquire(self) -> None:
-        name = self._store.lock_blob(self._target)
-        blob = self._store.state.client().get_blob_client(name)
+        blob = self._store.state.blob(self._store.lock_blob(self._target))
         try:
-            await self._store.state.on_blob(name, lambda lock: lock.upload_blob(b"", overwrite=False))
+            await self._store.state.creating(lambda: blob.upload_blob(b"", overwrite=False))
         except ResourceExistsError:
             pass  # the usual case; when leased, the upload is refused the same way
         except STORAGE_ERRORS as exc:
